@@ -1,0 +1,74 @@
+-- A chat with rooms. Clients send JSON events:
+--   {"event": "join", "room": "lobby"}
+--   {"event": "say", "text": "hello"}
+--   {"event": "leave"}
+-- Everyone starts in "lobby". POST /chat/broadcast sends its body to every
+-- client; GET /chat/stats tells who is where.
+local chat = {
+  protocols = { "chat.v1" },
+  idle_timeout = 300,
+  dispatch = "event",
+}
+
+local stats = moonws.shared          -- survives hot reloads
+stats.messages = stats.messages or 0
+
+local function join(caller, room)
+  if caller.data.room then
+    caller:unsubscribe("room:" .. caller.data.room)
+    moonws.publish("room:" .. caller.data.room,
+      { event = "left", who = caller.data.name, room = caller.data.room })
+  end
+  caller.data.room = room
+  caller:subscribe("room:" .. room)
+  moonws.publish("room:" .. room, { event = "joined", who = caller.data.name, room = room })
+end
+
+function chat.onOpen(caller)
+  caller.data.name = caller.query.name or ("guest" .. caller.id)
+  join(caller, "lobby")
+end
+
+function chat.onJoin(caller, msg)
+  if type(msg.room) ~= "string" or msg.room == "" then
+    return caller:send({ event = "error", error = "join needs a room" })
+  end
+  join(caller, msg.room)
+end
+
+function chat.onSay(caller, msg)
+  if type(msg.text) ~= "string" then
+    return caller:send({ event = "error", error = "say needs a text" })
+  end
+  stats.messages = stats.messages + 1
+  moonws.publish("room:" .. caller.data.room,
+    { event = "said", who = caller.data.name, room = caller.data.room, text = msg.text })
+end
+
+function chat.onMessage(caller, msg)
+  caller:send({ event = "error", error = "unknown event" })
+end
+
+function chat.onClose(caller)
+  if caller.data.room then
+    moonws.publish("room:" .. caller.data.room,
+      { event = "left", who = caller.data.name, room = caller.data.room })
+  end
+end
+
+chat.http = {
+  ["POST /broadcast"] = function(req)
+    local n = moonws.broadcast("/chat", req.body)
+    return 200, { delivered = n }
+  end,
+  ["GET /stats"] = function(req)
+    local rooms = {}
+    for caller in moonws.connections("/chat") do
+      local room = caller.data.room or "?"
+      rooms[room] = (rooms[room] or 0) + 1
+    end
+    return 200, { connections = moonws.count("/chat"), rooms = rooms, messages = stats.messages }
+  end,
+}
+
+return chat

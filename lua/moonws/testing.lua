@@ -1,0 +1,120 @@
+-- moonws.testing: start a live moonws for a spec (DESIGN.md §6).
+--
+--   local testing = require "moonws.testing"
+--   local srv = testing.start{ dir = "examples", workers = 1 }
+--   local c = assert(client.connect(srv.url .. "/echo"))
+--   ...
+--   assert.equal(0, srv:stop())
+--
+-- The server listens on 127.0.0.1 on a free port; its log goes to a file
+-- (srv.logfile) that srv:log() reads and srv:wait_log(pattern) watches.
+-- The binary is $MOONWS_BIN, else build/moonws.
+local core = require "moonws.core"
+local client = require "moonws.client"
+
+local testing = {}
+
+local Server = {}
+Server.__index = Server
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- opts: dir, workers, static, args (a list of extra arguments), log_level,
+-- timeout (seconds to wait for the listening line, default 10).
+function testing.start(opts)
+  opts = opts or {}
+  local bin = opts.bin or os.getenv("MOONWS_BIN") or "build/moonws"
+  local logfile = os.tmpname()
+  local argv = { bin, "-l", "127.0.0.1:0", "--log-level", opts.log_level or "debug" }
+  if opts.workers then argv[#argv + 1] = "-w"; argv[#argv + 1] = tostring(opts.workers) end
+  if opts.static then argv[#argv + 1] = "--static"; argv[#argv + 1] = opts.static end
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = opts.dir or "examples"
+  local pid, fd = core.spawn(argv, { stderr = logfile })
+  if not pid then error(fd, 2) end
+  local srv = setmetatable({ pid = pid, fd = fd, logfile = logfile, urls = {} }, Server)
+  local deadline = core.now() + (opts.timeout or 10)
+  while true do
+    local line, err = core.readline(fd, deadline - core.now())
+    if not line then
+      core.kill(pid, "KILL")
+      core.wait(pid, 5)
+      error(("moonws did not start (%s): %s"):format(err, read_file(logfile)), 2)
+    end
+    local url = line:match("^moonws: listening on (%S+)$")
+    if url then
+      srv.urls[#srv.urls + 1] = url
+      if #srv.urls >= (opts.listeners or 1) then break end
+    end
+  end
+  srv.url = srv.urls[1]:gsub("^wss?://[^:]+", function(s) return s:gsub("0%.0%.0%.0", "127.0.0.1") end)
+  srv.port = tonumber(srv.url:match(":(%d+)$"))
+  srv.http_url = srv.url:gsub("^ws", "http")
+  return srv
+end
+
+-- Stops with SIGTERM and returns the exit code (nil, why when it had to be
+-- killed or died of a signal).
+function Server:stop(timeout)
+  if self.stopped then return self.code, self.why end
+  core.kill(self.pid, "TERM")
+  local code, why = core.wait(self.pid, timeout or 10)
+  if not code and why == "timeout" then
+    core.kill(self.pid, "KILL")
+    core.wait(self.pid, 5)
+  end
+  core.closefd(self.fd)
+  self.stopped, self.code, self.why = true, code, why
+  return code, why
+end
+
+function Server:signal(name)
+  return core.kill(self.pid, name)
+end
+
+-- The whole log so far.
+function Server:log()
+  return read_file(self.logfile)
+end
+
+-- Waits until the log has a line matching pattern (a Lua pattern, or a
+-- plain string with plain = true); returns that line or nil, "timeout".
+-- The log is a file: it is read again every 20 ms.
+function Server:wait_log(pattern, timeout, plain)
+  local deadline = core.now() + (timeout or 5)
+  repeat
+    for line in self:log():gmatch("[^\n]+") do
+      if line:find(pattern, 1, plain) then return line end
+    end
+    core.sleep(0.02)
+  until core.now() > deadline
+  return nil, "timeout"
+end
+
+-- client.connect to a path of this server.
+function Server:connect(path, opts)
+  return client.connect(self.url .. path, opts)
+end
+
+-- client.http to a path of this server.
+function Server:http(method, path, body, headers, timeout)
+  return client.http(method, self.http_url .. path, body, headers, timeout)
+end
+
+-- A raw TCP connection to this server.
+function Server:tcp(timeout)
+  return client.tcp("127.0.0.1", self.port, timeout)
+end
+
+function Server:cleanup()
+  self:stop()
+  os.remove(self.logfile)
+end
+
+return testing

@@ -1,0 +1,147 @@
+/*
+ * lx: the Lua runtime of one worker — its lua_State, its services, and the
+ * bindings (caller, moonws module, timers) that scripts see.
+ *
+ * Internal to src/lua: nothing below this layer includes lua.h.
+ */
+#ifndef MOONWS_LX_H
+#define MOONWS_LX_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../proto/http_server.h"
+#include "../proto/pubsub.h"
+#include "../proto/router.h"
+#include "../proto/svc.h"
+#include "../proto/ws_conn.h"
+
+struct worker;
+struct lx_timer;
+
+enum lx_handler {
+    H_UPGRADE,
+    H_OPEN,
+    H_TEXT,
+    H_BINARY,
+    H_MESSAGE,
+    H_PING,
+    H_PONG,
+    H_IDLE,
+    H_CLOSE,
+    H_ERROR,
+    H_COUNT
+};
+
+/* A service loaded from one file. */
+struct lx_service {
+    struct svc svc;             /* svc.rt points back here */
+    struct lx_rt *rt;
+    char *file;                 /* relative to the services folder: "api/feed.lua" */
+    char *name;                 /* for logs: "api/feed" */
+    int table_ref;              /* the table the file returned */
+    int env_ref;                /* its _ENV */
+    int routes_ref;             /* array of route handler functions, or LUA_NOREF */
+    int handler[H_COUNT];       /* registry refs, LUA_NOREF when absent */
+    char *dispatch_key;         /* `dispatch` field, or NULL */
+    struct lx_timer *timers;    /* active timers it created */
+    bool mounted;
+};
+
+/* The runtime of one worker. */
+struct lx_rt {
+    lua_State *L;
+    struct worker *w;
+    struct router router;
+    struct http_server http;
+    struct pubsub pubsub;
+    char *dir;                  /* the services folder, as given */
+    struct lx_service **svcs;   /* loaded services */
+    size_t nsvcs, capsvcs;
+    struct lx_service *current; /* the service whose code is running */
+    int caller_mt_ref;          /* caller metatable */
+    int shared_ref;             /* table: file -> moonws.shared of that service */
+    int module_ref;             /* the common moonws module table */
+    int base_env_ref;           /* read-only globals every service env inherits */
+    int json_ref;               /* the cjson instance */
+
+    /* CPU budget (lx_call.c): the watchdog thread reads these. */
+    pthread_t thread;
+    volatile sig_atomic_t in_call;  /* depth of calls into Lua */
+    volatile uint64_t call_seq;     /* bumps at each outermost call */
+    volatile sig_atomic_t interrupted;
+    double budget;                  /* CPU seconds per handler call */
+};
+
+/* ---- lx_call.c: the one way into Lua ---- */
+
+/* Prepares L: the traceback handler at stack index 1. */
+void lx_call_init(struct lx_rt *rt);
+/* Starts the watchdog that interrupts a handler over its CPU budget. */
+void lx_watchdog_start(struct lx_rt *rt);
+void lx_watchdog_stop(void);
+/* Calls the function below nargs arguments on the stack, as service ls, with
+ * the traceback handler and the CPU budget. On error: logs the traceback;
+ * when wc is given, runs onError(caller, err) and closes the connection
+ * 1011. Leaves nres results on success, nothing on failure (returns false;
+ * then *errmsg, when not NULL, gets the message, valid until the next call). */
+bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int nargs, int nres,
+             const char **errmsg);
+
+/* ---- lx_caller.c ---- */
+
+void lx_caller_init(struct lx_rt *rt);
+/* Pushes the caller object of wc, creating it on first use. */
+void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc);
+/* Gives a new connection's caller the data table onUpgrade prepared (a
+ * registry ref, released here). */
+void lx_caller_adopt_data(struct lx_rt *rt, struct ws_conn *wc, int data_ref);
+/* The connection ended: the caller keeps its data, loses its connection. */
+void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
+/* Pushes v (string as is, anything else JSON-encoded) as message bytes:
+ * returns the opcode to use. Raises for values that cannot be sent. */
+uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
+
+/* ---- lx_module.c ---- */
+
+/* Builds the common moonws module and the base environment. */
+void lx_module_init(struct lx_rt *rt);
+/* Pushes a new environment for service ls (own globals, own moonws.shared). */
+void lx_env_new(struct lx_rt *rt, struct lx_service *ls);
+/* JSON through the runtime's cjson instance: pushes the decoded value, or
+ * returns false with the error message pushed. */
+bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);
+/* Encodes the value at idx; raises on values JSON cannot hold. */
+const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len);
+/* Pushes a request table {method, path, query, headers, body, remote}. */
+void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
+                     size_t path_len, const char *query, size_t query_len, const char *body,
+                     size_t body_len, struct conn *c);
+/* Pushes a table of a query string's decoded fields. */
+void lx_push_query(lua_State *L, const char *q, size_t len);
+/* Pushes a table of a request's headers (lower-case names). */
+void lx_push_headers(lua_State *L, const struct http_request *req);
+
+/* ---- lx_timer.c ---- */
+
+void lx_timer_init(struct lx_rt *rt);
+/* Cancels every timer of a service (unload, reload). */
+void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls);
+
+/* ---- lx_service.c ---- */
+
+extern const struct svc_ops lx_svc_ops;
+/* Pushes a handler's function (nil when absent). */
+void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h);
+
+/* The runtime of the state L. */
+static inline struct lx_rt *lx_rt_of(lua_State *L)
+{
+    return *(struct lx_rt **)lua_getextraspace(L);
+}
+
+#endif

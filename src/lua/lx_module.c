@@ -1,0 +1,406 @@
+/*
+ * The moonws module (DESIGN.md §4), the environment each service runs in,
+ * and the request tables handed to onUpgrade and HTTP endpoints.
+ */
+#include <string.h>
+
+#include "../proto/http_parse.h"
+#include "../transport/conn.h"
+#include "../util/buf.h"
+#include "../util/log.h"
+#include "../util/utf8.h"
+#include "lx.h"
+
+/* ---- JSON, through one lua-cjson instance per state ---- */
+
+bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len)
+{
+    lua_State *L = rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+    lua_pushlstring(L, s, len);
+    return lua_pcall(L, 1, 1, 0) == LUA_OK;
+}
+
+const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
+{
+    lua_State *L = rt->L;
+    idx = lua_absindex(L, idx);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
+    lua_getfield(L, -1, "encode");
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        luaL_error(L, "cannot encode as JSON: %s", lua_tostring(L, -1));
+    /* Keep the encoded string where the caller's value was: it must stay
+     * alive as long as the value's slot does. */
+    lua_replace(L, idx);
+    return lua_tolstring(L, idx, len);
+}
+
+static int json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    size_t n;
+    lx_json_encode(lx_rt_of(L), 1, &n);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int json_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (lx_json_decode(lx_rt_of(L), s, n))
+        return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* ---- request tables ---- */
+
+static void push_decoded(lua_State *L, const char *s, size_t n)
+{
+    char small[256];
+    struct buf big = { 0 };
+    char *d = n <= sizeof small ? small : buf_reserve(&big, n);
+    memcpy(d, s, n);
+    ssize_t dl = http_url_decode(d, n, true);
+    if (dl < 0)
+        lua_pushlstring(L, s, n);       /* a bad escape: keep it raw */
+    else
+        lua_pushlstring(L, d, (size_t)dl);
+    buf_free(&big);
+}
+
+void lx_push_query(lua_State *L, const char *q, size_t len)
+{
+    lua_newtable(L);
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(e - q));
+        if (e > q) {
+            push_decoded(L, q, (size_t)((eq ? eq : e) - q));
+            if (eq)
+                push_decoded(L, eq + 1, (size_t)(e - eq - 1));
+            else
+                lua_pushliteral(L, "");
+            lua_settable(L, -3);
+        }
+        q = amp ? amp + 1 : end;
+    }
+}
+
+void lx_push_headers(lua_State *L, const struct http_request *req)
+{
+    lua_newtable(L);
+    char name[256];
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        size_t nl = h->name_len < sizeof name ? h->name_len : sizeof name - 1;
+        for (size_t k = 0; k < nl; k++) {
+            char c = h->name[k];
+            name[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        lua_pushlstring(L, name, nl);
+        lua_pushvalue(L, -1);
+        /* Repeated fields are joined with ", " (RFC 9110 §5.3). */
+        if (lua_rawget(L, -3) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, h->value, h->value_len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h->value, h->value_len);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
+                     size_t path_len, const char *query, size_t query_len, const char *body,
+                     size_t body_len, struct conn *c)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushlstring(L, req->method, req->method_len);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, path, path_len);
+    lua_setfield(L, -2, "path");
+    lx_push_query(L, query ? query : "", query ? query_len : 0);
+    lua_setfield(L, -2, "query");
+    lx_push_headers(L, req);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, body ? body : "", body ? body_len : 0);
+    lua_setfield(L, -2, "body");
+    char addr[80];
+    conn_remote(c, addr, sizeof addr);
+    lua_pushstring(L, addr);
+    lua_setfield(L, -2, "remote");
+}
+
+/* ---- moonws.* ---- */
+
+static struct svc *find_svc(lua_State *L, int idx)
+{
+    size_t n;
+    const char *path = luaL_checklstring(L, idx, &n);
+    return router_find(&lx_rt_of(L)->router, path, n);
+}
+
+static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n)
+{
+    struct svc *s = find_svc(L, 1);
+    lua_Integer count = 0;
+    if (s) {
+        struct ws_bcast b;
+        ws_bcast_init(&b, opcode, p, n);
+        /* Connections leave this list only when freed, after the loop
+         * iteration, so a close during the walk does not break it. */
+        for (struct ws_conn *wc = s->conns; wc; wc = wc->svc_next)
+            count += ws_bcast_send(&b, wc);
+        ws_bcast_done(&b);
+    }
+    lua_pushinteger(L, count);
+    return 1;
+}
+
+static int m_broadcast(lua_State *L)
+{
+    const char *p;
+    size_t n;
+    uint8_t op = lx_message_arg(L, 2, &p, &n);
+    return send_to_service(L, op, p, n);
+}
+
+static int m_broadcast_binary(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    return send_to_service(L, WS_OP_BINARY, p, n);
+}
+
+static int publish(lua_State *L, bool binary)
+{
+    size_t tl, n;
+    const char *topic = luaL_checklstring(L, 1, &tl);
+    const char *p;
+    uint8_t op = WS_OP_BINARY;
+    if (binary)
+        p = luaL_checklstring(L, 2, &n);
+    else
+        op = lx_message_arg(L, 2, &p, &n);
+    struct lx_rt *rt = lx_rt_of(L);
+    lua_pushinteger(L, (lua_Integer)pubsub_publish(&rt->pubsub, topic, tl, op, p, n));
+    return 1;
+}
+
+static int m_publish(lua_State *L)
+{
+    return publish(L, false);
+}
+
+static int m_publish_binary(lua_State *L)
+{
+    return publish(L, true);
+}
+
+static int m_count(lua_State *L)
+{
+    struct svc *s = find_svc(L, 1);
+    lua_Integer n = 0;
+    for (struct ws_conn *wc = s ? s->conns : NULL; wc; wc = wc->svc_next)
+        n += ws_is_open(wc);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int connections_next(lua_State *L)
+{
+    lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+    lua_pushinteger(L, i);
+    lua_replace(L, lua_upvalueindex(2));
+    lua_rawgeti(L, lua_upvalueindex(1), i);
+    return 1;
+}
+
+/* An iterator over the callers open now (a snapshot: connections that open
+ * or close while the loop runs do not disturb it). */
+static int m_connections(lua_State *L)
+{
+    struct svc *s = find_svc(L, 1);
+    struct lx_rt *rt = lx_rt_of(L);
+    lua_newtable(L);
+    lua_Integer i = 0;
+    for (struct ws_conn *wc = s ? s->conns : NULL; wc; wc = wc->svc_next) {
+        if (!ws_is_open(wc))
+            continue;
+        lx_caller_push(rt, wc);
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_pushinteger(L, 0);
+    lua_pushcclosure(L, connections_next, 2);
+    return 1;
+}
+
+static int do_log(lua_State *L, enum log_level lvl)
+{
+    if (!log_enabled(lvl))
+        return 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    struct lx_service *ls = lx_rt_of(L)->current;
+    log_msg(lvl, "[%s] %s", ls ? ls->name : "moonws", lua_tostring(L, -1));
+    return 0;
+}
+
+static int log_error_f(lua_State *L) { return do_log(L, LOG_ERROR); }
+static int log_warn_f(lua_State *L) { return do_log(L, LOG_WARN); }
+static int log_info_f(lua_State *L) { return do_log(L, LOG_INFO); }
+static int log_debug_f(lua_State *L) { return do_log(L, LOG_DEBUG); }
+
+static int no_exit(lua_State *L)
+{
+    return luaL_error(L, "os.exit is not available to services (the server would stop)");
+}
+
+/* require inside a service: "moonws" is the service's own module table. */
+static int service_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (strcmp(name, "moonws") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        return 1;
+    }
+    lua_getglobal(L, "require");
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+void lx_module_init(struct lx_rt *rt)
+{
+    lua_State *L = rt->L;
+
+    /* lua-cjson, a private instance so settings never leak between users. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        log_error("cannot load lua-cjson (Debian package lua-cjson): %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_newtable(L);
+    } else {
+        lua_getfield(L, -1, "new");
+        if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == LUA_OK)
+            lua_remove(L, -2);
+        else
+            lua_pop(L, 1);
+    }
+    rt->json_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    static const luaL_Reg funcs[] = {
+        { "broadcast", m_broadcast },
+        { "broadcastBinary", m_broadcast_binary },
+        { "publish", m_publish },
+        { "publishBinary", m_publish_binary },
+        { "count", m_count },
+        { "connections", m_connections },
+        { NULL, NULL },
+    };
+    luaL_newlib(L, funcs);
+    int mod = lua_gettop(L);
+
+    lua_newtable(L);
+    lua_pushcfunction(L, json_encode);
+    lua_setfield(L, -2, "encode");
+    lua_pushcfunction(L, json_decode);
+    lua_setfield(L, -2, "decode");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
+    lua_getfield(L, -1, "null");
+    lua_setfield(L, -3, "null");
+    lua_pop(L, 1);
+    lua_setfield(L, mod, "json");
+
+    static const luaL_Reg logf[] = {
+        { "error", log_error_f }, { "warn", log_warn_f },
+        { "info", log_info_f },   { "debug", log_debug_f },
+        { NULL, NULL },
+    };
+    luaL_newlib(L, logf);
+    lua_setfield(L, mod, "log");
+    rt->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* The base every service environment inherits: the standard globals,
+     * with print going to the log and os.exit refused. */
+    lua_newtable(L);
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, log_info_f);
+    lua_setfield(L, base, "print");
+    lua_newtable(L);                    /* a copy of os without exit */
+    lua_getglobal(L, "os");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -5);
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, no_exit);
+    lua_setfield(L, -2, "exit");
+    lua_setfield(L, base, "os");
+    lua_newtable(L);                    /* its metatable: read through to _G */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, base);
+    rt->base_env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    lua_newtable(L);
+    rt->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
+{
+    lua_State *L = rt->L;
+    lua_newtable(L);                    /* the environment */
+    int env = lua_gettop(L);
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+
+    /* This service's moonws: the module plus its own `shared`, which
+     * outlives reloads because it is kept by file name. */
+    lua_newtable(L);
+    int mod = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
+    if (lua_getfield(L, -1, ls->file) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, ls->file);
+    }
+    lua_setfield(L, mod, "shared");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->module_ref);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, mod);
+    lua_pushvalue(L, mod);
+    lua_setfield(L, env, "moonws");
+    lua_pushcclosure(L, service_require, 1);
+    lua_setfield(L, env, "require");
+
+    lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->base_env_ref);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, env);
+}

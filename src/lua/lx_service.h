@@ -1,0 +1,25 @@
+/*
+ * Loading and installing services (lx_service.c), for the runtime.
+ */
+#ifndef MOONWS_LX_SERVICE_H
+#define MOONWS_LX_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct lx_rt;
+struct lx_service;
+
+/* Compiles, runs and validates DIR/file into a candidate that is not yet
+ * serving. NULL with "file:line: message" in err on any error. */
+struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err,
+                                   size_t errcap);
+/* Throws a candidate away (its timers cancelled). */
+void lx_service_discard(struct lx_rt *rt, struct lx_service *ls);
+/* Starts serving a candidate at its path; fails when the path is taken. */
+bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t errcap);
+/* Stops serving: unmounts, cancels timers, closes connections 1001 with
+ * reason; memory goes when the last connection has. */
+void lx_service_unload(struct lx_rt *rt, struct lx_service *ls, const char *reason);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * runtime: the Lua side of a worker, as the rest of the program sees it
+ * (no lua.h here): load the services of a folder, answer HTTP and
+ * WebSocket traffic through them, shut them down.
+ */
+#ifndef MOONWS_RUNTIME_H
+#define MOONWS_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct lx_rt;
+struct worker;
+struct http_server;
+
+/* A runtime on worker w for the services in dir; static_root (a realpath)
+ * or NULL for --static. */
+struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root);
+/* Loads every *.lua under the folder. Errors are logged, or printed to
+ * stderr when `check` is set (with a line per good service on stdout).
+ * Returns the number of files that failed. */
+int runtime_load_all(struct lx_rt *rt, bool check);
+struct http_server *runtime_http(struct lx_rt *rt);
+/* Enforces the per-call CPU budget on this thread's handlers. */
+void runtime_start_watchdog(struct lx_rt *rt);
+void runtime_stop_watchdog(void);
+/* Starts the closing handshake (1001) with every WebSocket client. */
+void runtime_shutdown(struct lx_rt *rt);
+/* Frees the runtime; call worker_free on its worker first. */
+void runtime_free(struct lx_rt *rt);
+
+#endif

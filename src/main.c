@@ -1,0 +1,317 @@
+/*
+ * moonws: the command line, signals, and the worker's life from start to
+ * graceful stop.
+ */
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lua/runtime.h"
+#include "proto/http_server.h"
+#include "transport/conn.h"
+#include "transport/listener.h"
+#include "transport/worker.h"
+#include "util/limits.h"
+#include "util/log.h"
+
+#define MOONWS_VERSION "0.1.0"
+#define MAX_LISTENERS 16
+
+static const char usage_text[] =
+    "usage: moonws [options] [DIR]\n"
+    "Serve every *.lua service under DIR (default ./services).\n"
+    "\n"
+    "  -l, --listen [HOST:]PORT   plain listener, repeatable (default 0.0.0.0:8080);\n"
+    "                             PORT 0 picks a free port\n"
+    "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
+    "      --static DIR           serve files under DIR for plain GET requests\n"
+    "      --no-reload            do not watch DIR\n"
+    "      --check                load and validate every service, report, exit 0/1\n"
+    "      --log-level LEVEL      error|warn|info|debug (default info)\n"
+    "      --log-format FORMAT    text|json (default text)\n"
+    "  -h, --help                 this text\n"
+    "  -v, --version              the version\n"
+    "\n"
+    "For each listener one line \"moonws: listening on ws://HOST:PORT\" goes to stdout\n"
+    "before connections are accepted. SIGTERM/SIGINT: stop accepting, close every\n"
+    "WebSocket with 1001, wait up to 5 s, exit 0.\n";
+
+struct options {
+    const char *listen[MAX_LISTENERS];
+    int nlisten;
+    const char *dir;
+    const char *static_dir;
+    bool check;
+    bool no_reload;
+};
+
+static void usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "moonws: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage_text);
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
+           OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_REDIS };
+    static const struct option longopts[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "workers", required_argument, NULL, 'w' },
+        { "static", required_argument, NULL, OPT_STATIC },
+        { "no-reload", no_argument, NULL, OPT_NO_RELOAD },
+        { "check", no_argument, NULL, OPT_CHECK },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+        { "tls-listen", required_argument, NULL, OPT_TLS_LISTEN },
+        { "cert", required_argument, NULL, OPT_CERT },
+        { "key", required_argument, NULL, OPT_KEY },
+        { "redis", required_argument, NULL, OPT_REDIS },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'v' },
+        { NULL, 0, NULL, 0 },
+    };
+    *o = (struct options){ .dir = "services" };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (o->nlisten == MAX_LISTENERS)
+                usage_error("at most %s listeners", "16");
+            o->listen[o->nlisten++] = optarg;
+            break;
+        case 'w': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1)
+                usage_error("bad worker count '%s'", optarg);
+            if (n != 1)
+                usage_error("this version runs one worker: -w %s is not supported (use -w 1)",
+                            optarg);
+            break;
+        }
+        case OPT_STATIC:
+            o->static_dir = optarg;
+            break;
+        case OPT_NO_RELOAD:
+            o->no_reload = true;
+            break;
+        case OPT_CHECK:
+            o->check = true;
+            break;
+        case OPT_LOG_LEVEL: {
+            enum log_level lvl;
+            if (!log_parse_level(optarg, &lvl))
+                usage_error("bad log level '%s' (error|warn|info|debug)", optarg);
+            log_set_level(lvl);
+            break;
+        }
+        case OPT_LOG_FORMAT:
+            if (!log_set_format(optarg))
+                usage_error("bad log format '%s' (text|json)", optarg);
+            break;
+        case OPT_TLS_LISTEN:
+        case OPT_CERT:
+        case OPT_KEY:
+            usage_error("%s: TLS listeners are not available in this version", argv[optind - 2]);
+            break;
+        case OPT_REDIS:
+            usage_error("%s: clustering through Redis is not available in this version",
+                        "--redis");
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        case 'v':
+            printf("moonws %s\n", MOONWS_VERSION);
+            exit(0);
+        case ':':
+            usage_error("option '%s' needs a value", argv[optind - 1]);
+            break;
+        default:
+            usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        o->dir = argv[optind++];
+    if (optind < argc)
+        usage_error("unexpected argument '%s' (one services folder only)", argv[optind]);
+    if (o->nlisten == 0)
+        o->listen[o->nlisten++] = "0.0.0.0:8080";
+}
+
+/* ---- the running server ---- */
+
+static struct {
+    struct ev_loop *loop;
+    struct worker w;
+    struct lx_rt *rt;
+    struct listener *listeners;
+    bool stopping;
+    ev_signal sigterm_w, sigint_w;
+    ev_timer grace_w;
+    ev_prepare drained_w;
+} srv;
+
+static void on_accept(struct listener *l, int fd)
+{
+    (void)l;
+    if (srv.stopping) {
+        close(fd);
+        return;
+    }
+    struct conn *c = conn_new(&srv.w, fd, NULL);
+    http_conn_start(c, runtime_http(srv.rt));
+}
+
+static void stop_loop(void)
+{
+    ev_break(srv.loop, EVBREAK_ALL);
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_warn("shutdown: %zu connections did not close within %.0f s; dropping them",
+             srv.w.nconns, LIM_SHUTDOWN_GRACE);
+    stop_loop();
+}
+
+/* During shutdown: stop as soon as no connection has anything left to do
+ * (one that is only waiting for the peer's FIN after a completed close is
+ * done). */
+static void drained_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)p;
+    (void)revents;
+    for (struct conn *c = srv.w.conns; c; c = c->next) {
+        if (!(c->flags & CONN_SHUT_WR))
+            return;
+    }
+    stop_loop();
+}
+
+static void begin_shutdown(const char *why)
+{
+    if (srv.stopping)
+        return;
+    srv.stopping = true;
+    log_info("%s: closing %zu connections", why, srv.w.nconns);
+    while (srv.listeners) {
+        struct listener *next = srv.listeners->next;
+        listener_close(srv.listeners);
+        srv.listeners = next;
+    }
+    runtime_shutdown(srv.rt);
+    http_server_shutdown(runtime_http(srv.rt), &srv.w);
+    ev_timer_init(&srv.grace_w, grace_cb, LIM_SHUTDOWN_GRACE, 0);
+    ev_timer_start(srv.loop, &srv.grace_w);
+    ev_prepare_init(&srv.drained_w, drained_cb);
+    ev_prepare_start(srv.loop, &srv.drained_w);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    begin_shutdown(s->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int open_listeners(const struct options *o)
+{
+    for (int i = 0; i < o->nlisten; i++) {
+        char host[64], err[256];
+        unsigned port;
+        if (!listener_parse(o->listen[i], host, sizeof host, &port, err, sizeof err))
+            usage_error("%s", err);
+        struct listener *l = listener_open(srv.loop, host, port, err, sizeof err);
+        if (!l) {
+            fprintf(stderr, "moonws: %s\n", err);
+            return -1;
+        }
+        l->on_accept = on_accept;
+        l->next = srv.listeners;
+        srv.listeners = l;
+        bool v6 = strchr(host, ':') != NULL;
+        printf("moonws: listening on ws://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "",
+               l->port);
+    }
+    fflush(stdout);
+    for (struct listener *l = srv.listeners; l; l = l->next)
+        listener_start(l);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_args(argc, argv, &o);
+    signal(SIGPIPE, SIG_IGN);
+
+    char static_real[PATH_MAX];
+    if (o.static_dir) {
+        struct stat st;
+        if (!realpath(o.static_dir, static_real) || stat(static_real, &st) != 0 ||
+            !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "moonws: --static %s: not a folder\n", o.static_dir);
+            return 2;
+        }
+    }
+
+    srv.loop = ev_default_loop(EVFLAG_AUTO);
+    worker_init(&srv.w, srv.loop);
+    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
+
+    if (o.check) {
+        int failed = runtime_load_all(srv.rt, true);
+        worker_free(&srv.w);
+        runtime_free(srv.rt);
+        return failed ? 1 : 0;
+    }
+
+    runtime_start_watchdog(srv.rt);
+    runtime_load_all(srv.rt, false);
+    if (open_listeners(&o) != 0) {
+        worker_free(&srv.w);
+        runtime_free(srv.rt);
+        return 1;
+    }
+
+    ev_signal_init(&srv.sigterm_w, signal_cb, SIGTERM);
+    ev_signal_start(srv.loop, &srv.sigterm_w);
+    ev_signal_init(&srv.sigint_w, signal_cb, SIGINT);
+    ev_signal_start(srv.loop, &srv.sigint_w);
+
+    ev_run(srv.loop, 0);
+
+    log_info("stopped");
+    ev_signal_stop(srv.loop, &srv.sigterm_w);
+    ev_signal_stop(srv.loop, &srv.sigint_w);
+    if (srv.stopping) {
+        ev_timer_stop(srv.loop, &srv.grace_w);
+        ev_prepare_stop(srv.loop, &srv.drained_w);
+    }
+    while (srv.listeners) {
+        struct listener *next = srv.listeners->next;
+        listener_close(srv.listeners);
+        srv.listeners = next;
+    }
+    worker_free(&srv.w);
+    runtime_free(srv.rt);
+    runtime_stop_watchdog();
+    ev_loop_destroy(srv.loop);
+    return 0;
+}

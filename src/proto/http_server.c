@@ -1,0 +1,449 @@
+#include "http_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../transport/conn.h"
+#include "../transport/worker.h"
+#include "../util/limits.h"
+#include "../util/log.h"
+#include "http_static.h"
+#include "svc.h"
+#include "ws_conn.h"
+#include "ws_handshake.h"
+
+enum { HC_HEAD, HC_BODY, HC_FILE };
+
+struct http_conn {
+    struct http_server *srv;
+    int state;
+    struct buf head;            /* the head, kept while its body arrives */
+    struct buf body;
+    size_t body_need;           /* Content-Length bytes still to come */
+    bool chunked;
+    struct http_chunked ch;
+    ev_tstamp req_start;        /* when the current request began; 0 between requests */
+    ev_tstamp idle_since;
+    int file_fd;                /* a static file being sent */
+    off_t file_left;
+    bool close_after_file;
+};
+
+/* One parsed head at a time per thread: big, and never kept across calls. */
+static __thread struct http_request scratch_req;
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+void http_respond(struct conn *c, int status, const char *extra, size_t extra_len,
+                  const char *body, size_t len, bool head_only, bool closing)
+{
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nServer: moonws\r\nContent-Length: %zu\r\n%s",
+                      status, http_status_text(status), len,
+                      closing ? "Connection: close\r\n" : "");
+    conn_write(c, head, (size_t)hl);
+    if (extra_len)
+        conn_write(c, extra, extra_len);
+    conn_write(c, "\r\n", 2);
+    if (!head_only && len)
+        conn_write(c, body, len);
+}
+
+void http_respond_error(struct conn *c, int status, const char *why, const char *extra)
+{
+    char body[256];
+    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_status_text(status), why);
+    char hdr[256];
+    int el = snprintf(hdr, sizeof hdr, "Content-Type: text/plain; charset=utf-8\r\n%s",
+                      extra ? extra : "");
+    http_respond(c, status, hdr, (size_t)el, body, (size_t)bl, false, true);
+    conn_finish(c, 2.0);
+}
+
+static void hc_free(struct http_conn *hc)
+{
+    buf_free(&hc->head);
+    buf_free(&hc->body);
+    if (hc->file_fd >= 0)
+        close(hc->file_fd);
+    free(hc);
+}
+
+static bool wants_close(const struct http_request *req)
+{
+    const struct http_header *h = http_find_header(req->headers, req->nheaders, "connection");
+    if (req->minor_version == 0)
+        return !h || !http_has_token(h->value, h->value_len, "keep-alive");
+    return h && http_has_token(h->value, h->value_len, "close");
+}
+
+/* Sends the next part of a static file once the previous one has left. */
+static void file_refill(struct conn *c)
+{
+    struct http_conn *hc = c->pdata;
+    if (hc->state != HC_FILE)
+        return;
+    size_t want = hc->file_left < LIM_STATIC_CHUNK ? (size_t)hc->file_left : LIM_STATIC_CHUNK;
+    char *w = conn_write_reserve(c, want);
+    ssize_t r = read(hc->file_fd, w, want);
+    if (r <= 0) {
+        log_warn("static file read failed: %s", r < 0 ? strerror(errno) : "file shrank");
+        conn_write_commit(c, 0);
+        conn_close(c);
+        return;
+    }
+    conn_write_commit(c, (size_t)r);
+    hc->file_left -= r;
+    if (hc->file_left == 0) {
+        close(hc->file_fd);
+        hc->file_fd = -1;
+        hc->state = HC_HEAD;
+        conn_pause_read(c, false);
+        if (hc->close_after_file)
+            conn_finish(c, 2.0);
+    }
+}
+
+static void serve_static(struct conn *c, struct http_conn *hc, const struct http_exchange *ex,
+                         bool head_only, bool closing)
+{
+    struct static_file f;
+    static_open(hc->srv->static_root, ex->path, ex->path_len, &f);
+    if (f.status != 200) {
+        http_respond_error(c, f.status, f.status == 403 ? "outside the static folder" : "no such file",
+                      NULL);
+        return;
+    }
+    char hdr[128];
+    int hl = snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n", f.content_type);
+    http_respond(c, 200, hdr, (size_t)hl, NULL, (size_t)f.size, true, closing);
+    if (head_only || f.size == 0) {
+        close(f.fd);
+        if (closing)
+            conn_finish(c, 2.0);
+        return;
+    }
+    /* Stream it: one chunk now, the next whenever the queue drains. Input
+     * waits meanwhile, so pipelined requests keep their order. */
+    hc->state = HC_FILE;
+    hc->file_fd = f.fd;
+    hc->file_left = f.size;
+    hc->close_after_file = closing;
+    conn_pause_read(c, true);
+    file_refill(c);
+}
+
+/* Splits the target into a decoded path and a raw query. Returns false for
+ * a target that is not a clean origin-form path. */
+static bool split_target(const struct http_request *req, char *path, size_t cap,
+                         struct http_exchange *ex)
+{
+    const char *t = req->target;
+    size_t tl = req->target_len;
+    if (tl == 0 || t[0] != '/')
+        return false;
+    const char *q = memchr(t, '?', tl);
+    size_t pl = q ? (size_t)(q - t) : tl;
+    if (pl >= cap)
+        return false;
+    memcpy(path, t, pl);
+    ssize_t dl = http_url_decode(path, pl, false);
+    if (dl < 0 || memchr(path, '\0', (size_t)dl))
+        return false;
+    path[dl] = '\0';
+    ex->path = path;
+    ex->path_len = (size_t)dl;
+    ex->query = q ? q + 1 : NULL;
+    ex->query_len = q ? tl - pl - 1 : 0;
+    return true;
+}
+
+/* Answers one complete request. Returns true when the connection is now a
+ * WebSocket (the HTTP state is gone). */
+static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_request *req,
+                     size_t head_len, const char *body, size_t body_len)
+{
+    char path[LIM_HTTP_HEAD_MAX];
+    struct http_exchange ex = { .conn = c, .req = req, .head_len = head_len, .body = body,
+                                .body_len = body_len };
+    hc->req_start = 0;
+    hc->idle_since = ev_now(c->w->loop);
+    if (!split_target(req, path, sizeof path, &ex)) {
+        http_respond_error(c, 400, "bad request target", NULL);
+        return false;
+    }
+    bool closing = wants_close(req) || hc->srv->stopping;
+    bool head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    struct svc *svc = router_find(hc->srv->router, ex.path, ex.path_len);
+
+    if (ws_is_upgrade(req)) {
+        if (!svc) {
+            http_respond_error(c, 404, "no WebSocket service at this path", NULL);
+            return false;
+        }
+        if (ws_conn_accept(c, svc, &ex)) {
+            hc_free(hc);
+            return true;
+        }
+        return false;
+    }
+
+    struct svc *rsvc;
+    size_t route;
+    char allow[128];
+    int found = router_find_route(hc->srv->router, req->method, req->method_len, ex.path,
+                                  ex.path_len, &rsvc, &route, allow, sizeof allow);
+    if (found == ROUTE_FOUND) {
+        struct http_reply rep = { .status = 200 };
+        rsvc->ops->http(rsvc, route, &ex, &rep);
+        if (!conn_is_closed(c)) {
+            http_respond(c, rep.status, rep.headers.data, rep.headers.len, rep.body.data,
+                         rep.body.len, head_only, closing);
+            if (closing)
+                conn_finish(c, 2.0);
+        }
+        buf_free(&rep.headers);
+        buf_free(&rep.body);
+        return false;
+    }
+    if (found == ROUTE_WRONG_METHOD) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
+        http_respond_error(c, 405, "method not allowed here", extra);
+        return false;
+    }
+    if (svc) {
+        http_respond_error(c, 426, "this path is a WebSocket service",
+                      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    bool get = (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || head_only;
+    if (hc->srv->static_root && get) {
+        serve_static(c, hc, &ex, head_only, closing);
+        return false;
+    }
+    http_respond_error(c, 404, "nothing is served at this path", NULL);
+    return false;
+}
+
+/* How the body is framed. Returns 0, or an error status. */
+static int body_framing(const struct http_request *req, bool *chunked, size_t *len)
+{
+    *chunked = false;
+    *len = 0;
+    const struct http_header *te = http_find_header(req->headers, req->nheaders,
+                                                    "transfer-encoding");
+    bool have_cl = false;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len != 14 || strncasecmp(h->name, "content-length", 14) != 0)
+            continue;
+        size_t v = 0;
+        if (h->value_len == 0 || h->value_len > 15)
+            return h->value_len > 15 ? 413 : 400;
+        for (size_t k = 0; k < h->value_len; k++) {
+            if (h->value[k] < '0' || h->value[k] > '9')
+                return 400;
+            v = v * 10 + (size_t)(h->value[k] - '0');
+        }
+        if (have_cl && v != *len)
+            return 400;         /* two different lengths */
+        have_cl = true;
+        *len = v;
+    }
+    if (te) {
+        /* Both framings at once is how requests get smuggled: refuse. */
+        if (have_cl)
+            return 400;
+        if (te->value_len != 7 || strncasecmp(te->value, "chunked", 7) != 0)
+            return 501;
+        *chunked = true;
+        return 0;
+    }
+    return *len > LIM_HTTP_BODY_MAX ? 413 : 0;
+}
+
+/* The body has arrived whole: parse the kept head again and answer. */
+static bool finish_body(struct conn *c, struct http_conn *hc)
+{
+    struct http_request *req = &scratch_req;
+    int r = http_parse_request(hc->head.data, hc->head.len, req);
+    (void)r;
+    hc->state = HC_HEAD;
+    struct buf head = hc->head, body = hc->body;
+    hc->head = (struct buf){ 0 };
+    hc->body = (struct buf){ 0 };
+    bool upgraded = dispatch(c, hc, req, head.len, body.data, body.len);
+    buf_free(&head);
+    buf_free(&body);
+    return upgraded;
+}
+
+static size_t http_on_read(struct conn *c, char *data, size_t n)
+{
+    struct http_conn *hc = c->pdata;
+    if (hc->state == HC_FILE)
+        return 0;
+    if (!hc->req_start)
+        hc->req_start = ev_now(c->w->loop);
+
+    if (hc->state == HC_BODY) {
+        size_t used;
+        if (hc->chunked) {
+            ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, LIM_HTTP_BODY_MAX);
+            if (r < 0) {
+                if (hc->body.len >= LIM_HTTP_BODY_MAX || hc->ch.remaining > LIM_HTTP_BODY_MAX)
+                    http_respond_error(c, 413, "request body too large", NULL);
+                else
+                    http_respond_error(c, 400, "malformed chunked body", NULL);
+                return n;
+            }
+            used = (size_t)r;
+            if (!hc->ch.done)
+                return used;
+        } else {
+            used = n < hc->body_need ? n : hc->body_need;
+            buf_append(&hc->body, data, used);
+            hc->body_need -= used;
+            if (hc->body_need)
+                return used;
+        }
+        finish_body(c, hc);
+        return used;
+    }
+
+    struct http_request *req = &scratch_req;
+    int hl = http_parse_request(data, n, req);
+    if (hl == HTTP_PARTIAL) {
+        if (n >= LIM_HTTP_HEAD_MAX)
+            http_respond_error(c, 431, "request head over 8 KiB", NULL);
+        return n >= LIM_HTTP_HEAD_MAX ? n : 0;
+    }
+    if (hl == HTTP_TOO_MANY || hl > LIM_HTTP_HEAD_MAX) {
+        http_respond_error(c, 431, "too many or too large header fields", NULL);
+        return n;
+    }
+    if (hl < 0) {
+        http_respond_error(c, 400, "malformed request", NULL);
+        return n;
+    }
+    size_t len;
+    int st = body_framing(req, &hc->chunked, &len);
+    if (st) {
+        http_respond_error(c, st, st == 413 ? "request body too large"
+                             : st == 501 ? "unsupported Transfer-Encoding"
+                                         : "conflicting or malformed body length", NULL);
+        return n;
+    }
+    if (!hc->chunked && n - (size_t)hl >= len) {
+        dispatch(c, hc, req, (size_t)hl, data + hl, len);
+        return (size_t)hl + len;
+    }
+    /* The body is still coming: keep the head, collect the body. */
+    const struct http_header *expect = http_find_header(req->headers, req->nheaders, "expect");
+    if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0)
+        conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    buf_append(&hc->head, data, (size_t)hl);
+    hc->state = HC_BODY;
+    hc->body_need = len;
+    hc->ch = (struct http_chunked){ 0 };
+    if (!hc->chunked)
+        buf_reserve(&hc->body, len);
+    return (size_t)hl;
+}
+
+static void http_on_eof(struct conn *c)
+{
+    /* The peer is done sending; let what we queued leave, then close. */
+    conn_finish(c, 0);
+}
+
+static void http_on_drain(struct conn *c)
+{
+    file_refill(c);
+}
+
+/* A request must arrive whole within the handshake timeout; an idle
+ * keep-alive connection is closed after LIM_HTTP_KEEPALIVE. */
+static void http_on_sweep(struct conn *c, ev_tstamp now)
+{
+    struct http_conn *hc = c->pdata;
+    if (hc->state == HC_FILE)
+        return;
+    if (hc->req_start ? now - hc->req_start > LIM_HANDSHAKE_TIMEOUT
+                      : now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
+        log_debug("conn %llu: %s timed out", (unsigned long long)c->id,
+                  hc->req_start ? "request" : "keep-alive");
+        conn_close(c);
+    }
+}
+
+static void http_on_close(struct conn *c)
+{
+    hc_free(c->pdata);
+}
+
+static const struct conn_proto http_proto = {
+    .on_read = http_on_read,
+    .on_eof = http_on_eof,
+    .on_drain = http_on_drain,
+    .on_sweep = http_on_sweep,
+    .on_close = http_on_close,
+};
+
+void http_server_shutdown(struct http_server *srv, struct worker *w)
+{
+    srv->stopping = true;
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->proto != &http_proto)
+            continue;
+        struct http_conn *hc = c->pdata;
+        if (hc->state == HC_HEAD && !hc->req_start && !c->in_len)
+            conn_finish(c, 0);
+    }
+}
+
+void http_conn_start(struct conn *c, struct http_server *srv)
+{
+    struct http_conn *hc = xcalloc(1, sizeof *hc);
+    hc->srv = srv;
+    hc->file_fd = -1;
+    hc->req_start = ev_now(c->w->loop);
+    hc->idle_since = hc->req_start;
+    conn_set_proto(c, &http_proto, hc);
+}

@@ -1,0 +1,43 @@
+/*
+ * http_server: the HTTP/1.1 side of a connection — reading requests (heads
+ * capped, Content-Length and chunked bodies, keep-alive, pipelining),
+ * choosing what answers them (a WebSocket upgrade, a service's endpoint, a
+ * static file) and writing responses. Every limit of DESIGN.md §9 that
+ * concerns HTTP ends here with its status.
+ */
+#ifndef MOONWS_HTTP_SERVER_H
+#define MOONWS_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "router.h"
+
+struct conn;
+struct worker;
+
+struct http_server {
+    struct router *router;
+    char *static_root;          /* realpath of --static, or NULL */
+    bool stopping;              /* answer with Connection: close from now on */
+};
+
+/* Starts speaking HTTP on a newly accepted connection. */
+void http_conn_start(struct conn *c, struct http_server *srv);
+
+/* The server is stopping: idle HTTP connections of w close now, busy ones
+ * after their current response. */
+void http_server_shutdown(struct http_server *srv, struct worker *w);
+
+/* Writes a complete response. extra is raw header lines or NULL; the body is
+ * left out for HEAD (head_only) but its length is still announced. */
+void http_respond(struct conn *c, int status, const char *extra, size_t extra_len,
+                  const char *body, size_t len, bool head_only, bool close);
+
+/* An error answer with a one-line text body, after which the connection
+ * ends. extra is raw header lines or NULL. */
+void http_respond_error(struct conn *c, int status, const char *why, const char *extra);
+
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,435 @@
+#include "pmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include "../util/log.h"
+
+#define EXT_NAME "permessage-deflate"
+#define MAX_PARAMS 8
+#define INFLATE_POOL_MAX 32
+#define INFLATE_CHUNK (64 * 1024)
+
+/* ---- Sec-WebSocket-Extensions syntax (RFC 6455 §9.1) ---- */
+
+struct ext_param {
+    const char *name;
+    size_t nlen;
+    const char *val;            /* NULL when the parameter has no value */
+    size_t vlen;
+};
+
+static bool is_tchar(char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p;
+}
+
+static const char *skip_token(const char *p, const char *end)
+{
+    while (p < end && is_tchar(*p))
+        p++;
+    return p;
+}
+
+/* Skips to just past the next comma outside a quoted string. */
+static const char *skip_element(const char *p, const char *end)
+{
+    bool quoted = false;
+    for (; p < end; p++) {
+        if (quoted && *p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"')
+            quoted = !quoted;
+        else if (*p == ',' && !quoted)
+            return p + 1;
+    }
+    return end;
+}
+
+/*
+ * Reads one element "name *(; param[=value])" at *pp. Returns 1 with the
+ * element, 0 at the end of the value, -1 for a malformed element (skipped).
+ * Quoted values are returned without their quotes; a value with escapes is
+ * refused, since no permessage-deflate value needs one.
+ */
+static int ext_next(const char **pp, const char *end, const char **name, size_t *nlen,
+                    struct ext_param *ps, size_t *np)
+{
+    const char *p = skip_ws(*pp, end);
+    while (p < end && *p == ',')
+        p = skip_ws(p + 1, end);
+    if (p == end) {
+        *pp = p;
+        return 0;
+    }
+    const char *start = p;
+    *name = p;
+    p = skip_token(p, end);
+    *nlen = (size_t)(p - *name);
+    *np = 0;
+    if (*nlen == 0)
+        goto bad;
+    for (;;) {
+        p = skip_ws(p, end);
+        if (p == end || *p == ',') {
+            *pp = p < end ? p + 1 : p;
+            return 1;
+        }
+        if (*p != ';' || *np == MAX_PARAMS)
+            goto bad;
+        p = skip_ws(p + 1, end);
+        struct ext_param *e = &ps[(*np)++];
+        e->name = p;
+        p = skip_token(p, end);
+        e->nlen = (size_t)(p - e->name);
+        e->val = NULL;
+        e->vlen = 0;
+        if (e->nlen == 0)
+            goto bad;
+        p = skip_ws(p, end);
+        if (p < end && *p == '=') {
+            p = skip_ws(p + 1, end);
+            if (p < end && *p == '"') {
+                const char *v = ++p;
+                while (p < end && *p != '"' && *p != '\\')
+                    p++;
+                if (p == end || *p != '"')
+                    goto bad;
+                e->val = v;
+                e->vlen = (size_t)(p - v);
+                p++;
+            } else {
+                e->val = p;
+                p = skip_token(p, end);
+                e->vlen = (size_t)(p - e->val);
+            }
+            if (e->vlen == 0)
+                goto bad;
+        }
+    }
+bad:
+    *pp = skip_element(start, end);
+    return -1;
+}
+
+static bool name_is(const char *s, size_t n, const char *want)
+{
+    return n == strlen(want) && strncasecmp(s, want, n) == 0;
+}
+
+/* A window-bits value: 1*DIGIT without leading zero, 8..15 (§7.1.2). */
+static int window_bits_value(const char *v, size_t n)
+{
+    if (n == 1 && v[0] >= '8' && v[0] <= '9')
+        return v[0] - '0';
+    if (n == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        return 10 + v[1] - '0';
+    return -1;
+}
+
+/* The four parameters as an offer or a response states them. */
+struct pmd_offer {
+    bool snct, cnct;
+    int smwb;                   /* -1 absent, else 8..15 */
+    int cmwb;                   /* -1 absent, 0 present without value, else 8..15 */
+};
+
+/* Reads the parameters of one element; false when one is unknown,
+ * duplicated, or has a value where none belongs (or none where one must). */
+static bool read_params(const struct ext_param *ps, size_t np, struct pmd_offer *o)
+{
+    *o = (struct pmd_offer){ false, false, -1, -1 };
+    for (size_t i = 0; i < np; i++) {
+        const struct ext_param *e = &ps[i];
+        if (name_is(e->name, e->nlen, "server_no_context_takeover")) {
+            if (e->val || o->snct)
+                return false;
+            o->snct = true;
+        } else if (name_is(e->name, e->nlen, "client_no_context_takeover")) {
+            if (e->val || o->cnct)
+                return false;
+            o->cnct = true;
+        } else if (name_is(e->name, e->nlen, "server_max_window_bits")) {
+            if (!e->val || o->smwb != -1 || (o->smwb = window_bits_value(e->val, e->vlen)) < 0)
+                return false;
+        } else if (name_is(e->name, e->nlen, "client_max_window_bits")) {
+            if (o->cmwb != -1)
+                return false;
+            o->cmwb = e->val ? window_bits_value(e->val, e->vlen) : 0;
+            if (o->cmwb < 0)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values,
+                          const size_t *lens, size_t n, struct pmd_params *out,
+                          char *resp, size_t respcap)
+{
+    int wb = conf->window_bits;
+    for (size_t h = 0; h < n; h++) {
+        const char *p = values[h], *end = values[h] + lens[h];
+        const char *name;
+        size_t nlen, np;
+        struct ext_param ps[MAX_PARAMS];
+        int r;
+        while ((r = ext_next(&p, end, &name, &nlen, ps, &np)) != 0) {
+            struct pmd_offer o;
+            if (r < 0 || !name_is(name, nlen, EXT_NAME) || !read_params(ps, np, &o))
+                continue;
+            /* Acceptable: answer with what will be in force. Either side's
+             * no_context_takeover may be stated by the server unasked. */
+            out->server_no_context_takeover = o.snct || !conf->context_takeover;
+            out->client_no_context_takeover = o.cnct || !conf->context_takeover;
+            out->server_max_window_bits = (uint8_t)(o.smwb > 0 ? imin(o.smwb, wb) : wb);
+            /* Without the parameter in the offer we may not limit the
+             * client, which may then use the full window. */
+            out->client_max_window_bits =
+                (uint8_t)(o.cmwb == -1 ? 15 : imin(o.cmwb > 0 ? o.cmwb : 15, wb));
+            int len = snprintf(resp, respcap, EXT_NAME "%s%s",
+                               out->server_no_context_takeover ? "; server_no_context_takeover" : "",
+                               out->client_no_context_takeover ? "; client_no_context_takeover" : "");
+            if (o.smwb > 0)
+                len += snprintf(resp + len, respcap - (size_t)len, "; server_max_window_bits=%d",
+                                out->server_max_window_bits);
+            if (o.cmwb != -1)
+                snprintf(resp + len, respcap - (size_t)len, "; client_max_window_bits=%d",
+                         out->client_max_window_bits);
+            return true;
+        }
+    }
+    return false;
+}
+
+void pmd_client_offer(char *out, size_t cap)
+{
+    snprintf(out, cap, EXT_NAME "; client_max_window_bits");
+}
+
+bool pmd_client_accept(const char *value, size_t len, struct pmd_params *out)
+{
+    const char *p = value, *end = value + len;
+    const char *name;
+    size_t nlen, np;
+    struct ext_param ps[MAX_PARAMS];
+    struct pmd_offer o;
+    if (ext_next(&p, end, &name, &nlen, ps, &np) != 1 || !name_is(name, nlen, EXT_NAME) ||
+        !read_params(ps, np, &o))
+        return false;
+    const char *rest;
+    size_t rl, rn;
+    if (ext_next(&p, end, &rest, &rl, ps, &rn) != 0)
+        return false;           /* we offered one extension; it answered more */
+    out->server_no_context_takeover = o.snct;
+    out->client_no_context_takeover = o.cnct;
+    out->server_max_window_bits = (uint8_t)(o.smwb > 0 ? o.smwb : 15);
+    if (o.cmwb == 0)
+        return false;           /* in a response it needs a value */
+    out->client_max_window_bits = (uint8_t)(o.cmwb > 0 ? o.cmwb : 15);
+    return true;
+}
+
+/* ---- streams ---- */
+
+/* zlib cannot deflate raw data with a 256-byte window; with 9 bits its
+ * longest distance is 512 - 262 = 250 bytes, so a peer limited to 8 bits
+ * can still inflate everything it sends. */
+static int deflate_bits(int wb)
+{
+    return wb < 9 ? 9 : wb;
+}
+
+static int mem_level_for(int wb)
+{
+    int m = wb - 7;
+    return m < 1 ? 1 : m > 8 ? 8 : m;
+}
+
+/* Per thread: shared deflaters by [window bits - 9][level], pooled inflaters. */
+static __thread z_stream *shared_def[7][10];
+static __thread z_stream *inflate_pool[INFLATE_POOL_MAX];
+static __thread unsigned inflate_pool_n;
+
+static z_stream *deflater_new(int wb, int level, int mem_level)
+{
+    z_stream *z = xcalloc(1, sizeof *z);
+    if (deflateInit2(z, level, Z_DEFLATED, -deflate_bits(wb), mem_level, Z_DEFAULT_STRATEGY) !=
+        Z_OK) {
+        log_error("zlib deflateInit2 failed (window %d, level %d)", wb, level);
+        abort();
+    }
+    return z;
+}
+
+static z_stream *inflater_get(int wb)
+{
+    int bits = wb < 9 ? 9 : wb;
+    if (inflate_pool_n) {
+        z_stream *z = inflate_pool[--inflate_pool_n];
+        if (inflateReset2(z, -bits) == Z_OK)
+            return z;
+        inflateEnd(z);
+        free(z);
+    }
+    z_stream *z = xcalloc(1, sizeof *z);
+    if (inflateInit2(z, -bits) != Z_OK) {
+        log_error("zlib inflateInit2 failed (window %d)", bits);
+        abort();
+    }
+    return z;
+}
+
+static void inflater_put(z_stream *z)
+{
+    if (inflate_pool_n < INFLATE_POOL_MAX) {
+        inflate_pool[inflate_pool_n++] = z;
+        return;
+    }
+    inflateEnd(z);
+    free(z);
+}
+
+void pmd_init(const struct pmd_params *p, const struct pmd_conf *conf, bool server,
+              struct pmd_inflater *inf, struct pmd_deflater *def)
+{
+    *inf = (struct pmd_inflater){
+        .window_bits = server ? p->client_max_window_bits : p->server_max_window_bits,
+        .reset_each_message =
+            server ? p->client_no_context_takeover : p->server_no_context_takeover,
+    };
+    *def = (struct pmd_deflater){
+        .window_bits = server ? p->server_max_window_bits : p->client_max_window_bits,
+        .level = conf->level,
+        .reset_each_message =
+            server ? p->server_no_context_takeover : p->client_no_context_takeover,
+    };
+}
+
+void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def)
+{
+    if (inf && inf->z) {
+        if (inf->reset_each_message) {
+            inflater_put(inf->z);
+        } else {
+            inflateEnd(inf->z);
+            free(inf->z);
+        }
+        inf->z = NULL;
+    }
+    if (def && def->z) {
+        deflateEnd(def->z);
+        free(def->z);
+        def->z = NULL;
+    }
+}
+
+int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
+                size_t max)
+{
+    if (!inf->z)
+        inf->z = inflater_get(inf->window_bits);
+    z_stream *z = inf->z;
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)n;
+    for (;;) {
+        /* Room for one byte past max, so a bomb is caught as it passes. */
+        size_t room = max + 1 - out->len;
+        size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
+        z->next_out = (Bytef *)buf_reserve(out, chunk);
+        z->avail_out = (uInt)chunk;
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        out->len += chunk - z->avail_out;
+        if (out->len > max)
+            return PMD_TOO_BIG;
+        if (rc == Z_STREAM_END) {
+            /* A final block (BFINAL) ends this stream; what follows, if
+             * anything, starts a new one. */
+            inflateReset(z);
+        } else if (rc == Z_BUF_ERROR) {
+            if (z->avail_in == 0)
+                return PMD_OK;  /* all input used, nothing more to write */
+        } else if (rc != Z_OK) {
+            return PMD_CORRUPT;
+        }
+        if (z->avail_in == 0 && z->avail_out != 0)
+            return PMD_OK;
+    }
+}
+
+void pmd_inflate_end_message(struct pmd_inflater *inf)
+{
+    if (inf->reset_each_message && inf->z) {
+        inflater_put(inf->z);
+        inf->z = NULL;
+    }
+}
+
+void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out)
+{
+    z_stream *z;
+    if (def->reset_each_message) {
+        int wb = deflate_bits(def->window_bits);
+        z_stream **slot = &shared_def[wb - 9][def->level];
+        if (!*slot)
+            *slot = deflater_new(wb, def->level, 8);
+        z = *slot;
+    } else {
+        if (!def->z)
+            def->z = deflater_new(def->window_bits, def->level, mem_level_for(def->window_bits));
+        z = def->z;
+    }
+    size_t start = out->len;
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)n;
+    do {
+        size_t chunk = n / 2 + 64;
+        z->next_out = (Bytef *)buf_reserve(out, chunk);
+        z->avail_out = (uInt)chunk;
+        deflate(z, Z_SYNC_FLUSH);
+        out->len += chunk - z->avail_out;
+    } while (z->avail_out == 0);
+    /* A sync flush ends in the empty stored block 00 00 ff ff, which the
+     * receiver adds back (RFC 7692 §7.2.1). */
+    if (out->len - start >= 4 && memcmp(out->data + out->len - 4, "\0\0\xff\xff", 4) == 0)
+        out->len -= 4;
+    if (def->reset_each_message)
+        deflateReset(z);
+}
+
+void pmd_thread_cleanup(void)
+{
+    for (int i = 0; i < 7; i++) {
+        for (int j = 0; j < 10; j++) {
+            if (shared_def[i][j]) {
+                deflateEnd(shared_def[i][j]);
+                free(shared_def[i][j]);
+                shared_def[i][j] = NULL;
+            }
+        }
+    }
+    while (inflate_pool_n) {
+        z_stream *z = inflate_pool[--inflate_pool_n];
+        inflateEnd(z);
+        free(z);
+    }
+}

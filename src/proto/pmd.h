@@ -1,0 +1,103 @@
+/*
+ * pmd: permessage-deflate (RFC 7692) — negotiation on both sides and the
+ * per-message compression streams. Pure: buffers in, buffers out.
+ *
+ * Memory policy. zlib state exists only for connections that negotiated the
+ * extension, and only where context takeover forces it:
+ *  - without server context takeover, outgoing messages are compressed by a
+ *    deflate stream shared by every connection of the thread and reset
+ *    after each message, so a connection holds no deflate state at all, and
+ *    a broadcast can be compressed once for every such connection;
+ *  - without client context takeover, an inflate stream is taken from a
+ *    per-thread pool when a compressed message starts and given back when
+ *    it ends, so an idle connection holds none.
+ * With context takeover the streams are the connection's own, sized by the
+ * negotiated window bits (memLevel follows the window).
+ */
+#ifndef MOONWS_PMD_H
+#define MOONWS_PMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+/* A service's compression settings (DESIGN.md §2 `compression`). */
+struct pmd_conf {
+    bool enabled;
+    uint8_t window_bits;        /* 8..15: largest LZ77 window either side may use */
+    bool context_takeover;      /* keep compression context between messages */
+    int level;                  /* zlib level 0..9 for outgoing messages */
+    size_t threshold;           /* messages shorter than this go uncompressed */
+};
+
+#define PMD_CONF_DEFAULT { true, 15, false, 1, 64 }
+
+/* What one connection negotiated. */
+struct pmd_params {
+    bool server_no_context_takeover;
+    bool client_no_context_takeover;
+    uint8_t server_max_window_bits;     /* 8..15 */
+    uint8_t client_max_window_bits;     /* 8..15 */
+};
+
+/*
+ * Server side. Walks every offer in the client's Sec-WebSocket-Extensions
+ * values (one per header line; n values), accepts the first acceptable
+ * permessage-deflate offer and writes the response value into resp.
+ * Malformed, duplicated or unknown parameters decline that offer only.
+ * Returns false when nothing was accepted.
+ */
+bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values,
+                          const size_t *lens, size_t n, struct pmd_params *out,
+                          char *resp, size_t respcap);
+
+/* Client side: the offer to send. */
+void pmd_client_offer(char *out, size_t cap);
+/* Client side: checks the server's answer to that offer. Returns false (the
+ * client must fail the connection) for anything the offer did not allow. */
+bool pmd_client_accept(const char *value, size_t len, struct pmd_params *out);
+
+/* Result codes of pmd_inflate. */
+#define PMD_OK 0
+#define PMD_TOO_BIG 1           /* inflated size passed the limit */
+#define PMD_CORRUPT 2           /* not a valid deflate stream */
+
+/* The receiving stream of one connection. */
+struct pmd_inflater {
+    void *z;                    /* z_stream *, NULL between messages without takeover */
+    uint8_t window_bits;
+    bool reset_each_message;
+};
+
+/* The sending stream of one connection. */
+struct pmd_deflater {
+    void *z;                    /* own z_stream * with takeover; NULL: the shared one */
+    uint8_t window_bits;
+    int level;
+    bool reset_each_message;
+};
+
+/* Sets up the streams for one connection; `server` tells which side we are.
+ * Nothing is allocated until the first compressed message. */
+void pmd_init(const struct pmd_params *p, const struct pmd_conf *conf, bool server,
+              struct pmd_inflater *inf, struct pmd_deflater *def);
+void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def);
+
+/* Inflates n bytes of a message's compressed payload, appending to out;
+ * fails once out would pass max bytes. */
+int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
+                size_t max);
+/* The message ended (its 00 00 ff ff tail was fed): without takeover the
+ * stream goes back to the pool. */
+void pmd_inflate_end_message(struct pmd_inflater *inf);
+
+/* Compresses a whole message, appending the payload (the trailing
+ * 00 00 ff ff removed) to out. */
+void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out);
+
+/* Releases this thread's shared deflaters and pooled inflaters. */
+void pmd_thread_cleanup(void);
+
+#endif

@@ -1,0 +1,419 @@
+#include "ws_conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../transport/conn.h"
+#include "../transport/worker.h"
+#include "../util/limits.h"
+#include "../util/log.h"
+#include "../util/shbuf.h"
+#include "http_server.h"
+#include "pubsub.h"
+#include "ws_handshake.h"
+
+#define NO_REF (-2)
+
+/* Compressed payloads are built here before their frame header is known. */
+static __thread struct buf zbuf;
+
+uint64_t ws_id(const struct ws_conn *wc)
+{
+    return wc->c->id;
+}
+
+bool ws_secure(const struct ws_conn *wc)
+{
+    return conn_is_secure(wc->c);
+}
+
+size_t ws_buffered(const struct ws_conn *wc)
+{
+    return conn_is_closed(wc->c) ? 0 : conn_buffered(wc->c);
+}
+
+static void write_frame(struct conn *c, uint8_t opcode, uint8_t rsv, const char *p, size_t n)
+{
+    size_t hl = ws_frame_header_len(n, false);
+    char *w = conn_write_reserve(c, hl + n);
+    ws_frame_header_write((uint8_t *)w, true, rsv, opcode, n, NULL);
+    memcpy(w + hl, p, n);
+    conn_write_commit(c, hl + n);
+}
+
+static void write_close(struct conn *c, unsigned code, const char *reason, size_t len)
+{
+    char payload[WS_CONTROL_MAX];
+    size_t n = 0;
+    if (code != WS_CLOSE_NO_STATUS) {
+        payload[0] = (char)(code >> 8);
+        payload[1] = (char)code;
+        if (len > WS_CONTROL_MAX - 2)
+            len = WS_CONTROL_MAX - 2;
+        memcpy(payload + 2, reason, len);
+        n = 2 + len;
+    }
+    write_frame(c, WS_OP_CLOSE, 0, payload, n);
+}
+
+static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
+{
+    if (wc->notified)
+        return;
+    wc->notified = true;
+    wc->state = WS_CLOSING;
+    wc->svc->ops->close(wc->svc, wc, code, reason, len);
+}
+
+void ws_fail(struct ws_conn *wc, unsigned code, const char *reason)
+{
+    struct conn *c = wc->c;
+    log_debug("conn %llu: failing with %u: %s", (unsigned long long)c->id, code, reason);
+    if (wc->state == WS_OPEN && !conn_is_closed(c)) {
+        wc->state = WS_CLOSING;
+        write_close(c, code, reason, strlen(reason));
+    }
+    notify_close(wc, code, reason, strlen(reason));
+    conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+}
+
+bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
+{
+    if (wc->state != WS_OPEN || conn_is_closed(wc->c))
+        return false;
+    wc->state = WS_CLOSING;
+    write_close(wc->c, code, reason, len);
+    wc->c->deadline = ev_now(wc->c->w->loop) + LIM_WS_CLOSE_TIMEOUT;
+    return true;
+}
+
+/* Past the backpressure limit the client is not keeping up: close it. */
+static bool over_backpressure(struct ws_conn *wc)
+{
+    if (conn_buffered(wc->c) <= wc->svc->conf.max_backpressure)
+        return false;
+    log_info("conn %llu: %zu bytes queued, over max_backpressure: closing 1008",
+             (unsigned long long)wc->c->id, conn_buffered(wc->c));
+    notify_close(wc, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
+    write_close(wc->c, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
+    conn_finish(wc->c, LIM_WS_CLOSE_TIMEOUT);
+    return true;
+}
+
+bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
+{
+    if (wc->state != WS_OPEN || conn_is_closed(wc->c) || over_backpressure(wc))
+        return false;
+    struct ws_pmd *z = wc->pmd;
+    if (z && len >= z->threshold) {
+        zbuf.len = 0;
+        pmd_deflate(&z->def, data, len, &zbuf);
+        /* Without context takeover nothing depends on this message being
+         * compressed: send whichever is smaller. */
+        if (zbuf.len < len || !z->def.reset_each_message) {
+            write_frame(wc->c, opcode, WS_RSV1, zbuf.data, zbuf.len);
+            return true;
+        }
+    }
+    write_frame(wc->c, opcode, 0, data, len);
+    return true;
+}
+
+bool ws_send_control(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
+{
+    if (wc->state != WS_OPEN || conn_is_closed(wc->c) || len > WS_CONTROL_MAX)
+        return false;
+    write_frame(wc->c, opcode, 0, data, len);
+    return true;
+}
+
+/* ---- receiving ---- */
+
+static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
+{
+    struct ws_conn *wc = ctx;
+    if (wc->state == WS_OPEN)
+        wc->svc->ops->message(wc->svc, wc, opcode, data, len);
+    return !(wc->c->flags & (CONN_CLOSED | CONN_FINISHING));
+}
+
+static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
+{
+    struct ws_conn *wc = ctx;
+    struct svc *s = wc->svc;
+    struct conn *c = wc->c;
+    if (opcode == WS_OP_PING) {
+        if (wc->state == WS_OPEN) {
+            if (s->conf.auto_pong)
+                write_frame(c, WS_OP_PONG, 0, data, len);
+            else
+                s->ops->ping(s, wc, data, len);
+        }
+    } else if (opcode == WS_OP_PONG) {
+        if (wc->state == WS_OPEN && s->ops->pong)
+            s->ops->pong(s, wc, data, len);
+    } else {
+        unsigned code;
+        const char *reason;
+        size_t rlen;
+        ws_close_payload_parse(data, len, &code, &reason, &rlen);
+        if (wc->state == WS_OPEN) {
+            /* Echo the code, then tell the application. */
+            wc->state = WS_CLOSING;
+            write_close(c, code, "", 0);
+        }
+        notify_close(wc, code, reason, rlen);
+        conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+    }
+    return !(c->flags & (CONN_CLOSED | CONN_FINISHING));
+}
+
+static const struct ws_rx_events rx_events = { on_message, on_control };
+
+static size_t ws_on_read(struct conn *c, char *data, size_t n)
+{
+    struct ws_conn *wc = c->pdata;
+    struct ws_rx_error err;
+    wc->last_rx = ev_now(c->w->loop);
+    ssize_t r = ws_rx_feed(&wc->rx, data, n, &rx_events, wc, &err);
+    if (r < 0) {
+        ws_fail(wc, err.code, err.reason);
+        return n;
+    }
+    return (size_t)r;
+}
+
+static void ws_on_eof(struct conn *c)
+{
+    struct ws_conn *wc = c->pdata;
+    notify_close(wc, WS_CLOSE_ABNORMAL, "", 0);
+    conn_close(c);
+}
+
+static void ws_on_sweep(struct conn *c, ev_tstamp now)
+{
+    struct ws_conn *wc = c->pdata;
+    if (wc->state == WS_CLOSING) {
+        if (now >= c->deadline) {
+            log_debug("conn %llu: close not answered in time", (unsigned long long)c->id);
+            notify_close(wc, WS_CLOSE_ABNORMAL, "", 0);
+            conn_close(c);
+        }
+        return;
+    }
+    double idle = wc->svc->conf.idle_timeout;
+    if (idle > 0 && now - wc->last_rx >= idle) {
+        wc->last_rx = now;
+        if (!wc->svc->ops->idle(wc->svc, wc))
+            ws_close(wc, WS_CLOSE_GOING_AWAY, "idle timeout", 12);
+    }
+}
+
+static void ws_on_close(struct conn *c)
+{
+    struct ws_conn *wc = c->pdata;
+    struct svc *s = wc->svc;
+    notify_close(wc, WS_CLOSE_ABNORMAL, "", 0);
+    pubsub_leave_all(wc);
+    if (wc->svc_prev)
+        wc->svc_prev->svc_next = wc->svc_next;
+    else
+        s->conns = wc->svc_next;
+    if (wc->svc_next)
+        wc->svc_next->svc_prev = wc->svc_prev;
+    s->nconns--;
+    ws_rx_free(&wc->rx);
+    if (wc->pmd) {
+        pmd_free(&wc->pmd->inf, &wc->pmd->def);
+        free(wc->pmd);
+    }
+    free(wc->head);
+    free(wc->protocol);
+    free(wc);
+    svc_unref(s);
+}
+
+static const struct conn_proto ws_proto = {
+    .on_read = ws_on_read,
+    .on_eof = ws_on_eof,
+    .on_sweep = ws_on_sweep,
+    .on_close = ws_on_close,
+};
+
+/* ---- the upgrade ---- */
+
+static bool origin_allowed(const struct svc_conf *conf, const struct http_request *req)
+{
+    if (conf->any_origin)
+        return true;
+    const struct http_header *h = http_find_header(req->headers, req->nheaders, "origin");
+    if (!h)
+        return false;
+    for (size_t i = 0; i < conf->norigins; i++) {
+        if (strlen(conf->origins[i]) == h->value_len &&
+            strncasecmp(conf->origins[i], h->value, h->value_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Negotiates permessage-deflate; writes the response value into resp. */
+static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct http_request *req,
+                                    char *resp, size_t cap)
+{
+    if (!conf->pmd.enabled)
+        return NULL;
+    const char *vals[LIM_HTTP_HEADERS_MAX];
+    size_t lens[LIM_HTTP_HEADERS_MAX], n = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
+            vals[n] = h->value;
+            lens[n++] = h->value_len;
+        }
+    }
+    struct pmd_params p;
+    if (!n || !pmd_server_negotiate(&conf->pmd, vals, lens, n, &p, resp, cap))
+        return NULL;
+    struct ws_pmd *z = xcalloc(1, sizeof *z);
+    pmd_init(&p, &conf->pmd, true, &z->inf, &z->def);
+    z->threshold = conf->pmd.threshold;
+    return z;
+}
+
+bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex)
+{
+    const struct http_request *req = ex->req;
+    const char *why;
+    int status = ws_check_upgrade(req, &why);
+    if (status) {
+        http_respond_error(c, status, why, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return false;
+    }
+    if (!origin_allowed(&svc->conf, req)) {
+        http_respond_error(c, 403, "origin not allowed", NULL);
+        return false;
+    }
+    int app_ref = NO_REF;
+    if (svc->ops->upgrade) {
+        struct http_reply refusal = { .status = 403 };
+        bool ok = svc->ops->upgrade(svc, ex, &refusal, &app_ref);
+        if (conn_is_closed(c)) {
+            buf_free(&refusal.headers);
+            buf_free(&refusal.body);
+            return false;
+        }
+        if (!ok) {
+            http_respond(c, refusal.status, refusal.headers.data, refusal.headers.len,
+                         refusal.body.data, refusal.body.len, false, true);
+            conn_finish(c, 2.0);
+            buf_free(&refusal.headers);
+            buf_free(&refusal.body);
+            return false;
+        }
+    }
+
+    int proto = ws_select_protocol(req, svc->conf.protocols, svc->conf.nprotocols);
+    char ext[256];
+    struct ws_pmd *z = negotiate_pmd(&svc->conf, req, ext, sizeof ext);
+
+    struct ws_conn *wc = xcalloc(1, sizeof *wc);
+    wc->c = c;
+    wc->svc = svc;
+    svc_ref(svc);
+    wc->app_ref = app_ref;
+    wc->pmd = z;
+    wc->protocol = proto >= 0 ? xstrdup(svc->conf.protocols[proto]) : NULL;
+    wc->head = xstrndup(req->method, ex->head_len);
+    wc->head_len = (uint32_t)ex->head_len;
+    wc->rx.max_message = svc->conf.max_message;
+    wc->rx.inf = z ? &z->inf : NULL;
+    wc->last_rx = ev_now(c->w->loop);
+    wc->svc_next = svc->conns;
+    if (svc->conns)
+        svc->conns->svc_prev = wc;
+    svc->conns = wc;
+    svc->nconns++;
+
+    struct buf out = { 0 };
+    ws_write_accept(&out, req, wc->protocol, z ? ext : NULL);
+    conn_write(c, out.data, out.len);
+    buf_free(&out);
+    conn_set_proto(c, &ws_proto, wc);
+    svc->ops->open(svc, wc);
+    return true;
+}
+
+/* ---- broadcast ---- */
+
+static struct shbuf *build_frame(uint8_t opcode, uint8_t rsv, const char *p, size_t n)
+{
+    size_t hl = ws_frame_header_len(n, false);
+    struct shbuf *b = shbuf_new(hl + n);
+    ws_frame_header_write((uint8_t *)b->data, true, rsv, opcode, n, NULL);
+    memcpy(b->data + hl, p, n);
+    return b;
+}
+
+void ws_bcast_init(struct ws_bcast *b, uint8_t opcode, const char *data, size_t len)
+{
+    memset(b, 0, sizeof *b);
+    b->opcode = opcode;
+    b->data = data;
+    b->len = len;
+}
+
+/* Finds or builds the compressed frame shared by receivers without context
+ * takeover that use z's settings. *frame is NULL when compressing does not
+ * pay. Returns false when the cache of settings is full. */
+static bool shared_deflated(struct ws_bcast *b, struct ws_pmd *z, struct shbuf **frame)
+{
+    for (unsigned i = 0; i < b->nz; i++) {
+        if (b->z[i].window_bits == z->def.window_bits && b->z[i].level == z->def.level) {
+            *frame = b->z[i].frame;
+            return true;
+        }
+    }
+    if (b->nz == sizeof b->z / sizeof b->z[0])
+        return false;
+    zbuf.len = 0;
+    pmd_deflate(&z->def, b->data, b->len, &zbuf);
+    *frame = zbuf.len < b->len ? build_frame(b->opcode, WS_RSV1, zbuf.data, zbuf.len) : NULL;
+    b->z[b->nz].window_bits = z->def.window_bits;
+    b->z[b->nz].level = (uint8_t)z->def.level;
+    b->z[b->nz].frame = *frame;
+    b->nz++;
+    return true;
+}
+
+bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc)
+{
+    if (wc->state != WS_OPEN || conn_is_closed(wc->c) || over_backpressure(wc))
+        return false;
+    struct ws_pmd *z = wc->pmd;
+    if (z && b->len >= z->threshold) {
+        struct shbuf *f;
+        /* With context takeover each receiver's stream is its own. */
+        if (!z->def.reset_each_message || !shared_deflated(b, z, &f))
+            return ws_send(wc, b->opcode, b->data, b->len);
+        if (f) {
+            conn_write_shared(wc->c, f);
+            return true;
+        }
+    }
+    if (!b->plain)
+        b->plain = build_frame(b->opcode, 0, b->data, b->len);
+    conn_write_shared(wc->c, b->plain);
+    return true;
+}
+
+void ws_bcast_done(struct ws_bcast *b)
+{
+    if (b->plain)
+        shbuf_unref(b->plain);
+    for (unsigned i = 0; i < b->nz; i++) {
+        if (b->z[i].frame)
+            shbuf_unref(b->z[i].frame);
+    }
+}

@@ -1,0 +1,81 @@
+/*
+ * ws_msg: the receiving half of RFC 6455 above the frame codec.
+ *
+ * It turns a byte stream into messages and control frames: fragmentation
+ * with control frames interleaved, masking rules for either side, RSV bits,
+ * opcodes, control-frame limits, close-payload validation, UTF-8 of text
+ * messages checked as bytes arrive (failing on the first bad byte, even
+ * across fragments), and max_message checked against each frame header so
+ * the excess is never buffered. Compressed messages (RFC 7692) are inflated
+ * through pmd as their frames arrive.
+ *
+ * It owns no socket: the caller feeds bytes and receives events. State
+ * survives between calls, so bytes may arrive one at a time.
+ */
+#ifndef MOONWS_WS_MSG_H
+#define MOONWS_WS_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../util/buf.h"
+#include "../util/utf8.h"
+#include "ws_frame.h"
+
+struct pmd_inflater;
+
+struct ws_rx {
+    size_t max_message;         /* bytes after reassembly and inflation */
+    struct pmd_inflater *inf;   /* non-NULL when permessage-deflate was negotiated */
+    bool client;                /* we are the client: frames arrive unmasked */
+
+    /* The data frame whose payload is arriving. */
+    bool in_frame;
+    bool frame_fin;
+    uint8_t phase;              /* mask position of the next payload byte */
+    uint8_t mask[4];
+    uint64_t remaining;         /* payload bytes of it still to come */
+
+    /* The message being assembled. */
+    uint8_t msg_op;             /* 0 between messages, else WS_OP_TEXT/BINARY */
+    bool msg_deflated;
+    utf8_state utf8;
+    struct buf msg;             /* released after each delivery */
+};
+
+/* Why the peer must be failed: the close code and a short reason. */
+struct ws_rx_error {
+    uint16_t code;
+    const char *reason;
+};
+
+/*
+ * Callbacks. data is writable and valid only during the call. A callback
+ * returns false to stop the feed right after the current frame (the
+ * connection is closing).
+ */
+struct ws_rx_events {
+    /* A complete text or binary message; text is valid UTF-8. */
+    bool (*message)(void *ctx, uint8_t opcode, char *data, size_t len);
+    /* A ping, pong or close frame. A close payload has been validated
+     * (absent, or a valid code followed by a UTF-8 reason). */
+    bool (*control)(void *ctx, uint8_t opcode, char *data, size_t len);
+};
+
+/* Feeds n bytes; unmasks them in place. Returns the bytes consumed — the
+ * rest (an incomplete header or control frame, at most WS_HEADER_MAX +
+ * WS_CONTROL_MAX bytes) must be fed again with more data — or -1 with err
+ * set when the peer broke the protocol. */
+ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_events *ev,
+                   void *ctx, struct ws_rx_error *err);
+
+/* Releases the reassembly buffer (not the inflater, which pmd owns). */
+void ws_rx_free(struct ws_rx *rx);
+
+/* Parses a validated close payload into code (1005 when absent) and reason. */
+void ws_close_payload_parse(const char *data, size_t len, unsigned *code,
+                            const char **reason, size_t *reason_len);
+
+#endif

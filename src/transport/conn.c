@@ -1,0 +1,511 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util/limits.h"
+#include "../util/log.h"
+#include "../util/shbuf.h"
+#include "worker.h"
+
+/*
+ * A piece of queued output: bytes of its own in data[] (sh == NULL), or a
+ * shared block (sh != NULL, cap == 0). Bytes [off, len) are still to go.
+ * Standard-size data segments and shared-block segments are pooled per
+ * worker, so steady traffic allocates nothing.
+ */
+struct oseg {
+    struct oseg *next;
+    struct shbuf *sh;
+    uint32_t off, len, cap;
+    char data[];
+};
+
+#define SEG_BYTES 16384
+#define SEG_CAP ((uint32_t)(SEG_BYTES - sizeof(struct oseg)))
+#define POOL_MAX 1024           /* segments kept per pool: 16 MiB of data segments */
+#define IOV_BATCH 64
+
+static ssize_t plain_read(struct conn *c, void *p, size_t n)
+{
+    return read(c->io.fd, p, n);
+}
+
+static ssize_t plain_writev(struct conn *c, const struct iovec *iov, int n)
+{
+    if (n == 1)
+        return write(c->io.fd, iov[0].iov_base, iov[0].iov_len);
+    return writev(c->io.fd, iov, n);
+}
+
+static void plain_shutdown(struct conn *c)
+{
+    shutdown(c->io.fd, SHUT_WR);
+}
+
+static void plain_free(struct conn *c)
+{
+    (void)c;
+}
+
+static bool plain_pending(struct conn *c)
+{
+    (void)c;
+    return false;
+}
+
+static const struct conn_transport plain_transport = {
+    plain_read, plain_writev, plain_shutdown, plain_free, plain_pending,
+};
+
+static struct oseg *seg_new(struct worker *w, size_t need)
+{
+    struct oseg *s;
+    if (need <= SEG_CAP && w->seg_pool) {
+        s = w->seg_pool;
+        w->seg_pool = s->next;
+        w->seg_pool_n--;
+    } else {
+        size_t cap = need > SEG_CAP ? need : SEG_CAP;
+        assert(cap <= UINT32_MAX);
+        s = xmalloc(sizeof *s + cap);
+        s->cap = (uint32_t)cap;
+    }
+    s->next = NULL;
+    s->sh = NULL;
+    s->off = s->len = 0;
+    return s;
+}
+
+static struct oseg *seg_new_ref(struct worker *w, struct shbuf *b)
+{
+    struct oseg *s = w->ref_pool;
+    if (s) {
+        w->ref_pool = s->next;
+        w->ref_pool_n--;
+    } else {
+        s = xmalloc(sizeof *s);
+        s->cap = 0;
+    }
+    s->next = NULL;
+    s->sh = shbuf_ref(b);
+    s->off = 0;
+    assert(b->len <= UINT32_MAX);
+    s->len = (uint32_t)b->len;
+    return s;
+}
+
+static void seg_release(struct worker *w, struct oseg *s)
+{
+    if (s->sh) {
+        shbuf_unref(s->sh);
+        if (w->ref_pool_n < POOL_MAX) {
+            s->next = w->ref_pool;
+            w->ref_pool = s;
+            w->ref_pool_n++;
+            return;
+        }
+    } else if (s->cap == SEG_CAP && w->seg_pool_n < POOL_MAX) {
+        s->next = w->seg_pool;
+        w->seg_pool = s;
+        w->seg_pool_n++;
+        return;
+    }
+    free(s);
+}
+
+static void seg_append(struct conn *c, struct oseg *s)
+{
+    if (c->out_tail)
+        c->out_tail->next = s;
+    else
+        c->out_head = s;
+    c->out_tail = s;
+}
+
+/* Watches what the connection needs: input until the peer's EOF, and
+ * writability only while the kernel refuses our output. */
+static void update_watch(struct conn *c, bool want_write)
+{
+    int ev = (c->flags & (CONN_RD_EOF | CONN_RD_PAUSED) ? 0 : EV_READ) |
+             (want_write ? EV_WRITE : 0);
+    int cur = c->io.events & (EV_READ | EV_WRITE);
+    if (ev == cur && ev_is_active(&c->io))
+        return;
+    ev_io_stop(c->w->loop, &c->io);
+    if (want_write)
+        c->flags |= CONN_WATCH_WRITE;
+    else
+        c->flags &= (uint16_t)~CONN_WATCH_WRITE;
+    if (ev) {
+        ev_io_set(&c->io, c->io.fd, ev);
+        ev_io_start(c->w->loop, &c->io);
+    }
+}
+
+static void watch_write(struct conn *c, bool on)
+{
+    if (!!(c->flags & CONN_WATCH_WRITE) != on)
+        update_watch(c, on);
+}
+
+/* Our output is done and the protocol asked to finish: send FIN and linger. */
+static void maybe_shut(struct conn *c)
+{
+    if ((c->flags & (CONN_FINISHING | CONN_SHUT_WR | CONN_CLOSED)) != CONN_FINISHING ||
+        c->out_head)
+        return;
+    c->tp->shutdown(c);
+    c->flags |= CONN_SHUT_WR;
+    if (c->flags & CONN_RD_EOF)
+        conn_close(c);          /* both directions are done */
+}
+
+/* The socket failed under a write: the protocol hears it as end of stream. */
+static void write_failed(struct conn *c, int err)
+{
+    log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(err));
+    if (c->flags & (CONN_FINISHING | CONN_SHUT_WR))
+        conn_close(c);
+    else
+        c->proto->on_eof(c);
+}
+
+void conn_flush(struct conn *c)
+{
+    while (c->out_head && !conn_is_closed(c)) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0;
+        size_t want = 0;
+        for (struct oseg *s = c->out_head; s && n < IOV_BATCH; s = s->next, n++) {
+            iov[n].iov_base = (s->sh ? s->sh->data : s->data) + s->off;
+            iov[n].iov_len = s->len - s->off;
+            want += iov[n].iov_len;
+        }
+        ssize_t r = c->tp->writev(c, iov, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                watch_write(c, true);
+                return;
+            }
+            write_failed(c, errno);
+            return;
+        }
+        size_t left = (size_t)r;
+        c->out_bytes -= left;
+        while (left) {
+            struct oseg *s = c->out_head;
+            size_t avail = s->len - s->off;
+            if (left < avail) {
+                s->off += (uint32_t)left;
+                break;
+            }
+            left -= avail;
+            c->out_head = s->next;
+            if (!c->out_head)
+                c->out_tail = NULL;
+            seg_release(c->w, s);
+        }
+        if ((size_t)r < want) {
+            /* A short write: the kernel buffer is full. */
+            watch_write(c, true);
+            return;
+        }
+    }
+    if (conn_is_closed(c))
+        return;
+    watch_write(c, false);
+    maybe_shut(c);
+    if (c->proto->on_drain && !(c->flags & (CONN_SHUT_WR | CONN_FINISHING)))
+        c->proto->on_drain(c);
+}
+
+/* Writes the cork buffer of the connection just handled; what the kernel
+ * does not take is queued. */
+static void uncork(struct worker *w, struct conn *c)
+{
+    w->corked = NULL;
+    if (!w->cork.len)
+        return;
+    size_t len = w->cork.len, done = 0;
+    w->cork.len = 0;
+    if (conn_is_closed(c))
+        return;
+    while (done < len) {
+        struct iovec iov = { w->cork.data + done, len - done };
+        ssize_t r = c->tp->writev(c, &iov, 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN) {
+                write_failed(c, errno);
+                return;
+            }
+            break;
+        }
+        done += (size_t)r;
+    }
+    if (done < len) {
+        /* Keep the rest in this connection's own queue. */
+        size_t rest = len - done;
+        struct oseg *s = seg_new(w, rest);
+        memcpy(s->data, w->cork.data + done, rest);
+        s->len = (uint32_t)rest;
+        seg_append(c, s);
+        c->out_bytes += rest;
+        watch_write(c, true);
+        return;
+    }
+    maybe_shut(c);
+}
+
+static void conn_readable(struct conn *c)
+{
+    struct worker *w = c->w;
+    char *base = w->rbuf;
+    size_t have = c->in_len;
+    if (have) {
+        memcpy(base, c->in, have);
+        free(c->in);
+        c->in = NULL;
+        c->in_len = 0;
+    }
+    ssize_t r;
+    do {
+        r = c->tp->read(c, base + have, LIM_READ_CHUNK);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        if (r < 0 && errno == EAGAIN) {
+            if (have) {
+                c->in = xmalloc(have);
+                memcpy(c->in, base, have);
+                c->in_len = (uint32_t)have;
+            }
+            return;
+        }
+        if (r < 0)
+            log_debug("conn %llu: read failed: %s", (unsigned long long)c->id, strerror(errno));
+        c->flags |= CONN_RD_EOF;
+        update_watch(c, c->flags & CONN_WATCH_WRITE);
+        if (c->flags & CONN_SHUT_WR)
+            conn_close(c);
+        else if (!(c->flags & CONN_FINISHING))
+            c->proto->on_eof(c);
+        /* finishing: the queue drains, then maybe_shut closes */
+        return;
+    }
+    if (c->flags & (CONN_SHUT_WR | CONN_FINISHING))
+        return;                 /* lingering: whatever comes now is discarded */
+
+    size_t total = have + (size_t)r, off = 0;
+    w->corked = c;
+    while (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
+        size_t used = c->proto->on_read(c, base + off, total - off);
+        if (used == 0)
+            break;
+        off += used;
+    }
+    uncork(w, c);
+    if (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
+        size_t rest = total - off;
+        /* A protocol leaves at most a request head or a frame header with a
+         * control payload unparsed; anything longer it must refuse itself. */
+        assert(rest <= LIM_HTTP_HEAD_MAX);
+        c->in = xmalloc(rest);
+        memcpy(c->in, base + off, rest);
+        c->in_len = (uint32_t)rest;
+    }
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct conn *c = io->data;
+    if (revents & EV_WRITE)
+        conn_flush(c);
+    if ((revents & EV_READ) && !conn_is_closed(c)) {
+        conn_readable(c);
+        /* TLS may hold whole records it already took off the socket. */
+        while (!conn_is_closed(c) && c->tp->pending(c))
+            conn_readable(c);
+    }
+}
+
+struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
+{
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->w = w;
+    c->proto = proto;
+    c->tp = &plain_transport;
+    c->id = ++w->next_id;
+    ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(w->loop, &c->io);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    return c;
+}
+
+void conn_set_transport(struct conn *c, const struct conn_transport *tp, void *tdata)
+{
+    c->tp = tp;
+    c->tdata = tdata;
+}
+
+char *conn_write_reserve(struct conn *c, size_t n)
+{
+    struct worker *w = c->w;
+    if (w->corked == c && !c->out_head) {
+        w->reserve_in_cork = true;
+        return buf_reserve(&w->cork, n);
+    }
+    w->reserve_in_cork = false;
+    struct oseg *t = c->out_tail;
+    if (t && !t->sh && t->cap - t->len >= n)
+        return t->data + t->len;
+    struct oseg *s = seg_new(w, n);
+    seg_append(c, s);
+    return s->data;
+}
+
+void conn_write_commit(struct conn *c, size_t used)
+{
+    struct worker *w = c->w;
+    if (w->reserve_in_cork) {
+        w->cork.len += used;
+        return;
+    }
+    c->out_tail->len += (uint32_t)used;
+    c->out_bytes += used;
+    if (!(c->flags & CONN_DIRTY))
+        worker_mark_dirty(w, c);
+}
+
+void conn_write(struct conn *c, const void *p, size_t n)
+{
+    if (conn_is_closed(c) || n == 0)
+        return;
+    memcpy(conn_write_reserve(c, n), p, n);
+    conn_write_commit(c, n);
+}
+
+void conn_write_shared(struct conn *c, struct shbuf *b)
+{
+    if (conn_is_closed(c) || b->len == 0)
+        return;
+    if (c->w->corked == c && !c->out_head) {
+        conn_write(c, b->data, b->len);
+        return;
+    }
+    seg_append(c, seg_new_ref(c->w, b));
+    c->out_bytes += b->len;
+    if (!(c->flags & CONN_DIRTY))
+        worker_mark_dirty(c->w, c);
+}
+
+void conn_pause_read(struct conn *c, bool pause)
+{
+    if (conn_is_closed(c) || !!(c->flags & CONN_RD_PAUSED) == pause)
+        return;
+    c->flags ^= CONN_RD_PAUSED;
+    update_watch(c, c->flags & CONN_WATCH_WRITE);
+}
+
+size_t conn_buffered(const struct conn *c)
+{
+    return c->out_bytes + (c->w->corked == c ? c->w->cork.len : 0);
+}
+
+void conn_finish(struct conn *c, ev_tstamp linger)
+{
+    if (c->flags & (CONN_CLOSED | CONN_FINISHING))
+        return;
+    c->flags |= CONN_FINISHING;
+    c->deadline = ev_now(c->w->loop) + linger;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    if (c->w->corked != c)
+        maybe_shut(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (conn_is_closed(c))
+        return;
+    struct worker *w = c->w;
+    c->flags |= CONN_CLOSED;
+    ev_io_stop(w->loop, &c->io);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    c->next = w->dead;
+    w->dead = c;
+}
+
+void conn_destroy(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->proto->on_close)
+        c->proto->on_close(c);
+    c->tp->free(c);
+    close(c->io.fd);
+    while (c->out_head) {
+        struct oseg *s = c->out_head;
+        c->out_head = s->next;
+        seg_release(w, s);
+    }
+    free(c->in);
+    free(c);
+}
+
+void conn_remote(const struct conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+    out[0] = '\0';
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
+
+/* Pools and lists are the worker's, but their node type is ours. */
+void conn_pools_free(struct worker *w)
+{
+    while (w->seg_pool) {
+        struct oseg *s = w->seg_pool;
+        w->seg_pool = s->next;
+        free(s);
+    }
+    while (w->ref_pool) {
+        struct oseg *s = w->ref_pool;
+        w->ref_pool = s->next;
+        free(s);
+    }
+    w->seg_pool_n = w->ref_pool_n = 0;
+}

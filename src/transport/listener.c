@@ -1,0 +1,156 @@
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../util/buf.h"
+#include "../util/log.h"
+
+#define ACCEPT_BATCH 64
+#define EMFILE_PAUSE 0.1
+
+bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port,
+                    char *err, size_t errcap)
+{
+    const char *p = spec;
+    const char *colon;
+    size_t hl = 0;
+    const char *h = NULL;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errcap, "bad listen address '%s' (want [IPv6]:PORT)", spec);
+            return false;
+        }
+        h = p + 1;
+        hl = (size_t)(close - h);
+        p = close + 2;
+    } else if ((colon = strrchr(p, ':'))) {
+        h = p;
+        hl = (size_t)(colon - p);
+        p = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (!*p || *end || errno || v < 0 || v > 65535) {
+        snprintf(err, errcap, "bad port in '%s' (want [HOST:]PORT, PORT 0-65535)", spec);
+        return false;
+    }
+    if (h && hl == 0) {
+        snprintf(err, errcap, "empty host in '%s'", spec);
+        return false;
+    }
+    if (!h) {
+        h = "0.0.0.0";
+        hl = 7;
+    }
+    if (hl >= hostcap) {
+        snprintf(err, errcap, "host too long in '%s'", spec);
+        return false;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (unsigned)v;
+    return true;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    struct listener *l = io->data;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: pending clients wait in the backlog
+                 * until some close, instead of the loop spinning. */
+                log_warn("accept: %s; pausing new connections for %.1fs", strerror(errno),
+                         EMFILE_PAUSE);
+                ev_io_stop(loop, &l->io);
+                ev_timer_set(&l->pause_w, EMFILE_PAUSE, 0);
+                ev_timer_start(loop, &l->pause_w);
+            } else if (errno != EAGAIN) {
+                log_warn("accept: %s", strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        l->on_accept(l, fd);
+    }
+}
+
+static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct listener *l = t->data;
+    ev_io_start(loop, &l->io);
+}
+
+struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned port,
+                               char *err, size_t errcap)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return NULL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errcap, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errcap, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+        freeaddrinfo(res);
+        close(fd);
+        return NULL;
+    }
+    freeaddrinfo(res);
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    struct listener *l = xcalloc(1, sizeof *l);
+    l->loop = loop;
+    l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(l->host, sizeof l->host, "%s", host);
+    ev_io_init(&l->io, accept_cb, fd, EV_READ);
+    l->io.data = l;
+    ev_timer_init(&l->pause_w, resume_cb, EMFILE_PAUSE, 0);
+    l->pause_w.data = l;
+    return l;
+}
+
+void listener_start(struct listener *l)
+{
+    ev_io_start(l->loop, &l->io);
+}
+
+void listener_close(struct listener *l)
+{
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->pause_w);
+    close(l->io.fd);
+    free(l);
+}

@@ -1,0 +1,87 @@
+#include "worker.h"
+
+#include <stdlib.h>
+
+#include "../util/limits.h"
+#include "conn.h"
+
+void worker_mark_dirty(struct worker *w, struct conn *c)
+{
+    c->flags |= CONN_DIRTY;
+    c->next_dirty = w->dirty;
+    w->dirty = c;
+}
+
+void worker_flush(struct worker *w)
+{
+    struct conn *c;
+    while ((c = w->dirty)) {
+        w->dirty = c->next_dirty;
+        c->flags &= (uint16_t)~CONN_DIRTY;
+        if (!conn_is_closed(c) && !(c->flags & CONN_WATCH_WRITE))
+            conn_flush(c);
+    }
+    while ((c = w->dead)) {
+        w->dead = c->next;
+        conn_destroy(c);
+    }
+}
+
+/* Before the loop blocks: everything queued this iteration leaves, and what
+ * was closed this iteration is freed. */
+static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    worker_flush(p->data);
+}
+
+/* One timer for every connection's timeouts: lingering closes end here,
+ * protocols check their own deadlines. */
+static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = t->data;
+    ev_tstamp now = ev_now(loop);
+    struct conn *next;
+    for (struct conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->flags & (CONN_FINISHING | CONN_SHUT_WR)) {
+            if (now >= c->deadline)
+                conn_close(c);
+        } else if (c->proto->on_sweep) {
+            c->proto->on_sweep(c, now);
+        }
+    }
+    if (w->on_sweep)
+        w->on_sweep(w, now);
+}
+
+void worker_init(struct worker *w, struct ev_loop *loop)
+{
+    *w = (struct worker){ .loop = loop };
+    w->rbuf = xmalloc(LIM_HTTP_HEAD_MAX + LIM_READ_CHUNK);
+    ev_prepare_init(&w->prepare_w, prepare_cb);
+    w->prepare_w.data = w;
+    ev_prepare_start(loop, &w->prepare_w);
+    ev_timer_init(&w->sweep_w, sweep_cb, LIM_SWEEP_INTERVAL, LIM_SWEEP_INTERVAL);
+    w->sweep_w.data = w;
+    ev_timer_start(loop, &w->sweep_w);
+    /* Neither watcher should keep the loop alive by itself. */
+    ev_unref(loop);
+    ev_unref(loop);
+}
+
+void worker_free(struct worker *w)
+{
+    while (w->conns)
+        conn_close(w->conns);
+    worker_flush(w);
+    ev_ref(w->loop);
+    ev_ref(w->loop);
+    ev_prepare_stop(w->loop, &w->prepare_w);
+    ev_timer_stop(w->loop, &w->sweep_w);
+    conn_pools_free(w);
+    buf_free(&w->cork);
+    free(w->rbuf);
+}

@@ -1,0 +1,52 @@
+/*
+ * worker: one event loop and everything shared by the connections on it —
+ * the receive buffer, the cork buffer, the flush list, the list of closed
+ * connections to free, pools of output segments, and the sweep timer that
+ * checks every connection's timeouts (one timer, not one per connection).
+ */
+#ifndef MOONWS_WORKER_H
+#define MOONWS_WORKER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+struct conn;
+struct oseg;
+
+struct worker {
+    struct ev_loop *loop;
+    char *rbuf;                 /* LIM_HTTP_HEAD_MAX of carried-over bytes + LIM_READ_CHUNK */
+    struct conn *conns;         /* every live connection */
+    size_t nconns;
+    struct conn *dirty;         /* connections with queued output */
+    struct conn *dead;          /* closed, freed after this iteration */
+    struct conn *corked;        /* the connection whose input is being handled */
+    struct buf cork;            /* its output while corked */
+    bool reserve_in_cork;       /* the last conn_write_reserve went to the cork */
+    struct oseg *seg_pool;      /* free data segments */
+    unsigned seg_pool_n;
+    struct oseg *ref_pool;      /* free segments that point at shared blocks */
+    unsigned ref_pool_n;
+    ev_prepare prepare_w;
+    ev_timer sweep_w;
+    uint64_t next_id;
+    void *app;                  /* the layer above (the Lua runtime) */
+    /* Called on every sweep after the connections (optional). */
+    void (*on_sweep)(struct worker *w, ev_tstamp now);
+};
+
+void worker_init(struct worker *w, struct ev_loop *loop);
+/* Closes every connection and releases everything the worker holds. */
+void worker_free(struct worker *w);
+
+/* Puts c on the flush list. */
+void worker_mark_dirty(struct worker *w, struct conn *c);
+/* Flushes the flush list and frees closed connections; the loop does this
+ * before it blocks, shutdown code may call it directly. */
+void worker_flush(struct worker *w);
+
+#endif

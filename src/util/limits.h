@@ -1,0 +1,49 @@
+/*
+ * Every limit and default of the server, in one place.
+ *
+ * Each entry says what happens when a peer or a script passes it. Services
+ * may override the ones marked (svc) in their table; the rest are fixed.
+ */
+#ifndef MOONWS_LIMITS_H
+#define MOONWS_LIMITS_H
+
+/* HTTP request line plus headers. Past it: 431 and the connection closes. */
+#define LIM_HTTP_HEAD_MAX          (8 * 1024)
+/* Header lines in one request. Past it: 431. */
+#define LIM_HTTP_HEADERS_MAX       64
+/* A request body (Content-Length or chunked total). Past it: 413. */
+#define LIM_HTTP_BODY_MAX          (1024 * 1024)
+/* Seconds for a new connection to send a complete request head, and for a
+ * keep-alive connection to start the next one. Past it: the socket is dropped. */
+#define LIM_HANDSHAKE_TIMEOUT      10.0
+/* Seconds a keep-alive HTTP connection may stay idle between requests. */
+#define LIM_HTTP_KEEPALIVE         30.0
+
+/* (svc max_message) A WebSocket message after reassembly and inflation.
+ * Past it: close 1009, without buffering the excess. */
+#define LIM_WS_MESSAGE_DEFAULT     (1024 * 1024)
+/* (svc idle_timeout) Seconds without a frame from the client; 0 = never.
+ * Past it: onIdleTimeout, or close 1001 without one. */
+#define LIM_WS_IDLE_DEFAULT        120.0
+/* (svc max_backpressure) Bytes queued for one client and not yet written.
+ * Past it: close 1008. */
+#define LIM_WS_BACKPRESSURE        (1024 * 1024)
+/* Seconds to wait for the peer's close frame after ours, then drop. */
+#define LIM_WS_CLOSE_TIMEOUT       5.0
+
+/* CPU seconds one handler call may use. Past it: the call is aborted with an
+ * error, onError runs, the connection closes 1011. */
+#define LIM_HANDLER_CPU            1.0
+
+/* Seconds between sweeps of all connections for the timeouts above. */
+#define LIM_SWEEP_INTERVAL         0.5
+/* Seconds the server waits for close frames at shutdown (SIGTERM/SIGINT). */
+#define LIM_SHUTDOWN_GRACE         5.0
+
+/* Bytes read from a socket at once into the loop's shared receive buffer. */
+#define LIM_READ_CHUNK             (64 * 1024)
+
+/* Static files: bytes read from disk per refill of a connection's output. */
+#define LIM_STATIC_CHUNK           (64 * 1024)
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * log: leveled lines on stderr, as text or as one JSON object per line.
+ *
+ * Each line is formatted into a local buffer and written with one write(2),
+ * so lines from different threads never interleave.
+ */
+#ifndef MOONWS_LOG_H
+#define MOONWS_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Returns false for an unknown name. */
+bool log_parse_level(const char *name, enum log_level *out);
+void log_set_level(enum log_level lvl);
+/* Returns false for a format other than "text" or "json". */
+bool log_set_format(const char *name);
+bool log_enabled(enum log_level lvl);
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  do { if (log_enabled(LOG_INFO)) log_msg(LOG_INFO, __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif
