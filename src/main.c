@@ -284,16 +284,18 @@ int main(int argc, char **argv)
 
     runtime_start_watchdog(srv.rt);
     runtime_load_all(srv.rt, false);
-    if (open_listeners(&o) != 0) {
-        worker_free(&srv.w);
-        runtime_free(srv.rt);
-        return 1;
-    }
-
+    /* Signals are watched before the "listening" lines go out: whoever
+     * reads them may stop us at once. */
     ev_signal_init(&srv.sigterm_w, signal_cb, SIGTERM);
     ev_signal_start(srv.loop, &srv.sigterm_w);
     ev_signal_init(&srv.sigint_w, signal_cb, SIGINT);
     ev_signal_start(srv.loop, &srv.sigint_w);
+    if (open_listeners(&o) != 0) {
+        worker_free(&srv.w);
+        runtime_free(srv.rt);
+        runtime_stop_watchdog();
+        return 1;
+    }
 
     ev_run(srv.loop, 0);
 

@@ -117,4 +117,20 @@ function Server:cleanup()
   os.remove(self.logfile)
 end
 
+-- Reads from a client until its close frame arrives; returns the close
+-- code and reason, and the messages that came before it (a list of
+-- {data, kind}). nil, why when the connection ended without a close frame.
+function testing.until_close(c, timeout)
+  local seen = {}
+  local deadline = core.now() + (timeout or 5)
+  while true do
+    local left = deadline - core.now()
+    if left <= 0 then return nil, "timeout", seen end
+    local data, kind, code = c:receive(left)
+    if not data then return nil, kind, seen end
+    if kind == "close" then return code, data, seen end
+    seen[#seen + 1] = { data, kind }
+  end
+end
+
 return testing

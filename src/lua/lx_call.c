@@ -67,7 +67,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct lx_rt *rt = lx_rt_of(L);
-    luaL_error(L, "handler exceeded its CPU budget of %g s", rt->budget);
+    luaL_error(L, "handler exceeded its CPU budget of %f s", (lua_Number)rt->budget);
 }
 
 static void budget_signal(int sig)

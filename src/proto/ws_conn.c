@@ -159,9 +159,10 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
         size_t rlen;
         ws_close_payload_parse(data, len, &code, &reason, &rlen);
         if (wc->state == WS_OPEN) {
-            /* Echo the code, then tell the application. */
+            /* Echo the code (1000 for a close without one), then tell the
+             * application. */
             wc->state = WS_CLOSING;
-            write_close(c, code, "", 0);
+            write_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, "", 0);
         }
         notify_close(wc, code, reason, rlen);
         conn_finish(c, LIM_WS_CLOSE_TIMEOUT);

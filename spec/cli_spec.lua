@@ -1,0 +1,115 @@
+-- The command line (DESIGN.md §1).
+local testing = require "moonws.testing"
+local client = require "moonws.client"
+
+local bin = os.getenv("MOONWS_BIN") or "build/moonws"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
+-- Runs moonws with args; returns exit code, stdout, stderr.
+local function run(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local _, _, code = os.execute(("%s %s >%s 2>%s"):format(bin, args, out, err))
+  return code, read(out), read(err)
+end
+
+describe("moonws command line", function()
+  it("prints usage for -h and exits 0", function()
+    local code, out = run("-h")
+    assert.equal(0, code)
+    assert.matches("usage: moonws", out, 1, true)
+    assert.matches("--listen", out, 1, true)
+    assert.matches("N must be 1", out, 1, true)
+  end)
+
+  it("prints the version for -v", function()
+    local code, out = run("--version")
+    assert.equal(0, code)
+    assert.matches("^moonws %d+%.%d+%.%d+", out)
+  end)
+
+  it("refuses an unknown flag with usage on stderr and exit 2", function()
+    local code, out, err = run("--frobnicate")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("unknown option '--frobnicate'", err, 1, true)
+    assert.matches("usage: moonws", err, 1, true)
+  end)
+
+  it("refuses a flag without its value", function()
+    local code, _, err = run("--listen")
+    assert.equal(2, code)
+    assert.matches("needs a value", err, 1, true)
+  end)
+
+  it("refuses a bad listen address, log level and worker count", function()
+    assert.equal(2, (run("-l 127.0.0.1:99999 examples")))
+    assert.equal(2, (run("--log-level loud examples")))
+    assert.equal(2, (run("--log-format xml examples")))
+    local code, _, err = run("-w 2 examples")
+    assert.equal(2, code)
+    assert.matches("one worker", err, 1, true)
+  end)
+
+  it("checks a good folder with --check and exits 0", function()
+    local code, out = run("--check examples")
+    assert.equal(0, code)
+    assert.matches("ok echo.lua -> /echo", out, 1, true)
+    assert.matches("ok chat.lua -> /chat", out, 1, true)
+  end)
+
+  it("lists every error of a broken folder with --check and exits 1", function()
+    local code, out, err = run("--check spec/services/broken")
+    assert.equal(1, code)
+    assert.matches("ok good.lua -> /good", out, 1, true)
+    assert.matches("both.lua:5: onMessage cannot be combined with onText", err, 1, true)
+    assert.matches("unknown.lua:3: unknown handler onFoo", err, 1, true)
+    assert.matches("syntax.lua:4: ')' expected", err, 1, true)
+    assert.matches("notable.lua:1: a service file must return a table", err, 1, true)
+    assert.matches("badopt.lua:3: `idle_timeout` must be a number", err, 1, true)
+    assert.matches("runtime_error.lua:3: attempt to index a nil value", err, 1, true)
+    assert.matches("claim_b.lua: path /claimed is already served", err, 1, true)
+    assert.matches("badroute.lua:3: bad route \"FETCH /x\"", err, 1, true)
+  end)
+
+  it("prints one listening line per listener", function()
+    local srv = testing.start{ dir = "examples", args = { "-l", "127.0.0.1:0" }, listeners = 2 }
+    assert.equal(2, #srv.urls)
+    for _, url in ipairs(srv.urls) do
+      assert.matches("^ws://127%.0%.0%.1:%d+$", url)
+      local c = assert(client.connect(url .. "/echo"))
+      c:send("hi")
+      assert.equal("hi", (c:receive(2)))
+      c:close()
+    end
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+
+  it("logs JSON lines with --log-format json", function()
+    local srv = testing.start{ dir = "examples", args = { "--log-format", "json" } }
+    assert.equal(0, srv:stop())
+    local n = 0
+    for line in srv:log():gmatch("[^\n]+") do
+      assert.matches('^{"ts":"[^"]+","level":"%a+","msg":".*"}$', line)
+      n = n + 1
+    end
+    assert.is_true(n > 0)
+    srv:cleanup()
+  end)
+
+  it("starts with a missing services folder and says so", function()
+    local srv = testing.start{ dir = "no/such/folder" }
+    assert(srv:wait_log("services folder no/such/folder does not exist", 5, true))
+    local status = srv:http("GET", "/")
+    assert.equal(404, status)
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+end)

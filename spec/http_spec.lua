@@ -1,0 +1,212 @@
+-- HTTP/1.1: parsing, limits and their statuses (DESIGN.md §9), keep-alive,
+-- bodies, endpoints and static files.
+local testing = require "moonws.testing"
+
+-- Sends raw bytes on a fresh connection; returns everything until close.
+local function exchange(srv, bytes, timeout)
+  local s = assert(srv:tcp())
+  assert(s:send(bytes))
+  local data, why = s:receiveAll(timeout or 5)
+  s:close()
+  return data, why
+end
+
+local function status_of(resp)
+  return tonumber(resp:match("^HTTP/1%.1 (%d%d%d)"))
+end
+
+describe("HTTP", function()
+  local srv, static
+  lazy_setup(function()
+    static = os.tmpname()
+    os.remove(static)
+    assert(os.execute("mkdir -p " .. static .. "/sub && cp examples/public/index.html " .. static ..
+      "/ && echo 'body { }' > " .. static .. "/sub/site.css && echo secret > " .. static ..
+      ".secret && ln -s " .. static .. ".secret " .. static .. "/leak && ln -s sub/site.css " ..
+      static .. "/inside.css"))
+    srv = testing.start{ dir = "spec/services/rt", static = static }
+  end)
+  lazy_teardown(function()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+    os.execute("rm -rf " .. static .. " " .. static .. ".secret")
+  end)
+
+  it("answers an endpoint with its status, body and headers", function()
+    local status, body, h = srv:http("POST", "/probe/echo-request", "payload")
+    assert.equal(201, status)
+    assert.equal("payload", body)
+    assert.equal("yes", h["x-reply"])
+    assert.equal("application/octet-stream", h["content-type"])
+  end)
+
+  it("hands the request to the endpoint", function()
+    local status, body = srv:http("GET", "/probe/echo-request?a=1&b=x%20y&c=+z+", nil,
+      { ["User-Agent"] = "spec" })
+    assert.equal(200, status)
+    local req = require("cjson").decode(body)
+    assert.same({ a = "1", b = "x y", c = " z " }, req.query)
+    assert.equal("GET", req.method)
+    assert.equal("/probe/echo-request", req.path)
+    assert.equal("spec", req.ua)
+    assert.is_true(req.remote_ok)
+  end)
+
+  it("sends a table body as JSON", function()
+    local status, body, h = srv:http("GET", "/probe/events")
+    assert.equal(200, status)
+    assert.equal("application/json", h["content-type"])
+    assert.is_table(require("cjson").decode(body))
+  end)
+
+  it("answers 500 when an endpoint fails, and goes on", function()
+    local status = srv:http("GET", "/probe/fail")
+    assert.equal(500, status)
+    assert(srv:wait_log("endpoint failure", 2, true))
+    assert.equal(500, (srv:http("GET", "/probe/badheaders")))
+    assert.equal(200, (srv:http("GET", "/probe/events")))
+  end)
+
+  it("answers 404 for an unknown path", function()
+    assert.equal(404, (srv:http("GET", "/nothing/here")))
+  end)
+
+  it("answers 405 with Allow for a known path and another method", function()
+    local status, _, h = srv:http("DELETE", "/probe/events")
+    assert.equal(405, status)
+    assert.equal("GET", h["allow"])
+  end)
+
+  it("answers 426 with Sec-WebSocket-Version to a plain GET of a service", function()
+    local status, _, h = srv:http("GET", "/probe")
+    assert.equal(426, status)
+    assert.equal("13", h["sec-websocket-version"])
+    assert.equal("websocket", h["upgrade"])
+  end)
+
+  it("answers 400 to a malformed request line", function()
+    local resp = exchange(srv, "GET  /x HTTP/1.1\r\n\r\n")
+    assert.equal(400, status_of(resp))
+    assert.equal(400, status_of(exchange(srv, "GET /x HTTP/2.0\r\nHost: a\r\n\r\n")))
+    assert.equal(400, status_of(exchange(srv, "GET x HTTP/1.1\r\nHost: a\r\n\r\n")))
+  end)
+
+  it("answers 400 to bare LF, obs-fold and a space before the colon", function()
+    assert.equal(400, status_of(exchange(srv, "GET / HTTP/1.1\nHost: a\n\n")))
+    assert.equal(400, status_of(exchange(srv, "GET / HTTP/1.1\r\nHost: a\r\n  folded\r\n\r\n")))
+    assert.equal(400, status_of(exchange(srv, "GET / HTTP/1.1\r\nHost : a\r\n\r\n")))
+  end)
+
+  it("answers 431 to a head over 8 KiB", function()
+    local resp = exchange(srv, "GET / HTTP/1.1\r\nX-Big: " .. string.rep("a", 9000) .. "\r\n\r\n")
+    assert.equal(431, status_of(resp))
+  end)
+
+  it("answers 431 to more than 64 header fields", function()
+    local lines = {}
+    for i = 1, 70 do lines[i] = "X-" .. i .. ": v\r\n" end
+    local resp = exchange(srv, "GET / HTTP/1.1\r\n" .. table.concat(lines) .. "\r\n")
+    assert.equal(431, status_of(resp))
+  end)
+
+  it("answers 413 to a body over 1 MiB", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n")
+    assert.equal(413, status_of(resp))
+  end)
+
+  it("answers 400 to conflicting body lengths", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
+    assert.equal(400, status_of(resp))
+    resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc")
+    assert.equal(400, status_of(resp))
+  end)
+
+  it("answers 501 to a transfer coding other than chunked", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert.equal(501, status_of(resp))
+  end)
+
+  it("reads chunked request bodies", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n")
+    assert.equal(201, status_of(resp))
+    assert.matches("\r\n\r\nWikipedia$", resp)
+  end)
+
+  it("answers 400 to a malformed chunked body", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert.equal(400, status_of(resp))
+  end)
+
+  it("reads a body that arrives in pieces, after 100 Continue", function()
+    local s = assert(srv:tcp())
+    s:send("POST /probe/echo-request HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+    assert.matches("^HTTP/1%.1 100 Continue\r\n\r\n", assert(s:receive(2)))
+    s:send("01234")
+    s:send("56789")
+    local resp = assert(s:receive(2))
+    assert.equal(201, status_of(resp))
+    assert.matches("\r\n\r\n0123456789$", resp)
+    s:close()
+  end)
+
+  it("keeps a connection alive and answers pipelined requests in order", function()
+    local s = assert(srv:tcp())
+    s:send("GET /probe/echo-request?n=1 HTTP/1.1\r\nHost: a\r\n\r\n" ..
+           "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi" ..
+           "GET /probe/echo-request?n=3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    local data, why = s:receiveAll(5)
+    s:close()
+    assert.equal("closed", why)
+    local statuses = {}
+    for st in data:gmatch("HTTP/1%.1 (%d%d%d)") do statuses[#statuses + 1] = tonumber(st) end
+    assert.same({ 200, 201, 200 }, statuses)
+    assert.is_truthy(data:find('"n":"1"', 1, true) < data:find('"n":"3"', 1, true))
+  end)
+
+  it("closes an HTTP/1.0 connection after the response", function()
+    local data, why = exchange(srv, "GET /probe/events HTTP/1.0\r\n\r\n")
+    assert.equal(200, status_of(data))
+    assert.equal("closed", why)
+  end)
+
+  it("serves static files with their Content-Type", function()
+    local status, body, h = srv:http("GET", "/sub/site.css")
+    assert.equal(200, status)
+    assert.equal("body { }\n", body)
+    assert.equal("text/css; charset=utf-8", h["content-type"])
+    status, body, h = srv:http("GET", "/")
+    assert.equal(200, status)
+    assert.equal("text/html; charset=utf-8", h["content-type"])
+    assert.matches("<html", body, 1, true)
+  end)
+
+  it("answers HEAD with the length and no body", function()
+    local resp = exchange(srv, "HEAD /sub/site.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert.equal(200, status_of(resp))
+    assert.matches("Content%-Length: 9\r\n", resp)
+    assert.matches("\r\n\r\n$", resp)
+  end)
+
+  it("refuses paths that leave the static folder", function()
+    assert.equal(403, status_of(exchange(srv, "GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n")))
+    assert.equal(403, status_of(exchange(srv, "GET /sub/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n")))
+    assert.equal(403, (srv:http("GET", "/leak")))
+    assert.equal(200, (srv:http("GET", "/inside.css")))
+    assert.equal(404, (srv:http("GET", "/missing.txt")))
+  end)
+
+  it("drops a connection that does not finish its request in 10 s", function()
+    local s = assert(srv:tcp())
+    s:send("GET /probe HTTP/1.1\r\nHost: a\r\n")
+    local t0 = require("moonws.core").now()
+    local data, why = s:receiveAll(14)
+    s:close()
+    assert.equal("closed", why)
+    assert.equal("", data)
+    assert.is_true(require("moonws.core").now() - t0 >= 9)
+  end)
+end)

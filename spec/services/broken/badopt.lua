@@ -1,0 +1,5 @@
+local s = {
+  protocols = { "a" },
+  idle_timeout = "soon",
+}
+return s

@@ -1,0 +1,5 @@
+return {
+  http = {
+    ["FETCH /x"] = function() return 200 end,
+  },
+}

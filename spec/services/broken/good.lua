@@ -1,0 +1,1 @@
+return { onText = function(caller, text) caller:send(text) end }

@@ -1,0 +1,4 @@
+local s = {}
+local t = nil
+t.x = 1
+return s

@@ -1,0 +1,4 @@
+local s = {}
+function s.onOpen(caller) end
+function s.onFoo(caller) end
+return s

@@ -1,0 +1,1 @@
+return { path = "/custom/place", onOpen = function(caller) caller:send(caller.path) end }

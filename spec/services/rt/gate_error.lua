@@ -1,0 +1,3 @@
+return {
+  onUpgrade = function(req) error("gate broke") end,
+}

@@ -1,0 +1,25 @@
+-- Small limits, to reach them quickly.
+local l = { max_message = 1024, max_backpressure = 4096 }
+
+function l.onText(caller, text)
+  if text == "flood" then
+    for i = 1, 100 do
+      if not caller:send(string.rep("x", 1000)) then
+        moonws.shared.flood_stopped_at = i
+        break
+      end
+    end
+  else
+    caller:send(text)
+  end
+end
+
+function l.onBinary(caller, b)
+  caller:sendBinary(b)
+end
+
+l.http = {
+  ["GET /flood"] = function() return 200, tostring(moonws.shared.flood_stopped_at) end,
+}
+
+return l

@@ -1,0 +1,1 @@
+return { onOpen = function(caller) caller:send("deep " .. caller.path) end }

@@ -1,0 +1,4 @@
+return {
+  origins = { "https://good.example", "http://localhost:3000" },
+  onOpen = function(caller) caller:send("welcome") end,
+}
