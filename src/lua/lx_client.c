@@ -17,6 +17,7 @@
 #include <lua.h>
 
 #include "../proto/http_parse.h"
+#include "../proto/pmd.h"
 #include "../proto/ws_client.h"
 #include "../proto/ws_frame.h"
 #include "../util/utf8.h"
@@ -75,12 +76,36 @@ static const char *json_arg(lua_State *L, int idx, size_t *len)
 
 /* ---- connect ---- */
 
+/* compression = { server_no_context_takeover = true, client_no_context_takeover = true,
+ *                 server_max_window_bits = 10, client_max_window_bits = 12 | true | false } */
+static void read_offer(lua_State *L, int t, struct wsc_options *o)
+{
+    o->compression = true;
+    lua_getfield(L, t, "server_no_context_takeover");
+    o->offer.server_no_context_takeover = lua_toboolean(L, -1);
+    lua_getfield(L, t, "client_no_context_takeover");
+    o->offer.client_no_context_takeover = lua_toboolean(L, -1);
+    lua_getfield(L, t, "server_max_window_bits");
+    lua_Integer s = luaL_optinteger(L, -1, 0);
+    luaL_argcheck(L, s == 0 || (s >= 8 && s <= 15), 2, "server_max_window_bits is 8-15");
+    o->offer.server_max_window_bits = (int)s;
+    lua_getfield(L, t, "client_max_window_bits");
+    if (lua_isinteger(L, -1)) {
+        lua_Integer c = lua_tointeger(L, -1);
+        luaL_argcheck(L, c >= 8 && c <= 15, 2, "client_max_window_bits is 8-15");
+        o->offer.client_max_window_bits = (int)c;
+    } else {
+        o->offer.client_max_window_bits = lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : -1;
+    }
+    lua_pop(L, 4);
+}
+
 static int l_connect(lua_State *L)
 {
     const char *url = luaL_checkstring(L, 1);
     bool has_opts = lua_istable(L, 2);
     struct wsc_options o = { .auto_pong = true, .timeout = DEFAULT_TIMEOUT,
-                             .max_message = 256u << 20 };
+                             .max_message = 256u << 20, .offer = PMD_OFFER_DEFAULT };
     const char *protos[32];
     struct buf extra = { 0 };
 
@@ -88,7 +113,9 @@ static int l_connect(lua_State *L)
         if (lua_getfield(L, 2, "timeout") == LUA_TNUMBER)
             o.timeout = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        if (lua_getfield(L, 2, "compression") != LUA_TNIL)
+        if (lua_getfield(L, 2, "compression") == LUA_TTABLE)
+            read_offer(L, lua_gettop(L), &o);
+        else if (!lua_isnil(L, -1))
             o.compression = lua_toboolean(L, -1);
         lua_pop(L, 1);
         if (lua_getfield(L, 2, "auto_pong") != LUA_TNIL)
@@ -353,6 +380,10 @@ static int l_index(lua_State *L)
         lua_pushinteger(L, lc->open ? lc->c.status : 101);
     else if (strcmp(k, "headers") == 0 && lc->open)
         push_response_headers(L, lc->c.head.data, lc->c.head.len);
+    else if (strcmp(k, "compressed") == 0)
+        lua_pushboolean(L, lc->open && lc->c.last_compressed);
+    else if (strcmp(k, "wire") == 0)
+        lua_pushinteger(L, lc->open ? (lua_Integer)lc->c.wire_bytes : 0);
     else if (strcmp(k, "open") == 0)
         lua_pushboolean(L, lc->open && !lc->c.close_received && !lc->c.eof);
     else
@@ -483,6 +514,23 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* deflate(s [, window_bits]): s as one permessage-deflate payload without
+ * context takeover (the tail 00 00 ff ff removed), to build compressed
+ * frames by hand in tests. */
+static int l_deflate(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer wb = luaL_optinteger(L, 2, 15);
+    luaL_argcheck(L, wb >= 8 && wb <= 15, 2, "window bits are 8-15");
+    struct pmd_deflater d = { .window_bits = (uint8_t)wb, .level = 6, .reset_each_message = true };
+    struct buf out = { 0 };
+    pmd_deflate(&d, s, n, &out);
+    lua_pushlstring(L, out.data ? out.data : "", out.len);
+    buf_free(&out);
+    return 1;
+}
+
 static int l_utf8_valid(lua_State *L)
 {
     size_t n;
@@ -538,6 +586,7 @@ int luaopen_moonws_core(lua_State *L)
         { "tcp", l_tcp },
         { "now", l_now },
         { "utf8_valid", l_utf8_valid },
+        { "deflate", l_deflate },
         { NULL, NULL },
     };
     luaL_newlib(L, funcs);

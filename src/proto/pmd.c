@@ -221,12 +221,23 @@ bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values
     return false;
 }
 
-void pmd_client_offer(char *out, size_t cap)
+void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap)
 {
-    snprintf(out, cap, EXT_NAME "; client_max_window_bits");
+    int n = snprintf(out, cap, EXT_NAME "%s%s",
+                     o->server_no_context_takeover ? "; server_no_context_takeover" : "",
+                     o->client_no_context_takeover ? "; client_no_context_takeover" : "");
+    if (o->server_max_window_bits)
+        n += snprintf(out + n, cap - (size_t)n, "; server_max_window_bits=%d",
+                      o->server_max_window_bits);
+    if (o->client_max_window_bits > 0)
+        snprintf(out + n, cap - (size_t)n, "; client_max_window_bits=%d",
+                 o->client_max_window_bits);
+    else if (o->client_max_window_bits == 0)
+        snprintf(out + n, cap - (size_t)n, "; client_max_window_bits");
 }
 
-bool pmd_client_accept(const char *value, size_t len, struct pmd_params *out)
+bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *value, size_t len,
+                       struct pmd_params *out)
 {
     const char *p = value, *end = value + len;
     const char *name;
@@ -240,12 +251,25 @@ bool pmd_client_accept(const char *value, size_t len, struct pmd_params *out)
     size_t rl, rn;
     if (ext_next(&p, end, &rest, &rl, ps, &rn) != 0)
         return false;           /* we offered one extension; it answered more */
+    /* server_max_window_bits: required when offered, at most what we asked. */
+    if (offer->server_max_window_bits &&
+        (o.smwb < 0 || o.smwb > offer->server_max_window_bits))
+        return false;
+    /* client_max_window_bits: only when offered, with a value, not above ours. */
+    if (o.cmwb == 0 || (o.cmwb > 0 && (offer->client_max_window_bits < 0 ||
+                                       (offer->client_max_window_bits > 0 &&
+                                        o.cmwb > offer->client_max_window_bits))))
+        return false;
+    /* Without the server's server_no_context_takeover we must expect the
+     * server to keep its context, which we can always follow. */
+    if (offer->server_no_context_takeover && !o.snct)
+        return false;
     out->server_no_context_takeover = o.snct;
-    out->client_no_context_takeover = o.cnct;
+    out->client_no_context_takeover = o.cnct || offer->client_no_context_takeover;
     out->server_max_window_bits = (uint8_t)(o.smwb > 0 ? o.smwb : 15);
-    if (o.cmwb == 0)
-        return false;           /* in a response it needs a value */
-    out->client_max_window_bits = (uint8_t)(o.cmwb > 0 ? o.cmwb : 15);
+    out->client_max_window_bits = (uint8_t)(o.cmwb > 0 ? o.cmwb
+                                            : offer->client_max_window_bits > 0
+                                                ? offer->client_max_window_bits : 15);
     return true;
 }
 

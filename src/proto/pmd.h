@@ -53,11 +53,22 @@ bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values
                           const size_t *lens, size_t n, struct pmd_params *out,
                           char *resp, size_t respcap);
 
+/* What a client offers. */
+struct pmd_offer_opts {
+    bool server_no_context_takeover;
+    bool client_no_context_takeover;
+    int server_max_window_bits;         /* 0: not offered, else 8..15 */
+    int client_max_window_bits;         /* -1: not offered, 0: offered without a value */
+};
+
+#define PMD_OFFER_DEFAULT { false, false, 0, 0 }
+
 /* Client side: the offer to send. */
-void pmd_client_offer(char *out, size_t cap);
+void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap);
 /* Client side: checks the server's answer to that offer. Returns false (the
  * client must fail the connection) for anything the offer did not allow. */
-bool pmd_client_accept(const char *value, size_t len, struct pmd_params *out);
+bool pmd_client_accept(const struct pmd_offer_opts *o, const char *value, size_t len,
+                       struct pmd_params *out);
 
 /* Result codes of pmd_inflate. */
 #define PMD_OK 0

@@ -193,6 +193,7 @@ static int read_some(struct ws_client *c, double timeout)
         long r = c->io->read(c->ioctx, w, 65536);
         if (r > 0) {
             c->in.len += (size_t)r;
+            c->wire_bytes += (uint64_t)r;
             return 1;
         }
         if (r < 0 && errno == EINTR)
@@ -214,10 +215,10 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
         c->ioctx = (void *)(intptr_t)c->fd;
     }
     c->auto_pong = o->auto_pong;
-    char key[WS_KEY_LEN], offer[128];
+    char key[WS_KEY_LEN], offer[160];
     crypto_ws_key(key);
     if (o->compression)
-        pmd_client_offer(offer, sizeof offer);
+        pmd_client_offer(&o->offer, offer, sizeof offer);
     struct buf req = { 0 };
     ws_write_client_request(&req, hostheader, target, key, o->protocols, o->nprotocols,
                             o->headers, o->compression ? offer : NULL);
@@ -261,7 +262,7 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
     h = http_find_header(res.headers, res.nheaders, "sec-websocket-extensions");
     if (h) {
         struct pmd_params p;
-        if (!o->compression || !pmd_client_accept(h->value, h->value_len, &p)) {
+        if (!o->compression || !pmd_client_accept(&o->offer, h->value, h->value_len, &p)) {
             snprintf(c->error, sizeof c->error, "the server answered with extensions not offered: %.*s",
                      (int)h->value_len, h->value);
             return false;
@@ -275,6 +276,7 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
     c->rx.client = true;
     c->rx.max_message = o->max_message;
     buf_consume(&c->in, (size_t)hl);
+    c->wire_bytes = c->in.len;
     return true;
 }
 
@@ -300,7 +302,9 @@ static void push_msg(struct ws_client *c, uint8_t kind, uint16_t code, const cha
 
 static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
 {
-    push_msg(ctx, opcode == WS_OP_TEXT ? WSC_TEXT : WSC_BINARY, 0, data, len);
+    struct ws_client *c = ctx;
+    c->last_compressed = c->rx.msg_deflated;
+    push_msg(c, opcode == WS_OP_TEXT ? WSC_TEXT : WSC_BINARY, 0, data, len);
     return true;
 }
 

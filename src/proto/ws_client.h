@@ -29,6 +29,7 @@ struct wsc_options {
     size_t nprotocols;
     const char *headers;        /* raw extra header lines, or NULL */
     bool compression;
+    struct pmd_offer_opts offer;        /* what to offer when compression is on */
     bool auto_pong;             /* answer pings (they are still reported) */
     double timeout;             /* seconds for connect and handshake */
     size_t max_message;
@@ -58,6 +59,8 @@ struct ws_client {
     char *protocol;
     char *extensions;
     int status;
+    bool last_compressed;       /* the last message received arrived deflated */
+    uint64_t wire_bytes;        /* bytes read from the socket after the handshake */
     struct buf head;            /* the response head, raw */
     char error[256];            /* why the connection failed */
 };

@@ -1,0 +1,257 @@
+-- permessage-deflate (RFC 7692): negotiation, both directions, limits.
+local testing = require "moonws.testing"
+local core = require "moonws.core"
+
+local TEXT, BINARY, CONT, PING = 1, 2, 0, 9
+
+-- The Sec-WebSocket-Extensions answer to raw offer lines (nil: none).
+local function negotiate(srv, path, ...)
+  local lines = {}
+  for _, offer in ipairs({ ... }) do lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. offer .. "\r\n" end
+  local s = assert(srv:tcp())
+  s:send("GET " .. path .. " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+    table.concat(lines) .. "\r\n")
+  local resp = assert(s:receive(2))
+  s:close()
+  assert.matches("^HTTP/1%.1 101", resp)
+  return resp:match("\r\nSec%-WebSocket%-Extensions: ([^\r]*)\r\n")
+end
+
+local function random_bytes(n)
+  local t = {}
+  local x = 12345
+  for i = 1, n do
+    x = (x * 1103515245 + 12345) % 2147483648
+    t[i] = string.char((x >> 16) % 256)   -- the low bits of an LCG repeat quickly
+  end
+  return table.concat(t)
+end
+
+describe("permessage-deflate", function()
+  local srv
+  lazy_setup(function() srv = testing.start{ dir = "spec/services/pmd" } end)
+  lazy_teardown(function()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+
+  describe("negotiation", function()
+    local NCT = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+    it("accepts a bare offer with what is in force", function()
+      assert.equal(NCT, negotiate(srv, "/echo", "permessage-deflate"))
+    end)
+
+    it("answers each window-bits parameter", function()
+      assert.equal(NCT .. "; client_max_window_bits=15",
+        negotiate(srv, "/echo", "permessage-deflate; client_max_window_bits"))
+      assert.equal(NCT .. "; client_max_window_bits=10",
+        negotiate(srv, "/echo", "permessage-deflate; client_max_window_bits=10"))
+      assert.equal(NCT .. "; server_max_window_bits=10",
+        negotiate(srv, "/echo", "permessage-deflate; server_max_window_bits=10"))
+      assert.equal(NCT .. "; server_max_window_bits=8; client_max_window_bits=9",
+        negotiate(srv, "/echo", "permessage-deflate; client_max_window_bits=9; server_max_window_bits=8"))
+      assert.equal(NCT, negotiate(srv, "/echo",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"))
+    end)
+
+    it("accepts quoted values", function()
+      assert.equal(NCT .. "; client_max_window_bits=10",
+        negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="10"'))
+    end)
+
+    it("declines malformed, duplicated and unknown parameters", function()
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; server_max_window_bits"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; server_max_window_bits=08"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; server_max_window_bits=16"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; client_max_window_bits=7"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; server_no_context_takeover=1"))
+      assert.is_nil(negotiate(srv, "/echo",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate; mystery"))
+      assert.is_nil(negotiate(srv, "/echo", "permessage-deflate;;"))
+      assert.is_nil(negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="10'))
+      assert.is_nil(negotiate(srv, "/echo", "x-webkit-deflate-frame"))
+    end)
+
+    it("accepts the first acceptable of several offers, across header lines", function()
+      assert.equal(NCT .. "; client_max_window_bits=12", negotiate(srv, "/echo",
+        "permessage-deflate; mystery=1, permessage-deflate; client_max_window_bits=12, permessage-deflate"))
+      assert.equal(NCT, negotiate(srv, "/echo", "foo; a=b", "permessage-deflate"))
+      assert.equal(NCT .. "; server_max_window_bits=9", negotiate(srv, "/echo",
+        'x-webkit-deflate-frame, permessage-deflate; server_max_window_bits="9"'))
+    end)
+
+    it("follows the service's settings", function()
+      assert.equal("permessage-deflate", negotiate(srv, "/takeover", "permessage-deflate"))
+      assert.equal("permessage-deflate; server_no_context_takeover",
+        negotiate(srv, "/takeover", "permessage-deflate; server_no_context_takeover"))
+      assert.equal("permessage-deflate; client_max_window_bits=9",
+        negotiate(srv, "/small", "permessage-deflate; client_max_window_bits"))
+      assert.equal("permessage-deflate; server_max_window_bits=9",
+        negotiate(srv, "/small", "permessage-deflate; server_max_window_bits=12"))
+      assert.is_nil(negotiate(srv, "/plain", "permessage-deflate"))
+    end)
+  end)
+
+  describe("messages", function()
+    local sizes = { 1, 64, 100, 5000, 70000, 1000000 }
+
+    local function roundtrip(path, opts)
+      local c = assert(srv:connect(path, { compression = opts or true }))
+      assert.is_string(c.extensions)
+      for _, n in ipairs(sizes) do
+        local text = string.rep("moonws compresses ", n // 18 + 1):sub(1, n)
+        assert(c:send(text))
+        assert.equal(text, (c:receive(5)))
+        local bin = random_bytes(math.min(n, 100000))
+        assert(c:sendBinary(bin))
+        assert.equal(bin, (c:receive(5)))
+      end
+      assert.equal(1000, c:close())
+    end
+
+    it("round-trips text and binary messages of every size", function()
+      roundtrip("/echo")
+    end)
+
+    it("round-trips with context takeover", function()
+      roundtrip("/takeover")
+    end)
+
+    it("round-trips with 9-bit windows and context takeover", function()
+      roundtrip("/small")
+    end)
+
+    it("round-trips with 8-bit windows", function()
+      roundtrip("/tiny", { server_max_window_bits = 8, client_max_window_bits = 8 })
+      roundtrip("/echo", { server_max_window_bits = 8, client_max_window_bits = 8 })
+    end)
+
+    it("round-trips every parameter combination the client may offer", function()
+      for _, snct in ipairs({ false, true }) do
+        for _, cnct in ipairs({ false, true }) do
+          for _, smwb in ipairs({ 0, 9, 15 }) do
+            for _, cmwb in ipairs({ false, true, 8, 12 }) do
+              for _, path in ipairs({ "/echo", "/takeover" }) do
+                local offer = { server_no_context_takeover = snct, client_no_context_takeover = cnct,
+                                server_max_window_bits = smwb ~= 0 and smwb or nil, client_max_window_bits = cmwb }
+                local c = assert(srv:connect(path, { compression = offer }))
+                for i = 1, 3 do
+                  local text = ("message %d of a series that repeats itself "):format(i):rep(20)
+                  c:send(text)
+                  assert.equal(text, (c:receive(2)))
+                end
+                c:close()
+              end
+            end
+          end
+        end
+      end
+    end)
+
+    it("compresses messages at the threshold, not below", function()
+      local c = assert(srv:connect("/threshold", { compression = true }))
+      c:send(string.rep("a", 999))
+      assert.equal(999, #c:receive(2))
+      assert.is_false(c.compressed)
+      c:send(string.rep("a", 1000))
+      assert.equal(1000, #c:receive(2))
+      assert.is_true(c.compressed)
+      c:close()
+      c = assert(srv:connect("/echo", { compression = true }))
+      c:send("short")
+      assert.equal("short", (c:receive(2)))
+      assert.is_false(c.compressed)
+      c:close()
+    end)
+
+    it("sends incompressible data uncompressed without context takeover", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      local noise = random_bytes(4000)
+      c:sendBinary(noise)
+      assert.equal(noise, (c:receive(2)))
+      assert.is_false(c.compressed)
+      c:close()
+    end)
+
+    it("uses the context across messages only with takeover", function()
+      local text = random_bytes(3000):gsub("[^%w]", "x")
+      local function wire(path)
+        local c = assert(srv:connect(path, { compression = true }))
+        local before = c.wire
+        for _ = 1, 20 do
+          c:send(text)
+          assert.equal(text, (c:receive(2)))
+        end
+        local w = c.wire - before
+        c:close()
+        return w
+      end
+      local with, without = wire("/takeover"), wire("/echo")
+      assert.is_true(with * 3 < without, ("takeover %d bytes, none %d bytes"):format(with, without))
+    end)
+
+    it("inflates a compressed message sent in fragments with pings between them", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      local text = string.rep("fragmented and compressed ", 200)
+      local z = core.deflate(text)
+      local a, b = z:sub(1, 10), z:sub(11, 20)
+      local rest = z:sub(21)
+      c:sendFrame{ opcode = TEXT, rsv = 4, fin = false, payload = a }
+      c:sendFrame{ opcode = PING, payload = "1" }
+      c:sendFrame{ opcode = CONT, fin = false, payload = b }
+      c:sendFrame{ opcode = PING, payload = "2" }
+      c:sendFrame{ opcode = CONT, fin = true, payload = rest }
+      assert.same({ "1", "pong" }, { c:receive(2) })
+      assert.same({ "2", "pong" }, { c:receive(2) })
+      assert.equal(text, (c:receive(2)))
+      c:close()
+    end)
+
+    it("fails a compression bomb over max_message with 1009", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      local bomb = core.deflate(string.rep("\0", 20 * 1024 * 1024))
+      assert.is_true(#bomb < 100000)
+      c:sendFrame{ opcode = BINARY, rsv = 4, payload = bomb }
+      assert.equal(1009, (testing.until_close(c, 5)))
+    end)
+
+    it("fails corrupt compressed data with 1007", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      c:sendFrame{ opcode = BINARY, rsv = 4, payload = "\255\255\255\255\255" }
+      assert.equal(1007, (testing.until_close(c, 2)))
+    end)
+
+    it("fails RSV1 on a continuation frame, or without the extension, with 1002", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      c:sendFrame{ opcode = TEXT, rsv = 4, fin = false, payload = core.deflate("abc") }
+      c:sendFrame{ opcode = CONT, rsv = 4, fin = true, payload = "" }
+      assert.equal(1002, (testing.until_close(c, 2)))
+      c = assert(srv:connect("/echo"))
+      c:sendFrame{ opcode = TEXT, rsv = 4, payload = core.deflate("abc") }
+      assert.equal(1002, (testing.until_close(c, 2)))
+    end)
+
+    it("broadcasts to compressing and plain clients at once", function()
+      local zs, ps = {}, {}
+      for i = 1, 3 do
+        zs[i] = assert(srv:connect("/echo", { compression = true }))
+        ps[i] = assert(srv:connect("/echo"))
+      end
+      local news = string.rep("breaking news, read all about it. ", 300)
+      local status, n = srv:http("POST", "/echo/broadcast", news)
+      assert.equal(200, status)
+      assert.equal("6", n)
+      for i = 1, 3 do
+        assert.equal(news, (zs[i]:receive(2)))
+        assert.is_true(zs[i].compressed)
+        assert.equal(news, (ps[i]:receive(2)))
+        assert.is_false(ps[i].compressed)
+        zs[i]:close()
+        ps[i]:close()
+      end
+    end)
+  end)
+end)

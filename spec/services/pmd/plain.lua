@@ -1,0 +1,3 @@
+local s = { compression = false }
+function s.onText(caller, text) caller:send(text) end
+return s
