@@ -21,7 +21,7 @@ endif
 
 # Layers (DESIGN.md §7): util <- transport <- proto <- lua <- main.
 # The client (proto/ws_client.c) and its Lua module go into core.so only.
-CLIENT_SRC := src/proto/ws_client.c src/lua/lx_client.c src/lua/lx_process.c
+CLIENT_SRC := src/proto/ws_client.c src/proto/wsc_tls.c src/lua/lx_client.c src/lua/lx_process.c
 CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*.c src/proto/*.c))
 SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) src/main.c
 # The codecs the client shares with the server.

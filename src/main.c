@@ -17,6 +17,7 @@
 #include "proto/http_server.h"
 #include "transport/conn.h"
 #include "transport/listener.h"
+#include "transport/tls.h"
 #include "transport/worker.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -28,8 +29,15 @@ static const char usage_text[] =
     "usage: moonws [options] [DIR]\n"
     "Serve every *.lua service under DIR (default ./services).\n"
     "\n"
-    "  -l, --listen [HOST:]PORT   plain listener, repeatable (default 0.0.0.0:8080);\n"
-    "                             PORT 0 picks a free port\n"
+    "  -l, --listen [HOST:]PORT   plain listener, repeatable (default 0.0.0.0:8080\n"
+    "                             unless there are TLS listeners); PORT 0 picks a free port\n"
+    "      --tls-listen [HOST:]PORT  TLS listener (wss://, https://), repeatable;\n"
+    "                             needs --cert (and --key for PEM)\n"
+    "      --cert FILE            PEM certificate chain, or a PKCS#12 store (.p12/.pfx)\n"
+    "      --key FILE             PEM private key\n"
+    "      --key-password PASS    password of an encrypted key or of the .p12 store\n"
+    "      --key-password-file F  the same, read from the first line of F\n"
+    "      --client-ca FILE       require client certificates signed by these CAs\n"
     "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
     "      --no-reload            do not watch DIR\n"
@@ -45,7 +53,10 @@ static const char usage_text[] =
 
 struct options {
     const char *listen[MAX_LISTENERS];
-    int nlisten;
+    bool listen_tls[MAX_LISTENERS];
+    int nlisten, ntls;
+    struct tls_options tls;
+    char password[1024];
     const char *dir;
     const char *static_dir;
     bool check;
@@ -63,7 +74,8 @@ static void usage_error(const char *fmt, const char *arg)
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
-           OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_REDIS };
+           OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
+           OPT_CLIENT_CA, OPT_REDIS };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -75,6 +87,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "tls-listen", required_argument, NULL, OPT_TLS_LISTEN },
         { "cert", required_argument, NULL, OPT_CERT },
         { "key", required_argument, NULL, OPT_KEY },
+        { "key-password", required_argument, NULL, OPT_KEY_PASSWORD },
+        { "key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE },
+        { "client-ca", required_argument, NULL, OPT_CLIENT_CA },
         { "redis", required_argument, NULL, OPT_REDIS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
@@ -121,9 +136,33 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage_error("bad log format '%s' (text|json)", optarg);
             break;
         case OPT_TLS_LISTEN:
+            if (o->nlisten == MAX_LISTENERS)
+                usage_error("at most %s listeners", "16");
+            o->listen_tls[o->nlisten] = true;
+            o->listen[o->nlisten++] = optarg;
+            o->ntls++;
+            break;
         case OPT_CERT:
+            o->tls.cert = optarg;
+            break;
         case OPT_KEY:
-            usage_error("%s: TLS listeners are not available in this version", argv[optind - 2]);
+            o->tls.key = optarg;
+            break;
+        case OPT_KEY_PASSWORD:
+            snprintf(o->password, sizeof o->password, "%s", optarg);
+            o->tls.password = o->password;
+            break;
+        case OPT_KEY_PASSWORD_FILE: {
+            FILE *f = fopen(optarg, "r");
+            if (!f || !fgets(o->password, sizeof o->password, f))
+                usage_error("cannot read the password file '%s'", optarg);
+            fclose(f);
+            o->password[strcspn(o->password, "\r\n")] = '\0';
+            o->tls.password = o->password;
+            break;
+        }
+        case OPT_CLIENT_CA:
+            o->tls.client_ca = optarg;
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",
@@ -146,6 +185,10 @@ static void parse_args(int argc, char **argv, struct options *o)
         o->dir = argv[optind++];
     if (optind < argc)
         usage_error("unexpected argument '%s' (one services folder only)", argv[optind]);
+    if (o->ntls && !o->tls.cert)
+        usage_error("%s needs --cert (and --key, or a .p12 store)", "--tls-listen");
+    if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password))
+        usage_error("%s: TLS options need a --tls-listen listener", "--cert/--key");
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = "0.0.0.0:8080";
 }
@@ -154,6 +197,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 
 static struct {
     struct ev_loop *loop;
+    struct tls_server *tls;
     struct worker w;
     struct lx_rt *rt;
     struct listener *listeners;
@@ -165,13 +209,14 @@ static struct {
 
 static void on_accept(struct listener *l, int fd)
 {
-    (void)l;
     if (srv.stopping) {
         close(fd);
         return;
     }
     struct conn *c = conn_new(&srv.w, fd, NULL);
     http_conn_start(c, runtime_http(srv.rt));
+    if (l->tls && !tls_attach(c, srv.tls))
+        conn_close(c);
 }
 
 static void stop_loop(void)
@@ -243,11 +288,12 @@ static int open_listeners(const struct options *o)
             return -1;
         }
         l->on_accept = on_accept;
+        l->tls = o->listen_tls[i];
         l->next = srv.listeners;
         srv.listeners = l;
         bool v6 = strchr(host, ':') != NULL;
-        printf("moonws: listening on ws://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "",
-               l->port);
+        printf("moonws: listening on %s://%s%s%s:%u\n", l->tls ? "wss" : "ws", v6 ? "[" : "",
+               host, v6 ? "]" : "", l->port);
     }
     fflush(stdout);
     for (struct listener *l = srv.listeners; l; l = l->next)
@@ -271,6 +317,16 @@ int main(int argc, char **argv)
         }
     }
 
+    if (o.ntls) {
+        char err[512];
+        srv.tls = tls_server_new(&o.tls, err, sizeof err);
+        memset(o.password, 0, sizeof o.password);
+        if (!srv.tls) {
+            fprintf(stderr, "moonws: %s\n", err);
+            return 2;
+        }
+    }
+
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     worker_init(&srv.w, srv.loop);
     srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
@@ -279,6 +335,7 @@ int main(int argc, char **argv)
         int failed = runtime_load_all(srv.rt, true);
         worker_free(&srv.w);
         runtime_free(srv.rt);
+        tls_server_free(srv.tls);
         return failed ? 1 : 0;
     }
 
@@ -294,6 +351,7 @@ int main(int argc, char **argv)
         worker_free(&srv.w);
         runtime_free(srv.rt);
         runtime_stop_watchdog();
+        tls_server_free(srv.tls);
         return 1;
     }
 
@@ -314,6 +372,7 @@ int main(int argc, char **argv)
     worker_free(&srv.w);
     runtime_free(srv.rt);
     runtime_stop_watchdog();
+    tls_server_free(srv.tls);
     ev_loop_destroy(srv.loop);
     return 0;
 }

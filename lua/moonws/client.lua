@@ -29,8 +29,9 @@ function client.connect(url, opts)
   return c
 end
 
--- client.tcp(host, port [, timeout]) -> a raw socket: send, receive,
--- receiveAll, shutdown, close. For feeding a server malformed bytes.
+-- client.tcp(host, port [, timeout [, tls]]) -> a raw socket: send, receive,
+-- receiveAll, shutdown, close. For feeding a server malformed bytes; with a
+-- tls options table the bytes go through TLS.
 client.tcp = core.tcp
 
 local function parse_url(url)
@@ -41,13 +42,14 @@ local function parse_url(url)
   return scheme, host, port, target
 end
 
--- client.http(method, url [, body [, headers [, timeout]]])
+-- client.http(method, url [, body [, headers [, timeout [, tls]]]])
 --   -> status, body, headers (lower-case names) | nil, err
--- One request on its own connection (plain http:// only).
-function client.http(method, url, body, headers, timeout)
+-- One request on its own connection; https:// verifies the server unless
+-- tls = { verify = false } (tls takes the options of client.connect).
+function client.http(method, url, body, headers, timeout, tls)
   local scheme, host, port, target = parse_url(url)
-  if scheme ~= "http" then return nil, "client.http speaks http:// only" end
-  local s, err = core.tcp(host, port, timeout)
+  if scheme ~= "http" and scheme ~= "https" then return nil, "not an http(s) URL: " .. url end
+  local s, err = core.tcp(host, port, timeout, scheme == "https" and (tls or {}) or nil)
   if not s then return nil, err end
   local req = { ("%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n"):format(method, target, host, port) }
   for k, v in pairs(headers or {}) do req[#req + 1] = k .. ": " .. v .. "\r\n" end

@@ -26,7 +26,9 @@ local function read_file(path)
 end
 
 -- opts: dir, workers, static, args (a list of extra arguments), log_level,
--- timeout (seconds to wait for the listening line, default 10).
+-- timeout (seconds to wait for the listening line, default 10),
+-- tls = { cert =, key =, password =, client_ca = } to add a TLS listener
+-- (srv.wss_url, srv.https_url, srv.tls_port).
 function testing.start(opts)
   opts = opts or {}
   local bin = opts.bin or os.getenv("MOONWS_BIN") or "build/moonws"
@@ -34,6 +36,15 @@ function testing.start(opts)
   local argv = { bin, "-l", "127.0.0.1:0", "--log-level", opts.log_level or "debug" }
   if opts.workers then argv[#argv + 1] = "-w"; argv[#argv + 1] = tostring(opts.workers) end
   if opts.static then argv[#argv + 1] = "--static"; argv[#argv + 1] = opts.static end
+  local listeners = opts.listeners or 1
+  if opts.tls then
+    local t = opts.tls
+    for _, a in ipairs({ "--tls-listen", "127.0.0.1:0", "--cert", t.cert }) do argv[#argv + 1] = a end
+    if t.key then argv[#argv + 1] = "--key"; argv[#argv + 1] = t.key end
+    if t.password then argv[#argv + 1] = "--key-password"; argv[#argv + 1] = t.password end
+    if t.client_ca then argv[#argv + 1] = "--client-ca"; argv[#argv + 1] = t.client_ca end
+    listeners = listeners + 1
+  end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = opts.dir or "examples"
   local pid, fd = core.spawn(argv, { stderr = logfile })
@@ -50,12 +61,24 @@ function testing.start(opts)
     local url = line:match("^moonws: listening on (%S+)$")
     if url then
       srv.urls[#srv.urls + 1] = url
-      if #srv.urls >= (opts.listeners or 1) then break end
+      if #srv.urls >= listeners then break end
     end
   end
-  srv.url = srv.urls[1]:gsub("^wss?://[^:]+", function(s) return s:gsub("0%.0%.0%.0", "127.0.0.1") end)
-  srv.port = tonumber(srv.url:match(":(%d+)$"))
-  srv.http_url = srv.url:gsub("^ws", "http")
+  for _, url in ipairs(srv.urls) do
+    if url:match("^wss:") then
+      srv.wss_url = srv.wss_url or url
+    else
+      srv.url = srv.url or url
+    end
+  end
+  if srv.url then
+    srv.port = tonumber(srv.url:match(":(%d+)$"))
+    srv.http_url = srv.url:gsub("^ws", "http")
+  end
+  if srv.wss_url then
+    srv.tls_port = tonumber(srv.wss_url:match(":(%d+)$"))
+    srv.https_url = srv.wss_url:gsub("^wss", "https")
+  end
   return srv
 end
 

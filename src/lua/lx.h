@@ -117,7 +117,10 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls);
 bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);
 /* Encodes the value at idx; raises on values JSON cannot hold. */
 const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len);
-/* Pushes a request table {method, path, query, headers, body, remote}. */
+/* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
+ * subject, issuer}), or nil for a plain one. */
+void lx_push_tls(lua_State *L, const struct conn *c);
+/* Pushes a request table {method, path, query, headers, body, remote, tls}. */
 void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
                      size_t path_len, const char *query, size_t query_len, const char *body,
                      size_t body_len, struct conn *c);

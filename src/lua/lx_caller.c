@@ -200,6 +200,11 @@ static int caller_index(lua_State *L)
             lua_pushnil(L);
     } else if (strcmp(k, "secure") == 0) {
         lua_pushboolean(L, wc && ws_secure(wc));
+    } else if (strcmp(k, "tls") == 0) {
+        if (wc && !conn_is_closed(wc->c))
+            lx_push_tls(L, wc->c);
+        else
+            lua_pushnil(L);
     } else if (strcmp(k, "buffered") == 0) {
         lua_pushinteger(L, wc ? (lua_Integer)ws_buffered(wc) : 0);
     } else if (strcmp(k, "remote") == 0) {

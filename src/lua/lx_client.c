@@ -76,6 +76,26 @@ static const char *json_arg(lua_State *L, int idx, size_t *len)
 
 /* ---- connect ---- */
 
+/* tls = { verify = true, ca = "file", cert = "file", key = "file", servername = "name" } */
+static void read_tls(lua_State *L, int idx, struct wsc_tls_opts *t)
+{
+    *t = (struct wsc_tls_opts){ .verify = true };
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, "verify") != LUA_TNIL)
+        t->verify = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "ca");
+    t->ca = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, idx, "cert");
+    t->cert = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, idx, "key");
+    t->key = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, idx, "servername");
+    t->servername = luaL_optstring(L, -1, NULL);
+    lua_pop(L, 5);              /* the strings stay alive in the options table */
+}
+
 /* compression = { server_no_context_takeover = true, client_no_context_takeover = true,
  *                 server_max_window_bits = 10, client_max_window_bits = 12 | true | false } */
 static void read_offer(lua_State *L, int t, struct wsc_options *o)
@@ -108,6 +128,7 @@ static int l_connect(lua_State *L)
                              .max_message = 256u << 20, .offer = PMD_OFFER_DEFAULT };
     const char *protos[32];
     struct buf extra = { 0 };
+    struct wsc_tls_opts tls = { .verify = true };
 
     if (has_opts) {
         if (lua_getfield(L, 2, "timeout") == LUA_TNUMBER)
@@ -133,6 +154,9 @@ static int l_connect(lua_State *L)
                 lua_pop(L, 1);  /* still referenced by the table */
             }
         }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "tls");
+        read_tls(L, lua_gettop(L), &tls);
         lua_pop(L, 1);
         if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
             lua_pushnil(L);
@@ -167,11 +191,12 @@ static int l_connect(lua_State *L)
     lc->c.fd = fd;
     lc->open = true;
     luaL_setmetatable(L, CLIENT_MT);
-    if (secure) {
+    if (secure && !wsc_tls_start(fd, host, &tls, o.timeout, &lc->c.io, &lc->c.ioctx, err,
+                                 sizeof err)) {
         wsc_free(&lc->c);
         lc->open = false;
         buf_free(&extra);
-        return fail(L, "wss:// is not supported by this build", 0);
+        return fail(L, err, 0);
     }
     bool v6 = strchr(host, ':') != NULL;
     char hosthdr[300];
@@ -395,6 +420,8 @@ static int l_index(lua_State *L)
 
 struct ltcp {
     int fd;
+    const struct wsc_io *io;
+    void *ioctx;
 };
 
 static struct ltcp *check_tcp(lua_State *L)
@@ -405,18 +432,30 @@ static struct ltcp *check_tcp(lua_State *L)
     return t;
 }
 
+/* tcp(host, port [, timeout [, tls]]): a raw connection, through TLS when a
+ * tls options table is given. */
 static int l_tcp(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 1);
     lua_Integer port = luaL_checkinteger(L, 2);
+    double timeout = opt_timeout(L, 3, DEFAULT_TIMEOUT);
+    bool secure = lua_istable(L, 4);
+    struct wsc_tls_opts tls;
+    read_tls(L, 4, &tls);
     char err[256];
-    int fd = wsc_tcp_connect(host, (unsigned)port, opt_timeout(L, 3, DEFAULT_TIMEOUT), err,
-                             sizeof err);
+    int fd = wsc_tcp_connect(host, (unsigned)port, timeout, err, sizeof err);
     if (fd < 0)
         return fail(L, err, 0);
     struct ltcp *t = lua_newuserdatauv(L, sizeof *t, 0);
     t->fd = fd;
+    t->io = &wsc_plain_io;
+    t->ioctx = (void *)(intptr_t)fd;
     luaL_setmetatable(L, TCP_MT);
+    if (secure && !wsc_tls_start(fd, host, &tls, timeout, &t->io, &t->ioctx, err, sizeof err)) {
+        close(fd);
+        t->fd = -1;
+        return fail(L, err, 0);
+    }
     return 1;
 }
 
@@ -427,7 +466,7 @@ static int tcp_send(lua_State *L)
     const char *p = luaL_checklstring(L, 2, &n);
     double end = wsc_now() + opt_timeout(L, 3, DEFAULT_TIMEOUT);
     while (n) {
-        ssize_t w = send(t->fd, p, n, MSG_NOSIGNAL);
+        long w = t->io->write(t->ioctx, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -447,12 +486,12 @@ static int tcp_send(lua_State *L)
 static int tcp_receive(lua_State *L)
 {
     struct ltcp *t = check_tcp(L);
-    if (!wsc_wait(t->fd, false, opt_timeout(L, 2, DEFAULT_TIMEOUT)))
+    if (!t->io->pending(t->ioctx) && !wsc_wait(t->fd, false, opt_timeout(L, 2, DEFAULT_TIMEOUT)))
         return fail(L, "timeout", 0);
     char buf[65536];
-    ssize_t r;
+    long r;
     do {
-        r = read(t->fd, buf, sizeof buf);
+        r = t->io->read(t->ioctx, buf, sizeof buf);
     } while (r < 0 && errno == EINTR);
     if (r == 0 || (r < 0 && errno == ECONNRESET))
         return fail(L, "closed", 0);
@@ -473,10 +512,10 @@ static int tcp_receive_all(lua_State *L)
     const char *why = "timeout";
     for (;;) {
         double left = end - wsc_now();
-        if (left <= 0 || !wsc_wait(t->fd, false, left))
+        if (left <= 0 || (!t->io->pending(t->ioctx) && !wsc_wait(t->fd, false, left)))
             break;
         char *w = luaL_prepbuffsize(&b, 65536);
-        ssize_t r = read(t->fd, w, 65536);
+        long r = t->io->read(t->ioctx, w, 65536);
         if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r <= 0) {
@@ -500,8 +539,10 @@ static int tcp_shutdown(lua_State *L)
 static int tcp_close(lua_State *L)
 {
     struct ltcp *t = luaL_checkudata(L, 1, TCP_MT);
-    if (t->fd >= 0)
+    if (t->fd >= 0) {
+        t->io->free(t->ioctx);
         close(t->fd);
+    }
     t->fd = -1;
     return 0;
 }

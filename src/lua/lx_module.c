@@ -6,6 +6,7 @@
 
 #include "../proto/http_parse.h"
 #include "../transport/conn.h"
+#include "../transport/tls.h"
 #include "../util/buf.h"
 #include "../util/log.h"
 #include "../util/utf8.h"
@@ -121,6 +122,30 @@ void lx_push_headers(lua_State *L, const struct http_request *req)
     }
 }
 
+void lx_push_tls(lua_State *L, const struct conn *c)
+{
+    struct tls_info ti;
+    if (!tls_info(c, &ti)) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, ti.version);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, ti.cipher);
+    lua_setfield(L, -2, "cipher");
+    lua_pushstring(L, ti.alpn);
+    lua_setfield(L, -2, "alpn");
+    lua_pushboolean(L, ti.resumed);
+    lua_setfield(L, -2, "resumed");
+    if (ti.subject[0]) {
+        lua_pushstring(L, ti.subject);
+        lua_setfield(L, -2, "subject");
+        lua_pushstring(L, ti.issuer);
+        lua_setfield(L, -2, "issuer");
+    }
+}
+
 void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
                      size_t path_len, const char *query, size_t query_len, const char *body,
                      size_t body_len, struct conn *c)
@@ -140,6 +165,8 @@ void lx_push_request(lua_State *L, const struct http_request *req, const char *p
     conn_remote(c, addr, sizeof addr);
     lua_pushstring(L, addr);
     lua_setfield(L, -2, "remote");
+    lx_push_tls(L, c);
+    lua_setfield(L, -2, "tls");
 }
 
 /* ---- moonws.* ---- */

@@ -63,7 +63,7 @@ static void plain_free(void *ctx)
     (void)ctx;
 }
 
-static const struct wsc_io plain_io = { plain_read, plain_write, plain_pending, plain_free };
+const struct wsc_io wsc_plain_io = { plain_read, plain_write, plain_pending, plain_free };
 
 int wsc_tcp_connect(const char *host, unsigned port, double timeout, char *err, size_t errcap)
 {
@@ -183,12 +183,15 @@ static bool write_all(struct ws_client *c, const char *p, size_t n, double timeo
 }
 
 /* Reads what is available into c->in, waiting up to timeout. Returns 1 when
- * bytes arrived, 0 on timeout, -1 at EOF or error. */
+ * bytes arrived, 0 on timeout, -1 at EOF or error. A readable socket may
+ * yield nothing (TLS records without application data): wait again. */
 static int read_some(struct ws_client *c, double timeout)
 {
-    if (!c->io->pending(c->ioctx) && !wsc_wait(c->fd, false, timeout))
-        return 0;
+    double end = wsc_now() + timeout;
     for (;;) {
+        double left = end - wsc_now();
+        if (!c->io->pending(c->ioctx) && (left <= 0 || !wsc_wait(c->fd, false, left)))
+            return 0;
         char *w = buf_reserve(&c->in, 65536);
         long r = c->io->read(c->ioctx, w, 65536);
         if (r > 0) {
@@ -196,10 +199,8 @@ static int read_some(struct ws_client *c, double timeout)
             c->wire_bytes += (uint64_t)r;
             return 1;
         }
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
-        if (r < 0 && errno == EAGAIN)
-            return 0;
         c->eof = true;
         snprintf(c->error, sizeof c->error, "%s",
                  r == 0 ? "connection closed by the server" : strerror(errno));
@@ -211,7 +212,7 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
                    const struct wsc_options *o)
 {
     if (!c->io) {
-        c->io = &plain_io;
+        c->io = &wsc_plain_io;
         c->ioctx = (void *)(intptr_t)c->fd;
     }
     c->auto_pong = o->auto_pong;

@@ -43,6 +43,22 @@ struct wsc_io {
     void (*free)(void *ctx);
 };
 
+/* Reads and writes on a plain socket; ctx is the fd. */
+extern const struct wsc_io wsc_plain_io;
+
+struct wsc_tls_opts {
+    bool verify;                /* check the server's certificate and name */
+    const char *ca;             /* PEM CAs to trust instead of the system's */
+    const char *cert, *key;     /* a client certificate (mutual TLS) */
+    const char *servername;     /* SNI and the name checked; default: the URL's host */
+};
+
+/* Runs a TLS handshake on fd within timeout. On success *io and *ctx read
+ * and write through TLS; on failure err says why (certificate problems
+ * included). */
+bool wsc_tls_start(int fd, const char *host, const struct wsc_tls_opts *o, double timeout,
+                   const struct wsc_io **io, void **ctx, char *err, size_t errcap);
+
 struct ws_client {
     int fd;
     const struct wsc_io *io;

@@ -62,7 +62,7 @@ static bool plain_pending(struct conn *c)
 }
 
 static const struct conn_transport plain_transport = {
-    plain_read, plain_writev, plain_shutdown, plain_free, plain_pending,
+    plain_read, plain_writev, plain_shutdown, plain_free, plain_pending, NULL,
 };
 
 static struct oseg *seg_new(struct worker *w, size_t need)
@@ -326,10 +326,36 @@ static void conn_readable(struct conn *c)
     }
 }
 
+/* Advances the transport's handshake; returns true once data may flow. */
+static bool handshake(struct conn *c)
+{
+    switch (c->tp->handshake(c)) {
+    case CONN_HS_DONE:
+        c->flags &= (uint16_t)~CONN_HANDSHAKE;
+        update_watch(c, c->out_head != NULL);
+        return true;
+    case CONN_HS_WANT_READ:
+        update_watch(c, false);
+        return false;
+    case CONN_HS_WANT_WRITE:
+        update_watch(c, true);
+        return false;
+    default:
+        conn_close(c);
+        return false;
+    }
+}
+
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     struct conn *c = io->data;
+    if (c->flags & CONN_HANDSHAKE) {
+        if (!handshake(c))
+            return;
+        /* The last handshake read may have brought application data. */
+        revents |= EV_READ;
+    }
     if (revents & EV_WRITE)
         conn_flush(c);
     if ((revents & EV_READ) && !conn_is_closed(c)) {

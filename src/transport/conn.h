@@ -63,7 +63,12 @@ struct conn_transport {
     void (*free)(struct conn *c);
     /* True when it has read bytes it has not handed out yet (TLS records). */
     bool (*pending)(struct conn *c);
+    /* Advances a handshake that must finish before any data (optional):
+     * returns one of CONN_HS_*. */
+    int (*handshake)(struct conn *c);
 };
+
+enum { CONN_HS_DONE, CONN_HS_WANT_READ, CONN_HS_WANT_WRITE, CONN_HS_FAILED };
 
 enum {
     CONN_CLOSED = 1 << 0,       /* conn_close ran: no more I/O */
@@ -74,6 +79,7 @@ enum {
     CONN_SECURE = 1 << 5,       /* TLS */
     CONN_RD_EOF = 1 << 6,       /* the peer closed its side: no more reading */
     CONN_RD_PAUSED = 1 << 7,    /* the protocol does not want input now */
+    CONN_HANDSHAKE = 1 << 8,    /* the transport's handshake is not done */
 };
 
 struct oseg;

@@ -38,6 +38,7 @@ function probe.onText(caller, text)
       id = caller.id, protocol = caller.protocol or moonws.json.null, secure = caller.secure,
       open = caller.open, remote = caller.remote, path = caller.path, query = caller.query,
       headers = caller.headers, buffered = caller.buffered, data_type = type(caller.data),
+      tls = caller.tls or moonws.json.null,
       tostring = tostring(caller),
     })
   elseif cmd == "close" then
@@ -123,6 +124,7 @@ probe.http = {
   ["POST /broadcast"] = function(req)
     return 200, { delivered = moonws.broadcast("/probe", req.body) }
   end,
+  ["GET /tls"] = function(req) return 200, req.tls or {} end,
   ["GET /fail"] = function() error("endpoint failure") end,
   ["GET /badheaders"] = function() return 200, "x", { ["Bad\nName"] = "v" } end,
   ["GET /publish"] = function(req)
