@@ -16,6 +16,7 @@
 #include "lua/runtime.h"
 #include "proto/http_server.h"
 #include "transport/conn.h"
+#include "transport/dirwatch.h"
 #include "transport/listener.h"
 #include "transport/tls.h"
 #include "transport/worker.h"
@@ -40,7 +41,7 @@ static const char usage_text[] =
     "      --client-ca FILE       require client certificates signed by these CAs\n"
     "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
-    "      --no-reload            do not watch DIR\n"
+    "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
@@ -202,7 +203,8 @@ static struct {
     struct lx_rt *rt;
     struct listener *listeners;
     bool stopping;
-    ev_signal sigterm_w, sigint_w;
+    ev_signal sigterm_w, sigint_w, sighup_w;
+    struct dirwatch *watch;
     ev_timer grace_w;
     ev_prepare drained_w;
 } srv;
@@ -272,7 +274,21 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
     (void)revents;
+    if (s->signum == SIGHUP) {
+        if (!srv.stopping) {
+            log_info("SIGHUP: reloading every service");
+            runtime_reload_all(srv.rt);
+        }
+        return;
+    }
     begin_shutdown(s->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void file_changed(void *ud, const char *path)
+{
+    (void)ud;
+    if (!srv.stopping)
+        runtime_file_changed(srv.rt, path);
 }
 
 static int open_listeners(const struct options *o)
@@ -347,7 +363,17 @@ int main(int argc, char **argv)
     ev_signal_start(srv.loop, &srv.sigterm_w);
     ev_signal_init(&srv.sigint_w, signal_cb, SIGINT);
     ev_signal_start(srv.loop, &srv.sigint_w);
+    ev_signal_init(&srv.sighup_w, signal_cb, SIGHUP);
+    ev_signal_start(srv.loop, &srv.sighup_w);
+    if (!o.no_reload) {
+        char err[256];
+        srv.watch = dirwatch_new(srv.loop, o.dir, ".lua", LIM_RELOAD_QUIET, file_changed, NULL, err,
+                                 sizeof err);
+        if (!srv.watch)
+            log_warn("not watching %s for changes: %s (SIGHUP reloads)", o.dir, err);
+    }
     if (open_listeners(&o) != 0) {
+        dirwatch_free(srv.watch);
         worker_free(&srv.w);
         runtime_free(srv.rt);
         runtime_stop_watchdog();
@@ -360,6 +386,8 @@ int main(int argc, char **argv)
     log_info("stopped");
     ev_signal_stop(srv.loop, &srv.sigterm_w);
     ev_signal_stop(srv.loop, &srv.sigint_w);
+    ev_signal_stop(srv.loop, &srv.sighup_w);
+    dirwatch_free(srv.watch);
     if (srv.stopping) {
         ev_timer_stop(srv.loop, &srv.grace_w);
         ev_prepare_stop(srv.loop, &srv.drained_w);

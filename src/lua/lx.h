@@ -134,6 +134,8 @@ void lx_push_headers(lua_State *L, const struct http_request *req);
 void lx_timer_init(struct lx_rt *rt);
 /* Cancels every timer of a service (unload, reload). */
 void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls);
+/* Hands the timers of `from` to `to` (a new version taking over). */
+void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *from);
 
 /* ---- lx_service.c ---- */
 

@@ -49,6 +49,11 @@ struct http_server *runtime_http(struct lx_rt *rt)
     return &rt->http;
 }
 
+const char *runtime_dir(const struct lx_rt *rt)
+{
+    return rt->dir;
+}
+
 /* Appends every *.lua under dir/rel to files (paths relative to dir). */
 static void scan(const char *dir, const char *rel, char ***files, size_t *n, size_t *cap)
 {
@@ -130,6 +135,71 @@ int runtime_load_all(struct lx_rt *rt, bool check)
     if (!check && n == 0)
         log_warn("no services (*.lua) in %s", rt->dir);
     return failed;
+}
+
+void runtime_file_changed(struct lx_rt *rt, const char *file)
+{
+    struct lx_service *old = lx_service_find(rt, file);
+    char full[8192];
+    snprintf(full, sizeof full, "%s/%s", rt->dir, file);
+    struct stat st;
+    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (old) {
+            size_t n = lx_service_open_count(old);
+            char path[1024];
+            snprintf(path, sizeof path, "%s", old->svc.path);
+            lx_service_unload(rt, old, "service removed");
+            log_info("removed %s from %s (%zu connections closed)", file, path, n);
+        }
+        return;
+    }
+    char err[1024];
+    struct lx_service *cand = lx_service_load(rt, file, err, sizeof err);
+    if (!cand) {
+        log_error("%s (%s)", err, old ? "the old version keeps serving" : "not loaded");
+        return;
+    }
+    if (old) {
+        if (!lx_service_replace(rt, old, cand, err, sizeof err)) {
+            log_error("%s (the old version keeps serving)", err);
+            return;
+        }
+        log_info("reloaded %s at %s (%zu connections kept)", file, old->svc.path,
+                 lx_service_open_count(old));
+    } else if (!lx_service_mount(rt, cand, err, sizeof err)) {
+        log_error("%s (not loaded)", err);
+        lx_service_discard(rt, cand);
+    } else {
+        log_info("loaded %s at %s", file, cand->svc.path);
+    }
+}
+
+void runtime_reload_all(struct lx_rt *rt)
+{
+    char **files = NULL;
+    size_t n = 0, cap = 0;
+    scan(rt->dir, "", &files, &n, &cap);
+    qsort(files, n, sizeof *files, cmp_str);
+    /* Services whose files are gone, then every file there is. */
+    char **gone = xcalloc(rt->nsvcs + 1, sizeof *gone);
+    size_t ngone = 0;
+    for (size_t i = 0; i < rt->nsvcs; i++) {
+        bool found = false;
+        for (size_t k = 0; k < n && !found; k++)
+            found = strcmp(files[k], rt->svcs[i]->file) == 0;
+        if (!found)
+            gone[ngone++] = xstrdup(rt->svcs[i]->file);
+    }
+    for (size_t i = 0; i < ngone; i++) {
+        runtime_file_changed(rt, gone[i]);
+        free(gone[i]);
+    }
+    free(gone);
+    for (size_t i = 0; i < n; i++) {
+        runtime_file_changed(rt, files[i]);
+        free(files[i]);
+    }
+    free(files);
 }
 
 void runtime_start_watchdog(struct lx_rt *rt)

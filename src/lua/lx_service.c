@@ -843,6 +843,75 @@ bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t
     return true;
 }
 
+struct lx_service *lx_service_find(struct lx_rt *rt, const char *file)
+{
+    for (size_t i = 0; i < rt->nsvcs; i++) {
+        if (strcmp(rt->svcs[i]->file, file) == 0)
+            return rt->svcs[i];
+    }
+    return NULL;
+}
+
+size_t lx_service_open_count(const struct lx_service *ls)
+{
+    size_t n = 0;
+    for (struct ws_conn *wc = ls->svc.conns; wc; wc = wc->svc_next)
+        n += ws_is_open(wc);
+    return n;
+}
+
+bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand,
+                        char *err, size_t errcap)
+{
+    bool moved = strcmp(old->svc.path, cand->svc.path) != 0;
+    if (moved) {
+        struct svc *other = router_find(&rt->router, cand->svc.path, strlen(cand->svc.path));
+        if (other && other != &old->svc) {
+            snprintf(err, errcap, "%s: path %s is already served by %s", cand->file,
+                     cand->svc.path, ((struct lx_service *)other->rt)->file);
+            lx_service_discard(rt, cand);
+            return false;
+        }
+    }
+    /* The old version's Lua state and timers go; the candidate's move in. */
+    lx_timer_cancel_all(rt, old);
+    lx_timer_adopt(rt, old, cand);
+    release_lua(rt, old);
+    old->table_ref = cand->table_ref;
+    old->env_ref = cand->env_ref;
+    old->routes_ref = cand->routes_ref;
+    memcpy(old->handler, cand->handler, sizeof old->handler);
+    cand->table_ref = cand->env_ref = cand->routes_ref = LUA_NOREF;
+    for (int i = 0; i < H_COUNT; i++)
+        cand->handler[i] = LUA_NOREF;
+
+    free(old->dispatch_key);
+    old->dispatch_key = cand->dispatch_key;
+    cand->dispatch_key = NULL;
+    svc_conf_free(&old->svc.conf);
+    old->svc.conf = cand->svc.conf;
+    cand->svc.conf = (struct svc_conf){ 0 };
+    free_routes(&old->svc);
+    old->svc.routes = cand->svc.routes;
+    old->svc.nroutes = cand->svc.nroutes;
+    cand->svc.routes = NULL;
+    cand->svc.nroutes = 0;
+    if (moved) {
+        router_unmount(&rt->router, &old->svc);
+        free(old->svc.path);
+        old->svc.path = cand->svc.path;
+        cand->svc.path = NULL;
+        char why[256];
+        /* The path was checked free above. */
+        router_mount(&rt->router, &old->svc, why, sizeof why);
+    }
+    /* Open connections follow the new limits (compression stays as negotiated). */
+    for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next)
+        wc->rx.max_message = old->svc.conf.max_message;
+    service_free(cand);
+    return true;
+}
+
 void lx_service_unload(struct lx_rt *rt, struct lx_service *ls, const char *reason)
 {
     for (size_t i = 0; i < rt->nsvcs; i++) {

@@ -18,6 +18,17 @@ struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err
 void lx_service_discard(struct lx_rt *rt, struct lx_service *ls);
 /* Starts serving a candidate at its path; fails when the path is taken. */
 bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t errcap);
+/* A new version (candidate) of a running service takes over: open
+ * connections keep their callers and caller.data and get the new handlers;
+ * the old version's timers are cancelled; a changed path moves the service.
+ * Fails (nothing changes) when the new path belongs to another service; the
+ * candidate is consumed either way. */
+bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand,
+                        char *err, size_t errcap);
+/* The loaded service from file, or NULL. */
+struct lx_service *lx_service_find(struct lx_rt *rt, const char *file);
+/* Open connections of a service. */
+size_t lx_service_open_count(const struct lx_service *ls);
 /* Stops serving: unmounts, cancels timers, closes connections 1001 with
  * reason; memory goes when the last connection has. */
 void lx_service_unload(struct lx_rt *rt, struct lx_service *ls, const char *reason);

@@ -147,6 +147,23 @@ void lx_timer_init(struct lx_rt *rt)
     lua_pop(L, 1);
 }
 
+void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *from)
+{
+    struct lx_timer **list = owner_list(rt, from);
+    while (*list) {
+        struct lx_timer *t = *list;
+        *list = t->next;
+        if (t->next)
+            t->next->prev = NULL;
+        t->owner = to;
+        t->prev = NULL;
+        t->next = to->timers;
+        if (to->timers)
+            to->timers->prev = t;
+        to->timers = t;
+    }
+}
+
 void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls)
 {
     struct lx_timer **list = owner_list(rt, ls);

@@ -21,6 +21,15 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
  * Returns the number of files that failed. */
 int runtime_load_all(struct lx_rt *rt, bool check);
 struct http_server *runtime_http(struct lx_rt *rt);
+/* A file under the folder (relative path) was added, changed or removed:
+ * load it, reload it, or unload its service. A new version is compiled and
+ * validated first; on any error the old one keeps serving and the error is
+ * logged with file and line. */
+void runtime_file_changed(struct lx_rt *rt, const char *file);
+/* SIGHUP: every file again, and services whose files are gone. */
+void runtime_reload_all(struct lx_rt *rt);
+/* The services folder. */
+const char *runtime_dir(const struct lx_rt *rt);
 /* Enforces the per-call CPU budget on this thread's handlers. */
 void runtime_start_watchdog(struct lx_rt *rt);
 void runtime_stop_watchdog(void);

@@ -37,6 +37,10 @@
 
 /* Seconds between sweeps of all connections for the timeouts above. */
 #define LIM_SWEEP_INTERVAL         0.5
+/* Seconds a changed service file must stay quiet (and closed by its writer,
+ * up to 3 s more) before it is reloaded. */
+#define LIM_RELOAD_QUIET           0.1
+
 /* Seconds the server waits for close frames at shutdown (SIGTERM/SIGINT). */
 #define LIM_SHUTDOWN_GRACE         5.0
 

@@ -1,0 +1,294 @@
+-- Hot reload (DESIGN.md §5): every way an editor saves, bad versions that
+-- must not replace good ones, and connections that must survive.
+local testing = require "moonws.testing"
+local core = require "moonws.core"
+
+-- A service whose version shows in every reply; caller.data and
+-- moonws.shared keep counters across versions.
+local function service(version, extra)
+  return ([[
+local s = {}
+local v = %q
+moonws.shared.loads = (moonws.shared.loads or 0) + 1
+function s.onOpen(caller)
+  caller:send("open " .. v)
+end
+function s.onText(caller, text)
+  if text == "version" then caller:send(v)
+  elseif text == "inc" then
+    caller.data.n = (caller.data.n or 0) + 1
+    caller:send(v .. " n=" .. caller.data.n .. " loads=" .. moonws.shared.loads)
+  else caller:send(v .. ":" .. text) end
+end
+%s
+return s
+]]):format(version, extra or "")
+end
+
+local function write(path, content)
+  local f = assert(io.open(path, "w"))
+  f:write(content)
+  f:close()
+end
+
+-- Counts log lines matching a plain string.
+local function count(srv, text)
+  local n = 0
+  for line in srv:log():gmatch("[^\n]+") do
+    if line:find(text, 1, true) then n = n + 1 end
+  end
+  return n
+end
+
+-- Waits until text has appeared n times in the log.
+local function wait_count(srv, text, n, timeout)
+  local deadline = core.now() + (timeout or 5)
+  while count(srv, text) < n do
+    assert(core.now() < deadline, ("%q did not appear %d times; log:\n%s"):format(text, n, srv:log()))
+    core.sleep(0.02)
+  end
+end
+
+describe("hot reload", function()
+  local dir, srv, file, reloads
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    file = dir .. "/svc.lua"
+    write(file, service("v1"))
+    srv = testing.start{ dir = dir }
+    reloads = 0
+  end)
+
+  after_each(function()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  -- Saves with fn, then waits for the reload to be logged.
+  local function save(fn, ...)
+    fn(...)
+    reloads = reloads + 1
+    wait_count(srv, "reloaded svc.lua", reloads)
+  end
+
+  local function open()
+    local c = assert(srv:connect("/svc"))
+    assert.matches("^open v", (c:receive(2)))
+    return c
+  end
+
+  local function version(c)
+    c:send("version")
+    return (c:receive(2))
+  end
+
+  local saves = {
+    ["written in place"] = function(content) write(file, content) end,
+    ["truncated, then written in two slow parts"] = function(content)
+      local f = assert(io.open(file, "w"))
+      f:write(content:sub(1, 40))
+      f:flush()
+      core.sleep(0.4)          -- longer than the quiet period: the writer is still at it
+      f:write(content:sub(41))
+      f:close()
+    end,
+    ["written to a temporary file renamed over it"] = function(content)
+      write(file .. ".tmp", content)
+      assert(os.rename(file .. ".tmp", file))
+    end,
+    ["deleted, then created again"] = function(content)
+      assert(os.remove(file))
+      core.sleep(0.02)
+      write(file, content)
+    end,
+    ["saved the way vim does it (backup rename, 4913 probe, write, backup removed)"] = function(content)
+      write(dir .. "/4913", "")
+      os.remove(dir .. "/4913")
+      assert(os.rename(file, file .. "~"))
+      write(file, content)
+      os.remove(file .. "~")
+    end,
+  }
+
+  for name, fn in pairs(saves) do
+    it("reloads a file " .. name .. ", keeping connections and caller.data", function()
+      local c = open()
+      c:send("inc")
+      assert.equal("v1 n=1 loads=1", (c:receive(2)))
+      save(fn, service("v2"))
+      assert.equal("v2", version(c))
+      c:send("inc")
+      assert.equal("v2 n=2 loads=2", (c:receive(2)))
+      assert.is_nil(srv:log():find("[error]", 1, true), srv:log())
+      c:close()
+    end)
+  end
+
+  it("logs how many connections were kept", function()
+    local a, b = open(), open()
+    save(write, file, service("v2"))
+    assert(srv:wait_log("reloaded svc.lua at /svc (2 connections kept)", 2, true))
+    a:close() b:close()
+  end)
+
+  it("keeps the old version on a syntax error, naming file and line", function()
+    local c = open()
+    write(file, "local s = {}\nfunction s.onText(c, t)\n  c:send(t\nend\nreturn s\n")
+    assert(srv:wait_log("svc.lua:4: ')' expected", 3, true))
+    assert(srv:wait_log("the old version keeps serving", 1, true))
+    assert.equal("v1", version(c))
+    local d = open()
+    assert.equal("v1", version(d))
+    c:close() d:close()
+  end)
+
+  it("keeps the old version when the new one breaks a rule", function()
+    local c = open()
+    write(file, service("v2", "function s.onMessage(caller, msg) end"))
+    assert(srv:wait_log("svc.lua:14: onMessage cannot be combined with onText (the old version keeps serving)", 3, true))
+    assert.equal("v1", version(c))
+    c:close()
+  end)
+
+  it("keeps the old version when the new one fails while loading", function()
+    local c = open()
+    write(file, "local t = nil\nt.x = 1\nreturn {}\n")
+    assert(srv:wait_log("svc.lua:2: attempt to index a nil value", 3, true))
+    assert.equal("v1", version(c))
+    c:close()
+  end)
+
+  it("serves a new version whose onOpen fails: old connections go on, new ones get 1011", function()
+    local c = open()
+    save(write, file, service("v2", "function s.onOpen(caller) error('new onOpen broke') end"))
+    assert.equal("v2", version(c))
+    local d = assert(srv:connect("/svc"))
+    assert.equal(1011, (testing.until_close(d, 2)))
+    assert(srv:wait_log("new onOpen broke", 2, true))
+    assert.equal("v2", version(c))
+    c:close()
+  end)
+
+  it("moves a service whose path changed, with its connections", function()
+    local c = open()
+    save(write, file, service("v2", 's.path = "/moved"'))
+    assert.equal("v2", version(c))
+    local m = assert(srv:connect("/moved"))
+    assert.equal("open v2", (m:receive(2)))
+    local _, _, status = srv:connect("/svc")
+    assert.equal(404, status)
+    c:close() m:close()
+  end)
+
+  it("unmounts a deleted file: its clients get 1001 \"service removed\"", function()
+    local c = open()
+    assert(os.remove(file))
+    local code, reason = testing.until_close(c, 3)
+    assert.equal(1001, code)
+    assert.equal("service removed", reason)
+    assert(srv:wait_log("removed svc.lua from /svc (1 connections closed)", 2, true))
+    local _, _, status = srv:connect("/svc")
+    assert.equal(404, status)
+  end)
+
+  it("mounts a new file, in a new folder too", function()
+    write(dir .. "/fresh.lua", service("fresh"))
+    assert(srv:wait_log("loaded fresh.lua at /fresh", 3, true))
+    local c = assert(srv:connect("/fresh"))
+    assert.equal("open fresh", (c:receive(2)))
+    c:close()
+    assert(os.execute("mkdir " .. dir .. "/api"))
+    write(dir .. "/api/feed.lua", service("feed"))
+    assert(srv:wait_log("loaded api/feed.lua at /api/feed", 3, true))
+    c = assert(srv:connect("/api/feed"))
+    assert.equal("open feed", (c:receive(2)))
+    assert(os.execute("rm -rf " .. dir .. "/api"))
+    assert.equal(1001, (testing.until_close(c, 3)))
+  end)
+
+  it("keeps connections and caller.data through ten reloads in a row", function()
+    local c = open()
+    for i = 2, 11 do
+      save(write, file, service("v" .. i))
+      c:send("inc")
+      assert.equal(("v%d n=%d loads=%d"):format(i, i - 1, i), (c:receive(2)))
+    end
+    c:close()
+  end)
+
+  it("cancels the old version's timers", function()
+    write(file, service("v1", 'moonws.every(0.02, function() moonws.broadcast("/svc", "tick v1") end)'))
+    wait_count(srv, "reloaded svc.lua", 1)
+    local c = open()
+    assert.equal("tick v1", (c:receive(2)))
+    write(file, service("v2", 'moonws.every(0.02, function() moonws.broadcast("/svc", "tick v2") end)'))
+    wait_count(srv, "reloaded svc.lua", 2)
+    local seen_v2 = 0
+    while seen_v2 < 5 do
+      local msg = assert(c:receive(2))
+      if msg == "tick v2" then
+        seen_v2 = seen_v2 + 1
+      else
+        assert.equal(0, seen_v2, "a v1 tick after a v2 one: " .. msg)
+      end
+    end
+    c:close()
+  end)
+
+  it("loses no message when it reloads during a burst of traffic", function()
+    local c = open()
+    local n = 3000
+    for i = 1, n do
+      assert(c:send("m" .. i))
+      if i == 1000 then write(file, service("v2")) end
+      if i == 2000 then wait_count(srv, "reloaded svc.lua", 1) end
+    end
+    local switched = false
+    for i = 1, n do
+      local reply = assert(c:receive(5))
+      local v, k = reply:match("^(v%d):m(%d+)$")
+      assert.equal(i, tonumber(k))
+      if v == "v2" then switched = true else assert.is_false(switched) end
+    end
+    assert.is_true(switched)
+    c:close()
+  end)
+end)
+
+describe("reloading by signal", function()
+  it("ignores edits with --no-reload, and reloads everything on SIGHUP", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    write(dir .. "/svc.lua", service("v1"))
+    write(dir .. "/gone.lua", service("gone"))
+    local srv = testing.start{ dir = dir, args = { "--no-reload" } }
+    local c = assert(srv:connect("/svc"))
+    assert.equal("open v1", (c:receive(2)))
+    local g = assert(srv:connect("/gone"))
+    assert.equal("open gone", (g:receive(2)))
+    write(dir .. "/svc.lua", service("v2"))
+    os.remove(dir .. "/gone.lua")
+    write(dir .. "/new.lua", service("new"))
+    -- nothing watches: for half a second the old version answers
+    local deadline = core.now() + 0.5
+    while core.now() < deadline do
+      c:send("version")
+      assert.equal("v1", (c:receive(2)))
+    end
+    srv:signal("HUP")
+    assert(srv:wait_log("reloaded svc.lua", 3, true))
+    assert(srv:wait_log("loaded new.lua at /new", 3, true))
+    assert.equal(1001, (testing.until_close(g, 3)))
+    c:send("version")
+    assert.equal("v2", (c:receive(2)))
+    c:close()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+    os.execute("rm -rf " .. dir)
+  end)
+end)

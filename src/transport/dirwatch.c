@@ -1,0 +1,291 @@
+#include "dirwatch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../util/buf.h"
+#include "../util/log.h"
+#include "../util/strmap.h"
+
+/* How long a file may stay open for writing before it is reported anyway. */
+#define WRITER_MAX_WAIT 3.0
+
+#define DIR_EVENTS                                                                   \
+    (IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | \
+     IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR)
+
+struct pending {
+    ev_timer timer;
+    struct dirwatch *dw;
+    char *path;
+    ev_tstamp first;            /* the first event of this burst */
+    bool writing;               /* modified, and not closed since */
+};
+
+struct dirwatch {
+    ev_io io;
+    struct ev_loop *loop;
+    char *dir;
+    char *suffix;
+    double quiet;
+    dirwatch_fn fn;
+    void *ud;
+    struct strmap dirs;         /* watch descriptor (as text) -> relative folder */
+    struct strmap files;        /* relative path -> (void *)1: files known to exist */
+    struct strmap pending;      /* relative path -> struct pending */
+};
+
+static bool wanted(const struct dirwatch *dw, const char *name)
+{
+    size_t n = strlen(name), s = strlen(dw->suffix);
+    return name[0] != '.' && n > s && strcmp(name + n - s, dw->suffix) == 0;
+}
+
+/* a/b into out; a path too long for PATH_MAX comes out empty. */
+static void join(char *out, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(out, cap, "%s%s%s", a, *a && *b ? "/" : "", b);
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = '\0';
+}
+
+static void pending_fire(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct pending *p = t->data;
+    struct dirwatch *dw = p->dw;
+    if (p->writing && ev_now(loop) - p->first < WRITER_MAX_WAIT) {
+        /* Still open for writing: a half-written file is never reported. */
+        ev_timer_set(t, dw->quiet, 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    strmap_del(&dw->pending, p->path, strlen(p->path));
+    char full[PATH_MAX];
+    join(full, sizeof full, dw->dir, p->path);
+    struct stat st;
+    if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
+        strmap_put(&dw->files, p->path, strlen(p->path), (void *)1);
+    else
+        strmap_del(&dw->files, p->path, strlen(p->path));
+    dw->fn(dw->ud, p->path);
+    free(p->path);
+    free(p);
+}
+
+/* Notes an event on a file: (re)starts its quiet period. */
+static void touch(struct dirwatch *dw, const char *path, uint32_t mask)
+{
+    struct pending *p = strmap_get(&dw->pending, path, strlen(path));
+    if (!p) {
+        p = xcalloc(1, sizeof *p);
+        p->dw = dw;
+        p->path = xstrdup(path);
+        p->first = ev_now(dw->loop);
+        ev_timer_init(&p->timer, pending_fire, dw->quiet, 0);
+        p->timer.data = p;
+        strmap_put(&dw->pending, path, strlen(path), p);
+    }
+    if (mask & IN_MODIFY)
+        p->writing = true;
+    if (mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
+        p->writing = false;
+    ev_timer_stop(dw->loop, &p->timer);
+    ev_timer_set(&p->timer, dw->quiet, 0);
+    ev_timer_start(dw->loop, &p->timer);
+}
+
+/* Watches rel and every folder below it; with report, every file found is
+ * touched (a folder that appeared with files in it). */
+static void add_tree(struct dirwatch *dw, const char *rel, bool report)
+{
+    char full[PATH_MAX];
+    join(full, sizeof full, dw->dir, rel);
+    int wd = inotify_add_watch(dw->io.fd, full, DIR_EVENTS);
+    if (wd < 0) {
+        log_warn("cannot watch %s: %s", full, strerror(errno));
+        return;
+    }
+    char key[16];
+    int kl = snprintf(key, sizeof key, "%d", wd);
+    char *old = strmap_get(&dw->dirs, key, (size_t)kl);
+    free(old);
+    strmap_put(&dw->dirs, key, (size_t)kl, xstrdup(rel));
+    DIR *d = opendir(full);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[PATH_MAX], subfull[PATH_MAX];
+        join(sub, sizeof sub, rel, e->d_name);
+        join(subfull, sizeof subfull, dw->dir, sub);
+        struct stat st;
+        if (stat(subfull, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            add_tree(dw, sub, report);
+        } else if (S_ISREG(st.st_mode) && wanted(dw, e->d_name)) {
+            strmap_put(&dw->files, sub, strlen(sub), (void *)1);
+            if (report)
+                touch(dw, sub, IN_CLOSE_WRITE);
+        }
+    }
+    closedir(d);
+}
+
+struct prefix_ctx {
+    const char *prefix;
+    size_t len;
+    char **hits;
+    size_t n, cap;
+};
+
+static void collect_prefix(const char *key, size_t len, void *val, void *ud)
+{
+    (void)val;
+    struct prefix_ctx *pc = ud;
+    if (len > pc->len && strncmp(key, pc->prefix, pc->len) == 0 && key[pc->len] == '/') {
+        if (pc->n == pc->cap) {
+            pc->cap = pc->cap ? pc->cap * 2 : 8;
+            pc->hits = xrealloc(pc->hits, pc->cap * sizeof *pc->hits);
+        }
+        pc->hits[pc->n++] = xstrndup(key, len);
+    }
+}
+
+/* A folder went away: every file known under it may be gone. */
+static void tree_gone(struct dirwatch *dw, const char *rel)
+{
+    struct prefix_ctx pc = { rel, strlen(rel), NULL, 0, 0 };
+    strmap_each(&dw->files, collect_prefix, &pc);
+    for (size_t i = 0; i < pc.n; i++) {
+        touch(dw, pc.hits[i], IN_DELETE);
+        free(pc.hits[i]);
+    }
+    free(pc.hits);
+}
+
+static void rescan_all(struct dirwatch *dw);
+
+static void inotify_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dirwatch *dw = io->data;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        ssize_t n = read(io->fd, buf, sizeof buf);
+        if (n <= 0)
+            return;
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW) {
+                log_warn("inotify queue overflowed: checking every service");
+                rescan_all(dw);
+                continue;
+            }
+            char key[16];
+            int kl = snprintf(key, sizeof key, "%d", ev->wd);
+            const char *rel = strmap_get(&dw->dirs, key, (size_t)kl);
+            if (!rel)
+                continue;
+            if (ev->mask & IN_IGNORED) {
+                free(strmap_del(&dw->dirs, key, (size_t)kl));
+                continue;
+            }
+            if (!ev->len || ev->name[0] == '.')
+                continue;
+            char path[PATH_MAX];
+            join(path, sizeof path, rel, ev->name);
+            if (ev->mask & IN_ISDIR) {
+                if (ev->mask & (IN_CREATE | IN_MOVED_TO))
+                    add_tree(dw, path, true);
+                else if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
+                    tree_gone(dw, path);
+            } else if (wanted(dw, ev->name)) {
+                touch(dw, path, ev->mask);
+            }
+        }
+    }
+}
+
+static void touch_known(const char *key, size_t len, void *val, void *ud)
+{
+    (void)val;
+    (void)len;
+    touch(ud, key, IN_CLOSE_WRITE);
+}
+
+static void rescan_all(struct dirwatch *dw)
+{
+    strmap_each(&dw->files, touch_known, dw);
+    add_tree(dw, "", true);
+}
+
+struct dirwatch *dirwatch_new(struct ev_loop *loop, const char *dir, const char *suffix,
+                              double quiet, dirwatch_fn fn, void *ud, char *err, size_t errcap)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errcap, "inotify: %s", strerror(errno));
+        return NULL;
+    }
+    struct dirwatch *dw = xcalloc(1, sizeof *dw);
+    dw->loop = loop;
+    dw->dir = xstrdup(dir);
+    dw->suffix = xstrdup(suffix);
+    dw->quiet = quiet;
+    dw->fn = fn;
+    dw->ud = ud;
+    ev_io_init(&dw->io, inotify_cb, fd, EV_READ);
+    dw->io.data = dw;
+    add_tree(dw, "", false);
+    ev_io_start(loop, &dw->io);
+    return dw;
+}
+
+static void free_dir(const char *key, size_t len, void *val, void *ud)
+{
+    (void)key;
+    (void)len;
+    (void)ud;
+    free(val);
+}
+
+static void free_pending(const char *key, size_t len, void *val, void *ud)
+{
+    (void)key;
+    (void)len;
+    struct dirwatch *dw = ud;
+    struct pending *p = val;
+    ev_timer_stop(dw->loop, &p->timer);
+    free(p->path);
+    free(p);
+}
+
+void dirwatch_free(struct dirwatch *dw)
+{
+    if (!dw)
+        return;
+    ev_io_stop(dw->loop, &dw->io);
+    close(dw->io.fd);
+    strmap_each(&dw->dirs, free_dir, NULL);
+    strmap_free(&dw->dirs);
+    strmap_each(&dw->pending, free_pending, dw);
+    strmap_free(&dw->pending);
+    strmap_free(&dw->files);
+    free(dw->dir);
+    free(dw->suffix);
+    free(dw);
+}
