@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/sslio.h"
 #include "ws_client.h"
 
 struct tls_io {
@@ -19,39 +20,18 @@ struct tls_io {
     SSL *ssl;
 };
 
-static long map(struct tls_io *t, int r)
-{
-    if (r > 0)
-        return r;
-    switch (SSL_get_error(t->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        ERR_clear_error();
-        return errno ? -1 : 0;
-    default:
-        ERR_clear_error();
-        errno = EPROTO;
-        return -1;
-    }
-}
-
 static long tls_read(void *ctx, void *p, size_t n)
 {
     struct tls_io *t = ctx;
     errno = 0;
-    return map(t, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
+    return sslio_result(t->ssl, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
 }
 
 static long tls_write(void *ctx, const void *p, size_t n)
 {
     struct tls_io *t = ctx;
     errno = 0;
-    return map(t, SSL_write(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
+    return sslio_result(t->ssl, SSL_write(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
 }
 
 static bool tls_pending(void *ctx)

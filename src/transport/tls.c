@@ -13,6 +13,7 @@
 
 #include "../util/buf.h"
 #include "../util/log.h"
+#include "../util/sslio.h"
 #include "conn.h"
 #include "worker.h"
 
@@ -211,37 +212,12 @@ void tls_server_free(struct tls_server *t)
 
 /* ---- the transport ---- */
 
-/* Maps an SSL result to read(2)'s conventions. */
-static ssize_t ssl_result(struct tls_conn *t, int r)
-{
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(t->ssl, r);
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        ERR_clear_error();
-        if (errno == 0 || errno == EAGAIN)
-            return 0;           /* EOF without close_notify */
-        return -1;
-    default:
-        log_debug("TLS: %s", ssl_error());
-        errno = EPROTO;
-        return -1;
-    }
-}
-
 static ssize_t tls_read(struct conn *c, void *p, size_t n)
 {
     struct tls_conn *t = c->tdata;
     ERR_clear_error();
     errno = 0;
-    return ssl_result(t, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
+    return sslio_result(t->ssl, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
 }
 
 static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
@@ -259,7 +235,7 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
     }
     ERR_clear_error();
     errno = 0;
-    ssize_t r = ssl_result(t, SSL_write(t->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len)));
+    ssize_t r = sslio_result(t->ssl, SSL_write(t->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len)));
     if (r == 0) {
         errno = EPIPE;
         return -1;

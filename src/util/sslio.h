@@ -1,0 +1,16 @@
+/*
+ * sslio: OpenSSL read/write results in read(2)/write(2) terms, shared by
+ * the server's TLS transport and the client.
+ */
+#ifndef MOONWS_SSLIO_H
+#define MOONWS_SSLIO_H
+
+#include <openssl/ssl.h>
+
+/* Maps the result r of SSL_read/SSL_write on ssl: > 0 as is; 0 at the end
+ * of the stream (close_notify, or EOF without it); -1 with errno EAGAIN
+ * when TLS needs to read or write first, EPROTO for a TLS error, or the
+ * socket's errno. The OpenSSL error queue is left empty. */
+long sslio_result(SSL *ssl, int r);
+
+#endif
