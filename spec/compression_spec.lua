@@ -87,7 +87,7 @@ describe("permessage-deflate", function()
       assert.equal("permessage-deflate", negotiate(srv, "/takeover", "permessage-deflate"))
       assert.equal("permessage-deflate; server_no_context_takeover",
         negotiate(srv, "/takeover", "permessage-deflate; server_no_context_takeover"))
-      assert.equal("permessage-deflate; client_max_window_bits=9",
+      assert.equal("permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
         negotiate(srv, "/small", "permessage-deflate; client_max_window_bits"))
       assert.equal("permessage-deflate; server_max_window_bits=9",
         negotiate(srv, "/small", "permessage-deflate; server_max_window_bits=12"))

@@ -302,6 +302,8 @@ ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
             i++;
             break;
         case CH_TRAILER:
+            if (c != '\r' && !is_value_char((unsigned char)c))
+                return -1;
             d->state = c == '\r' ? CH_FINAL_LF : CH_TRAILER_LINE;
             d->line = 0;
             i++;

@@ -182,6 +182,19 @@ static int imin(int a, int b)
     return a < b ? a : b;
 }
 
+/* printf-style append to out (cap bytes) at *len; output that does not fit
+ * is cut, never written past the end. */
+static void append(char *out, size_t cap, size_t *len, const char *fmt, int v)
+    __attribute__((format(printf, 4, 0)));
+static void append(char *out, size_t cap, size_t *len, const char *fmt, int v)
+{
+    if (*len >= cap)
+        return;
+    int n = snprintf(out + *len, cap - *len, fmt, v);
+    if (n > 0)
+        *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
 bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values,
                           const size_t *lens, size_t n, struct pmd_params *out,
                           char *resp, size_t respcap)
@@ -206,15 +219,22 @@ bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values
              * client, which may then use the full window. */
             out->client_max_window_bits =
                 (uint8_t)(o.cmwb == -1 ? 15 : imin(o.cmwb > 0 ? o.cmwb : 15, wb));
-            int len = snprintf(resp, respcap, EXT_NAME "%s%s",
-                               out->server_no_context_takeover ? "; server_no_context_takeover" : "",
-                               out->client_no_context_takeover ? "; client_no_context_takeover" : "");
-            if (o.smwb > 0)
-                len += snprintf(resp + len, respcap - (size_t)len, "; server_max_window_bits=%d",
-                                out->server_max_window_bits);
+            size_t len = 0;
+            if (respcap)
+                resp[0] = '\0';
+            append(resp, respcap, &len, EXT_NAME, 0);
+            if (out->server_no_context_takeover)
+                append(resp, respcap, &len, "; server_no_context_takeover", 0);
+            if (out->client_no_context_takeover)
+                append(resp, respcap, &len, "; client_no_context_takeover", 0);
+            /* The server's window is stated when asked about, and when it is
+             * smaller than the client would assume (RFC 7692 §7.1.2.1). */
+            if (o.smwb > 0 || out->server_max_window_bits < 15)
+                append(resp, respcap, &len, "; server_max_window_bits=%d",
+                       out->server_max_window_bits);
             if (o.cmwb != -1)
-                snprintf(resp + len, respcap - (size_t)len, "; client_max_window_bits=%d",
-                         out->client_max_window_bits);
+                append(resp, respcap, &len, "; client_max_window_bits=%d",
+                       out->client_max_window_bits);
             return true;
         }
     }
@@ -223,17 +243,20 @@ bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values
 
 void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, EXT_NAME "%s%s",
-                     o->server_no_context_takeover ? "; server_no_context_takeover" : "",
-                     o->client_no_context_takeover ? "; client_no_context_takeover" : "");
+    size_t len = 0;
+    if (cap)
+        out[0] = '\0';
+    append(out, cap, &len, EXT_NAME, 0);
+    if (o->server_no_context_takeover)
+        append(out, cap, &len, "; server_no_context_takeover", 0);
+    if (o->client_no_context_takeover)
+        append(out, cap, &len, "; client_no_context_takeover", 0);
     if (o->server_max_window_bits)
-        n += snprintf(out + n, cap - (size_t)n, "; server_max_window_bits=%d",
-                      o->server_max_window_bits);
+        append(out, cap, &len, "; server_max_window_bits=%d", o->server_max_window_bits);
     if (o->client_max_window_bits > 0)
-        snprintf(out + n, cap - (size_t)n, "; client_max_window_bits=%d",
-                 o->client_max_window_bits);
+        append(out, cap, &len, "; client_max_window_bits=%d", o->client_max_window_bits);
     else if (o->client_max_window_bits == 0)
-        snprintf(out + n, cap - (size_t)n, "; client_max_window_bits");
+        append(out, cap, &len, "; client_max_window_bits", 0);
 }
 
 bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *value, size_t len,
@@ -379,7 +402,7 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
         /* Room for one byte past max, so a bomb is caught as it passes. */
         size_t room = max + 1 - out->len;
         size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
-        z->next_out = (Bytef *)buf_reserve(out, chunk);
+        z->next_out = (Bytef *)buf_reserve_within(out, chunk, max + 1);
         z->avail_out = (uInt)chunk;
         int rc = inflate(z, Z_SYNC_FLUSH);
         out->len += chunk - z->avail_out;

@@ -71,20 +71,22 @@ static int deliver(struct ws_rx *rx, char *data, size_t len, const struct ws_rx_
 static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx_error *err)
 {
     size_t before = rx->msg.len;
-    if (rx->msg_deflated) {
-        int rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message);
-        if (rc != PMD_OK) {
-            err->code = rc == PMD_TOO_BIG ? WS_CLOSE_TOO_BIG : WS_CLOSE_INVALID_DATA;
-            err->reason = rc == PMD_TOO_BIG ? "message too big" : "corrupt compressed data";
-            return false;
-        }
-    } else {
+    int rc = PMD_OK;
+    if (rx->msg_deflated)
+        rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message);
+    else
         buf_append(&rx->msg, p, n);
-    }
-    if (rx->msg_op == WS_OP_TEXT &&
+    /* Whatever came out is checked first, so the close code does not
+     * depend on how the bytes were split into reads. */
+    if (rx->msg_op == WS_OP_TEXT && rx->msg.len > before &&
         !utf8_feed(&rx->utf8, rx->msg.data + before, rx->msg.len - before)) {
         err->code = WS_CLOSE_INVALID_DATA;
         err->reason = "text message is not UTF-8";
+        return false;
+    }
+    if (rc != PMD_OK) {
+        err->code = rc == PMD_TOO_BIG ? WS_CLOSE_TOO_BIG : WS_CLOSE_INVALID_DATA;
+        err->reason = rc == PMD_TOO_BIG ? "message too big" : "corrupt compressed data";
         return false;
     }
     return true;
@@ -206,7 +208,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
         memcpy(rx->mask, h.mask, 4);
         /* Reserve for the announced payload, but not more than a megabyte
          * up front: a peer announcing a huge frame must also send it. */
-        if (!rx->msg_deflated)
+        if (!rx->msg_deflated && h.len)
             buf_reserve(&rx->msg, h.len < (1u << 20) ? h.len : (1u << 20));
         if (h.len == 0) {
             int r = frame_done(rx, ev, ctx, err);

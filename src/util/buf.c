@@ -1,6 +1,7 @@
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,16 +50,23 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-char *buf_reserve(struct buf *b, size_t extra)
+char *buf_reserve_within(struct buf *b, size_t extra, size_t limit)
 {
-    if (b->cap - b->len < extra) {
+    if (b->cap - b->len < extra || !b->data) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap - b->len < extra)
             cap *= 2;
+        if (cap > limit)
+            cap = limit > b->len + extra ? limit : b->len + extra;
         b->data = xrealloc(b->data, cap);
         b->cap = cap;
     }
     return b->data + b->len;
+}
+
+char *buf_reserve(struct buf *b, size_t extra)
+{
+    return buf_reserve_within(b, extra, SIZE_MAX);
 }
 
 void buf_append(struct buf *b, const void *p, size_t n)

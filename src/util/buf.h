@@ -18,6 +18,9 @@ struct buf {
 /* Makes room for `extra` more bytes past len; returns the write position.
  * Aborts on allocation failure (the server cannot go on without memory). */
 char *buf_reserve(struct buf *b, size_t extra);
+/* The same, but the capacity does not grow past `limit` bytes (unless
+ * len + extra needs more): for buffers with a known ceiling. */
+char *buf_reserve_within(struct buf *b, size_t extra, size_t limit);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_append_str(struct buf *b, const char *s);
 /* printf-style append. */
