@@ -195,11 +195,10 @@ static bool split_target(const struct http_request *req, char *path, size_t cap,
 /* Answers one complete request. Returns true when the connection is now a
  * WebSocket (the HTTP state is gone). */
 static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_request *req,
-                     size_t head_len, const char *body, size_t body_len)
+                     const char *body, size_t body_len)
 {
     char path[LIM_HTTP_HEAD_MAX];
-    struct http_exchange ex = { .conn = c, .req = req, .head_len = head_len, .body = body,
-                                .body_len = body_len };
+    struct http_exchange ex = { .conn = c, .req = req, .body = body, .body_len = body_len };
     hc->req_start = 0;
     hc->idle_since = ev_now(c->w->loop);
     if (!split_target(req, path, sizeof path, &ex)) {
@@ -307,7 +306,7 @@ static bool finish_body(struct conn *c, struct http_conn *hc)
     struct buf head = hc->head, body = hc->body;
     hc->head = (struct buf){ 0 };
     hc->body = (struct buf){ 0 };
-    bool upgraded = dispatch(c, hc, req, head.len, body.data, body.len);
+    bool upgraded = dispatch(c, hc, req, body.data, body.len);
     buf_free(&head);
     buf_free(&body);
     return upgraded;
@@ -370,7 +369,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         return n;
     }
     if (!hc->chunked && n - (size_t)hl >= len) {
-        dispatch(c, hc, req, (size_t)hl, data + hl, len);
+        dispatch(c, hc, req, data + hl, len);
         return (size_t)hl + len;
     }
     /* The body is still coming: keep the head, collect the body. */

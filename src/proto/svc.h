@@ -45,7 +45,6 @@ struct svc_route {
 struct http_exchange {
     struct conn *conn;
     const struct http_request *req;
-    size_t head_len;            /* bytes of the head, from req->method on */
     const char *path;           /* percent-decoded, without the query */
     size_t path_len;
     const char *query;          /* raw, after '?'; NULL when absent */

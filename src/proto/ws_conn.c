@@ -283,6 +283,46 @@ static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct ht
     return z;
 }
 
+/* True for the handshake's own fields, which mean nothing after it. */
+static bool handshake_field(const struct http_header *h)
+{
+    static const char *const names[] = { "upgrade", "connection", "sec-websocket-key",
+                                         "sec-websocket-version", "sec-websocket-extensions" };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (strlen(names[i]) == h->name_len && strncasecmp(names[i], h->name, h->name_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The upgrade request as kept for caller.path/query/headers: the request
+ * line and every field but the handshake's own (an idle connection keeps
+ * these bytes for its whole life, so they are kept lean). */
+static char *keep_head(const struct http_request *req, uint32_t *len)
+{
+    struct buf b = { 0 };
+    buf_append(&b, req->method, req->method_len);
+    buf_append(&b, " ", 1);
+    buf_append(&b, req->target, req->target_len);
+    buf_printf(&b, " HTTP/1.%d\r\n", req->minor_version);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (handshake_field(h))
+            continue;
+        buf_append(&b, h->name, h->name_len);
+        buf_append(&b, ": ", 2);
+        buf_append(&b, h->value, h->value_len);
+        buf_append(&b, "\r\n", 2);
+    }
+    buf_append(&b, "\r\n", 2);
+    *len = (uint32_t)b.len;
+    /* Exactly as long as it is, not the buffer's rounded-up capacity. */
+    char *out = xmalloc(b.len);
+    memcpy(out, b.data, b.len);
+    buf_free(&b);
+    return out;
+}
+
 bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex)
 {
     const struct http_request *req = ex->req;
@@ -326,8 +366,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     wc->app_ref = app_ref;
     wc->pmd = z;
     wc->protocol = proto >= 0 ? xstrdup(svc->conf.protocols[proto]) : NULL;
-    wc->head = xstrndup(req->method, ex->head_len);
-    wc->head_len = (uint32_t)ex->head_len;
+    wc->head = keep_head(req, &wc->head_len);
     wc->rx.max_message = svc->conf.max_message;
     wc->rx.inf = z ? &z->inf : NULL;
     wc->last_rx = ev_now(c->w->loop);
