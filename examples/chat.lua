@@ -1,9 +1,12 @@
 -- A chat with rooms. Clients send JSON events:
---   {"event": "join", "room": "lobby"}
+--   {"event": "join", "room": "lobby"}     (joining a room leaves the previous one)
 --   {"event": "say", "text": "hello"}
---   {"event": "leave"}
--- Everyone starts in "lobby". POST /chat/broadcast sends its body to every
--- client; GET /chat/stats tells who is where.
+-- A client is in no room until it joins one (the page joins "lobby"), so a
+-- connection that only listens costs nothing to the others: joins and
+-- leaves are announced to the room, and a room of N members hears N
+-- announcements, not every client of the server.
+-- POST /chat/broadcast sends its body to every client; GET /chat/stats
+-- tells who is where.
 local chat = {
   protocols = { "chat.v1" },
   idle_timeout = 300,
@@ -26,7 +29,6 @@ end
 
 function chat.onOpen(caller)
   caller.data.name = caller.query.name or ("guest" .. caller.id)
-  join(caller, "lobby")
 end
 
 function chat.onJoin(caller, msg)
@@ -39,6 +41,9 @@ end
 function chat.onSay(caller, msg)
   if type(msg.text) ~= "string" then
     return caller:send({ event = "error", error = "say needs a text" })
+  end
+  if not caller.data.room then
+    return caller:send({ event = "error", error = "join a room first" })
   end
   stats.messages = stats.messages + 1
   moonws.publish("room:" .. caller.data.room,
