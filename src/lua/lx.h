@@ -68,6 +68,10 @@ struct lx_rt {
     int module_ref;             /* the common moonws module table */
     int base_env_ref;           /* read-only globals every service env inherits */
     int json_ref;               /* the cjson instance */
+    /* The text message being handled, as the Lua string handed over: it is
+     * valid UTF-8, so sending those very bytes back needs no new check. */
+    const char *valid_text;
+    size_t valid_len;
 
     /* CPU budget (lx_call.c): the watchdog thread reads these. */
     pthread_t thread;

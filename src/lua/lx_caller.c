@@ -13,25 +13,27 @@
 
 #define CALLER_RELEASED (-3)    /* ws_conn.app_ref after the connection ended */
 
+/* Set in every caller; with the block's size it identifies one without
+ * fetching and comparing metatables on each call. */
+#define CALLER_TAG 0x63616c6c65722121ULL
+
 struct lx_caller {
+    uint64_t tag;
     struct ws_conn *wc;         /* NULL once the connection is gone */
     uint64_t id;
 };
 
 static __thread struct http_request head_scratch;
 
-/* The caller at idx, checked against the metatable in upvalue 1. */
+/* The caller at idx. Only this file makes full userdata of this size
+ * with this tag, and scripts cannot write into userdata. */
 static struct lx_caller *check_caller(lua_State *L, int idx)
 {
     struct lx_caller *cl = lua_touserdata(L, idx);
-    if (cl && lua_getmetatable(L, idx)) {
-        bool ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (ok)
-            return cl;
-    }
-    luaL_typeerror(L, idx, "caller");
-    return NULL;
+    if (!cl || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *cl ||
+        cl->tag != CALLER_TAG)
+        luaL_typeerror(L, idx, "caller");
+    return cl;
 }
 
 /* The connection, or NULL after pushing nil, "closed" for the caller. */
@@ -48,7 +50,9 @@ uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len)
 {
     if (lua_type(L, idx) == LUA_TSTRING) {
         *p = lua_tolstring(L, idx, len);
-        if (!utf8_valid(*p, *len))
+        struct lx_rt *rt = lx_rt_of(L);
+        /* Lua strings are immutable: the same pointer is the same bytes. */
+        if ((*p != rt->valid_text || *len != rt->valid_len) && !utf8_valid(*p, *len))
             luaL_argerror(L, idx, "text is not valid UTF-8 (send bytes with sendBinary)");
         return WS_OP_TEXT;
     }
@@ -181,10 +185,11 @@ static const struct http_request *upgrade_head(struct lx_caller *cl)
 
 static int caller_index(lua_State *L)
 {
-    struct lx_caller *cl = check_caller(L, 1);
+    /* Methods first: they check their own argument. */
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
+    struct lx_caller *cl = check_caller(L, 1);
     const char *k = luaL_checkstring(L, 2);
     struct ws_conn *wc = cl->wc;
     if (strcmp(k, "data") == 0) {
@@ -270,28 +275,17 @@ void lx_caller_init(struct lx_rt *rt)
     };
     lua_newtable(L);                    /* the metatable */
     int mt = lua_gettop(L);
-    lua_newtable(L);                    /* methods, each with the metatable as upvalue */
-    for (const luaL_Reg *m = methods; m->name; m++) {
-        lua_pushvalue(L, mt);
-        lua_pushcclosure(L, m->func, 1);
-        lua_setfield(L, -2, m->name);
-    }
-    int methods_idx = lua_gettop(L);
-    lua_pushvalue(L, mt);
-    lua_pushvalue(L, methods_idx);
-    lua_pushcclosure(L, caller_index, 2);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, caller_index, 1);
     lua_setfield(L, mt, "__index");
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, caller_newindex, 1);
+    lua_pushcfunction(L, caller_newindex);
     lua_setfield(L, mt, "__newindex");
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, caller_tostring, 1);
+    lua_pushcfunction(L, caller_tostring);
     lua_setfield(L, mt, "__tostring");
     lua_pushliteral(L, "moonws.caller");
     lua_setfield(L, mt, "__name");
     lua_pushboolean(L, 0);
     lua_setfield(L, mt, "__metatable");
-    lua_pop(L, 1);                      /* methods */
     rt->caller_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
@@ -303,6 +297,7 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc)
         return;
     }
     struct lx_caller *cl = lua_newuserdatauv(L, sizeof *cl, 1);
+    cl->tag = CALLER_TAG;
     cl->id = ws_id(wc);
     cl->wc = wc->app_ref == CALLER_RELEASED ? NULL : wc;
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->caller_mt_ref);

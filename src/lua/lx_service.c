@@ -665,8 +665,14 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, ls->handler[h]);
     lx_caller_push(rt, wc);
-    lua_pushlstring(L, data, len);
+    const char *str = lua_pushlstring(L, data, len);
+    if (text) {
+        rt->valid_text = str;
+        rt->valid_len = len;
+    }
     lx_call(rt, ls, wc, 2, 0, NULL);
+    /* After the call the string may be collected and its memory reused. */
+    rt->valid_text = NULL;
 }
 
 static void control_handler(struct svc *s, struct ws_conn *wc, enum lx_handler h,

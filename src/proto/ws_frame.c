@@ -75,6 +75,21 @@ unsigned ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[
         uint8_t m8[8] = { mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3] };
         uint64_t m;
         memcpy(&m, m8, 8);
+        for (; n - i >= 32; i += 32) {
+            uint64_t a, b, c, d;
+            memcpy(&a, src + i, 8);
+            memcpy(&b, src + i + 8, 8);
+            memcpy(&c, src + i + 16, 8);
+            memcpy(&d, src + i + 24, 8);
+            a ^= m;
+            b ^= m;
+            c ^= m;
+            d ^= m;
+            memcpy(dst + i, &a, 8);
+            memcpy(dst + i + 8, &b, 8);
+            memcpy(dst + i + 16, &c, 8);
+            memcpy(dst + i + 24, &d, 8);
+        }
         for (; n - i >= 8; i += 8) {
             uint64_t v;
             memcpy(&v, src + i, 8);
