@@ -20,6 +20,7 @@
 #include "transport/listener.h"
 #include "transport/tls.h"
 #include "transport/worker.h"
+#include "util/crypto.h"
 #include "util/limits.h"
 #include "util/log.h"
 
@@ -342,6 +343,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+
+    /* OpenSSL 3 loads its providers on the first digest: do it now, not
+     * in the first client's handshake. */
+    char warm[WS_ACCEPT_LEN];
+    crypto_ws_accept("moonws", 6, warm);
 
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     worker_init(&srv.w, srv.loop);
