@@ -147,6 +147,7 @@ describe("RFC 6455 framing", function()
     -- a header announcing 2000 bytes, and none of them
     assert(c:sendRaw(string.char(0x82, 0x80 | 126, 2000 >> 8, 2000 & 0xff, 1, 2, 3, 4)))
     assert.equal(1009, (testing.until_close(c, 3)))
+    assert(srv:wait_log("message over max_message (1024 bytes) on /limits: closing 1009", 2, true))
     -- fragments that add up past the limit
     expect_failure({ { opcode = BINARY, fin = false, payload = string.rep("a", 600) },
                      { opcode = CONT, payload = string.rep("b", 600) } }, 1009, "/limits")

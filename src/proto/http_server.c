@@ -85,6 +85,14 @@ void http_respond(struct conn *c, int status, const char *extra, size_t extra_le
 
 void http_respond_error(struct conn *c, int status, const char *why, const char *extra)
 {
+    /* Limits (413, 431) are worth a line at info; the rest is client noise. */
+    if (status == 413 || status == 431) {
+        char addr[80];
+        conn_remote(c, addr, sizeof addr);
+        log_info("conn %llu (%s): %d: %s", (unsigned long long)c->id, addr, status, why);
+    } else {
+        log_debug("conn %llu: %d: %s", (unsigned long long)c->id, status, why);
+    }
     char body[256];
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_status_text(status), why);
     char hdr[256];

@@ -69,7 +69,11 @@ static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, 
 void ws_fail(struct ws_conn *wc, unsigned code, const char *reason)
 {
     struct conn *c = wc->c;
-    log_debug("conn %llu: failing with %u: %s", (unsigned long long)c->id, code, reason);
+    if (code == WS_CLOSE_TOO_BIG)
+        log_info("conn %llu: message over max_message (%zu bytes) on %s: closing 1009",
+                 (unsigned long long)c->id, wc->rx.max_message, wc->svc->path);
+    else
+        log_debug("conn %llu: failing with %u: %s", (unsigned long long)c->id, code, reason);
     if (wc->state == WS_OPEN && !conn_is_closed(c)) {
         wc->state = WS_CLOSING;
         write_close(c, code, reason, strlen(reason));
