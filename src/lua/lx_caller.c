@@ -228,9 +228,14 @@ static int caller_index(lua_State *L)
         }
         const char *q = memchr(req->target, '?', req->target_len);
         size_t pl = q ? (size_t)(q - req->target) : req->target_len;
-        if (k[0] == 'p')
-            lua_pushstring(L, wc->svc->path);
-        else if (k[0] == 'q')
+        if (k[0] == 'p') {
+            /* The path the client asked for (the service may have moved since). */
+            luaL_Buffer b;
+            char *d = luaL_buffinitsize(L, &b, pl);
+            memcpy(d, req->target, pl);
+            ssize_t dl = http_url_decode(d, pl, false);
+            luaL_pushresultsize(&b, dl < 0 ? pl : (size_t)dl);
+        } else if (k[0] == 'q')
             lx_push_query(L, q ? q + 1 : "", q ? req->target_len - pl - 1 : 0);
         else
             lx_push_headers(L, req);

@@ -227,6 +227,7 @@ void runtime_free(struct lx_rt *rt)
     /* The worker is freed first (its connections' onClose still runs). */
     while (rt->nsvcs)
         lx_service_unload(rt, rt->svcs[rt->nsvcs - 1], "server stopped");
+    lx_timer_cancel_all(rt, NULL);      /* any created outside a service */
     free(rt->svcs);
     router_free(&rt->router);
     pubsub_free(&rt->pubsub);
