@@ -127,6 +127,21 @@ describe("TLS", function()
     c:close()
   end)
 
+  it("resumes sessions (the openssl CLI saves one and offers it again)", function()
+    local sess = dir .. "/session.pem"
+    local function get(extra)
+      local cmd = ("printf 'GET /probe/tls HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' | " ..
+        "timeout 5 openssl s_client -connect 127.0.0.1:%d -CAfile %s/root.pem -ign_eof -quiet %s 2>/dev/null")
+        :format(srv.tls_port, dir, extra)
+      local f = assert(io.popen(cmd))
+      local out = f:read("a")
+      f:close()
+      return cjson.decode(out:match("\r\n\r\n(.*)$"))
+    end
+    assert.is_false(get("-sess_out " .. sess).resumed)
+    assert.is_true(get("-sess_in " .. sess).resumed)
+  end)
+
   describe("mutual TLS", function()
     it("accepts a client certificate from the CA and shows its subject", function()
       local c = assert(client.connect(mtls.wss_url .. "/probe",
