@@ -22,6 +22,7 @@ describe("HTTP", function()
     os.remove(static)
     assert(os.execute("mkdir -p " .. static .. "/sub && cp examples/public/index.html " .. static ..
       "/ && echo 'body { }' > " .. static .. "/sub/site.css && echo secret > " .. static ..
+      ".secret && head -c 3000000 /dev/urandom > " .. static .. "/big.bin && echo x > " .. static ..
       ".secret && ln -s " .. static .. ".secret " .. static .. "/leak && ln -s sub/site.css " ..
       static .. "/inside.css"))
     srv = testing.start{ dir = "spec/services/rt", static = static }
@@ -184,6 +185,24 @@ describe("HTTP", function()
     assert.equal(200, status)
     assert.equal("text/html; charset=utf-8", h["content-type"])
     assert.matches("<html", body, 1, true)
+  end)
+
+  it("streams a large file whole, and answers a request pipelined behind it in turn", function()
+    local f = assert(io.open(static .. "/big.bin", "rb"))
+    local want = f:read("a")
+    f:close()
+    local s = assert(srv:tcp())
+    s:send("GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/site.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    local data, why = s:receiveAll(10)
+    s:close()
+    assert.equal("closed", why)
+    local head, rest = data:match("^(.-\r\n\r\n)(.*)$")
+    assert.equal(200, status_of(head))
+    assert.matches("Content%-Length: 3000000\r\n", head)
+    assert.equal(want, rest:sub(1, 3000000))
+    local second = rest:sub(3000001)
+    assert.equal(200, status_of(second))
+    assert.matches("\r\n\r\nbody { }\n$", second)
   end)
 
   it("answers HEAD with the length and no body", function()

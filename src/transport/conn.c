@@ -266,13 +266,49 @@ static void uncork(struct worker *w, struct conn *c)
         return;
     }
     maybe_shut(c);
+    /* All of it left at once: the protocol may have more to send. */
+    if (c->proto->on_drain && !(c->flags & (CONN_CLOSED | CONN_SHUT_WR | CONN_FINISHING)))
+        c->proto->on_drain(c);
+}
+
+/* Keeps the unparsed tail of this read for the next one. */
+static void keep_input(struct conn *c, const char *p, size_t n)
+{
+    if (!n)
+        return;
+    c->in = xmalloc(n);
+    memcpy(c->in, p, n);
+    c->in_len = (uint32_t)n;
+}
+
+/* Offers [base, base + total) to the protocol, corked, until it stops
+ * using bytes; keeps the rest. */
+static void feed(struct conn *c, char *base, size_t total)
+{
+    struct worker *w = c->w;
+    size_t off = 0;
+    w->corked = c;
+    while (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
+        size_t used = c->proto->on_read(c, base + off, total - off);
+        if (used == 0)
+            break;
+        off += used;
+    }
+    uncork(w, c);
+    if (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
+        /* A protocol leaves at most a request head or a frame header with a
+         * control payload unparsed; anything longer it must refuse itself. */
+        assert(total - off <= LIM_HTTP_HEAD_MAX);
+        keep_input(c, base + off, total - off);
+    }
 }
 
 static void conn_readable(struct conn *c)
 {
-    struct worker *w = c->w;
-    char *base = w->rbuf;
+    char *base = c->w->rbuf;
     size_t have = c->in_len;
+    bool refeed = c->flags & CONN_REFEED;
+    c->flags &= (uint16_t)~CONN_REFEED;
     if (have) {
         memcpy(base, c->in, have);
         free(c->in);
@@ -283,15 +319,15 @@ static void conn_readable(struct conn *c)
     do {
         r = c->tp->read(c, base + have, LIM_READ_CHUNK);
     } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EAGAIN) {
+        /* Nothing new; input kept while reading was paused is offered now. */
+        if (refeed && have && !(c->flags & (CONN_SHUT_WR | CONN_FINISHING)))
+            feed(c, base, have);
+        else
+            keep_input(c, base, have);
+        return;
+    }
     if (r <= 0) {
-        if (r < 0 && errno == EAGAIN) {
-            if (have) {
-                c->in = xmalloc(have);
-                memcpy(c->in, base, have);
-                c->in_len = (uint32_t)have;
-            }
-            return;
-        }
         if (r < 0)
             log_debug("conn %llu: read failed: %s", (unsigned long long)c->id, strerror(errno));
         c->flags |= CONN_RD_EOF;
@@ -305,25 +341,7 @@ static void conn_readable(struct conn *c)
     }
     if (c->flags & (CONN_SHUT_WR | CONN_FINISHING))
         return;                 /* lingering: whatever comes now is discarded */
-
-    size_t total = have + (size_t)r, off = 0;
-    w->corked = c;
-    while (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
-        size_t used = c->proto->on_read(c, base + off, total - off);
-        if (used == 0)
-            break;
-        off += used;
-    }
-    uncork(w, c);
-    if (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
-        size_t rest = total - off;
-        /* A protocol leaves at most a request head or a frame header with a
-         * control payload unparsed; anything longer it must refuse itself. */
-        assert(rest <= LIM_HTTP_HEAD_MAX);
-        c->in = xmalloc(rest);
-        memcpy(c->in, base + off, rest);
-        c->in_len = (uint32_t)rest;
-    }
+    feed(c, base, have + (size_t)r);
 }
 
 /* Advances the transport's handshake; returns true once data may flow. */
@@ -447,6 +465,12 @@ void conn_pause_read(struct conn *c, bool pause)
         return;
     c->flags ^= CONN_RD_PAUSED;
     update_watch(c, c->flags & CONN_WATCH_WRITE);
+    if (!pause && c->in_len && ev_is_active(&c->io)) {
+        /* Bytes that came while paused (a pipelined request) get no new
+         * readiness event: make one, handled from the loop, not from here. */
+        c->flags |= CONN_REFEED;
+        ev_feed_event(c->w->loop, &c->io, EV_READ);
+    }
 }
 
 size_t conn_buffered(const struct conn *c)

@@ -80,6 +80,7 @@ enum {
     CONN_RD_EOF = 1 << 6,       /* the peer closed its side: no more reading */
     CONN_RD_PAUSED = 1 << 7,    /* the protocol does not want input now */
     CONN_HANDSHAKE = 1 << 8,    /* the transport's handshake is not done */
+    CONN_REFEED = 1 << 9,       /* unparsed input waits for the protocol again */
 };
 
 struct oseg;
@@ -135,7 +136,8 @@ static inline bool conn_is_secure(const struct conn *c)
     return c->flags & CONN_SECURE;
 }
 
-/* Stops or resumes reading (a protocol busy with a long response). */
+/* Stops or resumes reading (a protocol busy with a long response). On
+ * resume, input already received is offered again (a pipelined request). */
 void conn_pause_read(struct conn *c, bool pause);
 
 /* The peer's address as "ip:port" ("[ip6]:port"); empty on failure. */
