@@ -80,6 +80,30 @@ describe("TLS", function()
     assert.equal(1000, c:close())
   end)
 
+  it("echoes a message larger than the socket buffers (partial TLS writes)", function()
+    -- examples/echo.lua takes 64 MiB messages. The first echo comes back
+    -- while the client is still busy sending the second message and reads
+    -- nothing, so SSL_write meets a full socket and is retried from the queue.
+    local big_srv = testing.start{ dir = "examples",
+                                   tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+    local c = assert(client.connect(big_srv.wss_url .. "/echo", { tls = ca(), timeout = 10 }))
+    local big = {}
+    for i = 1, 16 * 1024 do big[i] = string.rep(string.char(65 + i % 26), 1023) .. "\n" end
+    big = table.concat(big)
+    assert(c:sendBinary(big, 30))
+    assert(c:sendBinary(big:reverse(), 30))
+    local got = c:receive(30)
+    assert.equal(#big, #got)
+    assert.is_true(got == big)
+    got = c:receive(30)
+    assert.is_true(got == big:reverse())
+    c:send("after")
+    assert.equal("after", (c:receive(5)))
+    assert.equal(1000, c:close())
+    assert.equal(0, big_srv:stop())
+    big_srv:cleanup()
+  end)
+
   it("verifies the host name, by SNI name and by IP", function()
     -- by IP (the URL's host), then by DNS name (SNI, without needing a resolver)
     local c = assert(client.connect(srv.wss_url .. "/probe", { tls = ca() }))
