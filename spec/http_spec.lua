@@ -205,6 +205,32 @@ describe("HTTP", function()
     assert.matches("\r\n\r\nbody { }\n$", second)
   end)
 
+  it("answers hundreds of requests pipelined behind a large file in one send", function()
+    -- 400 requests (about 16 KiB) wait while the file streams; then each is
+    -- answered in turn, and the server is still there for the next client.
+    local s = assert(srv:tcp())
+    local reqs = { "GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n" }
+    for _ = 1, 399 do reqs[#reqs + 1] = "GET /sub/site.css HTTP/1.1\r\nHost: a\r\n\r\n" end
+    reqs[#reqs + 1] = "GET /sub/site.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    assert(s:send(table.concat(reqs)))
+    local data, why = s:receiveAll(10)
+    s:close()
+    assert.equal("closed", why)
+    local lengths, pos = {}, 1
+    while pos <= #data do
+      local head_end = assert(data:find("\r\n\r\n", pos, true))
+      local head = data:sub(pos, head_end)
+      assert.equal(200, status_of(head))
+      local len = tonumber(head:match("Content%-Length: (%d+)"))
+      lengths[#lengths + 1] = len
+      pos = head_end + 4 + len
+    end
+    assert.equal(401, #lengths)
+    assert.equal(3000000, lengths[1])
+    assert.equal(9, lengths[401])
+    assert.equal(200, (srv:http("GET", "/sub/site.css")))
+  end)
+
   it("answers HEAD with the length and no body", function()
     local resp = exchange(srv, "HEAD /sub/site.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert.equal(200, status_of(resp))

@@ -136,6 +136,28 @@ describe("TLS", function()
     assert.equal(200, status)
   end)
 
+  it("answers requests pipelined behind a large file over https://", function()
+    -- TLS hands over whole records: the requests behind the file wait in
+    -- TLS's buffer and in ours while it streams.
+    sh(("mkdir -p %s/static && head -c 300000 /dev/urandom > %s/static/big.bin && " ..
+        "echo small > %s/static/small.txt"):format(dir, dir, dir))
+    local files = testing.start{ dir = "spec/services/rt", static = dir .. "/static",
+                                 tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+    local s = assert(client.tcp("127.0.0.1", files.tls_port, 5, ca()))
+    local reqs = { "GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n" }
+    for _ = 1, 400 do reqs[#reqs + 1] = "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n" end
+    reqs[#reqs + 1] = "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    assert(s:send(table.concat(reqs)))
+    local data, why = s:receiveAll(10)
+    s:close()
+    assert.equal("closed", why)
+    local _, answers = data:gsub("HTTP/1%.1 200 OK\r\n", "")
+    assert.equal(402, answers)
+    assert.equal("small\n", data:sub(-6))
+    assert.equal(0, files:stop())
+    files:cleanup()
+  end)
+
   it("tells scripts about the session in caller.tls, and nothing over plain ws://", function()
     local c = assert(client.connect(srv.wss_url .. "/probe", { tls = ca() }))
     c:send("info")

@@ -297,8 +297,10 @@ static void feed(struct conn *c, char *base, size_t total)
     uncork(w, c);
     if (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
         /* A protocol leaves at most a request head or a frame header with a
-         * control payload unparsed; anything longer it must refuse itself. */
-        assert(total - off <= LIM_HTTP_HEAD_MAX);
+         * control payload unparsed; anything longer it must refuse itself.
+         * Only a protocol that paused reading (a response streaming) leaves
+         * more: the rest of this read, pipelined behind it. */
+        assert(total - off <= LIM_HTTP_HEAD_MAX || (c->flags & CONN_RD_PAUSED));
         keep_input(c, base + off, total - off);
     }
 }
@@ -314,6 +316,16 @@ static void conn_readable(struct conn *c)
         free(c->in);
         c->in = NULL;
         c->in_len = 0;
+    }
+    /* Kept input longer than a request head came in while reading was
+     * paused: it is offered alone, so that it and a new read fit the
+     * buffer, and nothing is read while the protocol still waits. */
+    if (have > LIM_HTTP_HEAD_MAX || (c->flags & CONN_RD_PAUSED)) {
+        if (!(c->flags & (CONN_RD_PAUSED | CONN_SHUT_WR | CONN_FINISHING)))
+            feed(c, base, have);
+        else
+            keep_input(c, base, have);
+        return;
     }
     ssize_t r;
     do {
@@ -378,8 +390,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         conn_flush(c);
     if ((revents & EV_READ) && !conn_is_closed(c)) {
         conn_readable(c);
-        /* TLS may hold whole records it already took off the socket. */
-        while (!conn_is_closed(c) && c->tp->pending(c))
+        /* TLS may hold whole records it already took off the socket; they
+         * wait in TLS while reading is paused (the resume comes back here). */
+        while (!(c->flags & (CONN_CLOSED | CONN_RD_PAUSED)) && c->tp->pending(c))
             conn_readable(c);
     }
 }
