@@ -205,33 +205,33 @@ describe("TLS", function()
       assert.equal("http/1.1", tls.alpn)
     end)
 
-    it("refuses a client without a certificate", function()
-      local c = client.connect(mtls.wss_url .. "/probe", { tls = ca() })
-      if c then
-        -- TLS 1.3 reports the refusal after the handshake: the first read fails
-        local data = c:receive(2)
-        assert.is_nil(data)
-      end
-      local other = client.connect(mtls.wss_url .. "/probe", { tls = ca(), timeout = 2 })
-      assert.is_true(other == nil or other:receive(2) == nil)
+    it("refuses a client without a certificate, with an alert that says so", function()
+      -- TLS 1.3 refuses after the client's side of the handshake is done:
+      -- the alert is what answers the upgrade request
+      local c, err = client.connect(mtls.wss_url .. "/probe", { tls = ca() })
+      assert.is_nil(c)
+      assert.matches("alert certificate required", err, 1, true)
+      local status, herr = client.http("GET", mtls.https_url .. "/probe/tls", nil, nil, 5, ca())
+      assert.is_nil(status)
+      assert.matches("alert certificate required", herr, 1, true)
     end)
 
     it("refuses a certificate from another CA", function()
-      local ok = pcall(function()
-        local c = assert(client.connect(mtls.wss_url .. "/probe",
-          { tls = { ca = dir .. "/root.pem", cert = dir .. "/other.pem", key = dir .. "/other.key" } }))
-        assert(c:receive(2))
-      end)
-      assert.is_false(ok)
+      local c, err = client.connect(mtls.wss_url .. "/probe",
+        { tls = { ca = dir .. "/root.pem", cert = dir .. "/other.pem", key = dir .. "/other.key" } })
+      assert.is_nil(c)
+      assert.matches("alert unknown ca", err, 1, true)
     end)
   end)
 
   describe("bad clients cost one connection", function()
-    it("closes plain HTTP sent to the TLS port", function()
+    it("answers plain HTTP sent to the TLS port with a 400 that says why, and closes", function()
       local s = assert(client.tcp("127.0.0.1", srv.tls_port))
       s:send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-      local _, why = s:receiveAll(3)
+      local data, why = s:receiveAll(3)
       assert.equal("closed", why)
+      assert.matches("^HTTP/1%.1 400 ", data)
+      assert.matches("This port speaks TLS: use https:// or wss://\n$", data)
       s:close()
     end)
 
@@ -251,10 +251,38 @@ describe("TLS", function()
     end)
 
     it("drops a handshake that stalls, after the handshake timeout", function()
+      local core = require "moonws.core"
       local s = assert(client.tcp("127.0.0.1", srv.tls_port))
+      local t0 = core.now()
       local _, why = s:receiveAll(14)
       assert.equal("closed", why)
+      assert.is_true(core.now() - t0 >= 9.5, "closed before the 10 s handshake timeout")
       s:close()
+    end)
+
+    it("leaves no file descriptor behind", function()
+      local core = require "moonws.core"
+      local function fds()
+        local p = io.popen("ls /proc/" .. srv.pid .. "/fd | wc -l")
+        local n = tonumber(p:read("a"))
+        p:close()
+        return n
+      end
+      local before = fds()
+      for _ = 1, 20 do
+        local s = assert(client.tcp("127.0.0.1", srv.tls_port))
+        s:send("GET / HTTP/1.1\r\n\r\n")
+        s:receiveAll(3)
+        s:close()
+        s = assert(client.tcp("127.0.0.1", srv.tls_port))
+        s:send("\22\3\1\2\0\1\0\1\252\3\3")   -- the start of a ClientHello
+        s:close()
+        assert.is_nil(client.connect(mtls.wss_url .. "/probe", { tls = ca() }))
+      end
+      -- the server closes each of them as it notices: wait until it has
+      local deadline = core.now() + 5
+      while fds() > before and core.now() < deadline do core.sleep(0.05) end
+      assert.equal(before, fds())
     end)
   end)
 
@@ -278,7 +306,22 @@ describe("TLS", function()
     it("refuses bad configuration at start with exit 2 and a clear message", function()
       local code, err = run("--tls-listen 127.0.0.1:0 --cert /no/such.pem --key /no/such.key")
       assert.equal(2, code)
-      assert.matches("cannot load the certificate chain /no/such.pem", err, 1, true)
+      assert.matches("cannot open the certificate /no/such.pem: No such file or directory", err, 1, true)
+      code, err = run(("--tls-listen 127.0.0.1:0 --cert %s/chain.pem --key /no/such.key"):format(dir))
+      assert.equal(2, code)
+      assert.matches("cannot open the key /no/such.key: No such file or directory", err, 1, true)
+      code, err = run(("--tls-listen 127.0.0.1:0 --cert %s/chain.pem --key %s/server.key --client-ca /no/ca.pem")
+        :format(dir, dir))
+      assert.equal(2, code)
+      assert.matches("cannot open the client CA file /no/ca.pem", err, 1, true)
+      -- a store is known by its contents, whatever its name; it holds the key
+      sh(("cp %s/server.p12 %s/store.bin"):format(dir, dir))
+      code = run(("--tls-listen 127.0.0.1:0 --cert %s/store.bin --key-password s3cret"):format(dir))
+      assert.equal(0, code)
+      code, err = run(("--tls-listen 127.0.0.1:0 --cert %s/store.bin --key %s/server.key --key-password s3cret")
+        :format(dir, dir))
+      assert.equal(2, code)
+      assert.matches("is a PKCS#12 store, which holds the key", err, 1, true)
       code, err = run(("--tls-listen 127.0.0.1:0 --cert %s/chain.pem --key %s/alice.key"):format(dir, dir))
       assert.equal(2, code)
       assert.matches("does not match the certificate", err, 1, true)

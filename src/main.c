@@ -35,7 +35,7 @@ static const char usage_text[] =
     "                             unless there are TLS listeners); PORT 0 picks a free port\n"
     "      --tls-listen [HOST:]PORT  TLS listener (wss://, https://), repeatable;\n"
     "                             needs --cert (and --key for PEM)\n"
-    "      --cert FILE            PEM certificate chain, or a PKCS#12 store (.p12/.pfx)\n"
+    "      --cert FILE            PEM certificate chain, or a PKCS#12 store (.p12)\n"
     "      --key FILE             PEM private key\n"
     "      --key-password PASS    password of an encrypted key or of the .p12 store\n"
     "      --key-password-file F  the same, read from the first line of F\n"

@@ -20,6 +20,7 @@
 #include "../proto/pmd.h"
 #include "../proto/ws_client.h"
 #include "../proto/ws_frame.h"
+#include "../util/sslio.h"
 #include "../util/utf8.h"
 #include "lx_process.h"
 
@@ -474,7 +475,7 @@ static int tcp_send(lua_State *L)
             if (!wsc_wait(t->fd, true, end - wsc_now()))
                 return fail(L, "timeout", 0);
         } else {
-            return fail(L, strerror(errno), 0);
+            return fail(L, sslio_strerror(errno), 0);
         }
     }
     lua_pushboolean(L, 1);
@@ -496,13 +497,13 @@ static int tcp_receive(lua_State *L)
     if (r == 0 || (r < 0 && errno == ECONNRESET))
         return fail(L, "closed", 0);
     if (r < 0)
-        return fail(L, errno == EAGAIN ? "timeout" : strerror(errno), 0);
+        return fail(L, errno == EAGAIN ? "timeout" : sslio_strerror(errno), 0);
     lua_pushlstring(L, buf, (size_t)r);
     return 1;
 }
 
 /* s:receiveAll([timeout]): everything until the peer closes; returns what
- * came and "closed" or "timeout". */
+ * came and "closed", "timeout" or the TLS error that ended it. */
 static int tcp_receive_all(lua_State *L)
 {
     struct ltcp *t = check_tcp(L);
@@ -519,7 +520,8 @@ static int tcp_receive_all(lua_State *L)
         if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r <= 0) {
-            why = "closed";
+            /* A TLS alert is worth more than "closed". */
+            why = r < 0 && errno == EPROTO ? sslio_strerror(errno) : "closed";
             break;
         }
         luaL_addsize(&b, (size_t)r);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../util/crypto.h"
+#include "../util/sslio.h"
 #include "http_parse.h"
 #include "ws_handshake.h"
 
@@ -175,8 +176,13 @@ static bool write_all(struct ws_client *c, const char *p, size_t n, double timeo
             }
             continue;
         }
+        int e = w < 0 ? errno : EPIPE;
+        /* A TLS peer that refused us said why in an alert, waiting unread. */
+        char scrap[512];
+        if (c->io->read(c->ioctx, scrap, sizeof scrap) < 0 && errno == EPROTO)
+            e = EPROTO;
         snprintf(c->error, sizeof c->error, "send failed: %s",
-                 w < 0 ? strerror(errno) : "connection closed");
+                 e == EPIPE && w == 0 ? "connection closed" : sslio_strerror(e));
         return false;
     }
     return true;
@@ -203,7 +209,7 @@ static int read_some(struct ws_client *c, double timeout)
             continue;
         c->eof = true;
         snprintf(c->error, sizeof c->error, "%s",
-                 r == 0 ? "connection closed by the server" : strerror(errno));
+                 r == 0 ? "connection closed by the server" : sslio_strerror(errno));
         return -1;
     }
 }

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "../util/buf.h"
@@ -34,6 +33,7 @@ struct tls_server {
 struct tls_conn {
     SSL *ssl;
     bool handshaking;
+    bool started;               /* the first handshake bytes were looked at */
 };
 
 static __thread struct buf gather;
@@ -85,10 +85,32 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* True when path can be opened for reading; else err says why, in the
+ * system's words (OpenSSL's own would be "system lib"). */
+static bool readable(const char *what, const char *path, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errcap, "cannot open the %s %s: %s", what, path, strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
+/* A PKCS#12 store is DER; PEM files start with "-----BEGIN" (after blank
+ * space). Decided by the contents, whatever the file is called. */
 static bool is_pkcs12(const char *path)
 {
-    const char *dot = strrchr(path, '.');
-    return dot && (strcasecmp(dot, ".p12") == 0 || strcasecmp(dot, ".pfx") == 0);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    int ch;
+    do
+        ch = fgetc(f);
+    while (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n');
+    fclose(f);
+    return ch != '-' && ch != EOF;
 }
 
 static bool load_pkcs12(SSL_CTX *ctx, const struct tls_options *o, char *err, size_t errcap)
@@ -151,9 +173,18 @@ struct tls_server *tls_server_new(const struct tls_options *o, char *err, size_t
     SSL_CTX_set_default_passwd_cb(ctx, password_cb);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
 
-    bool ok;
-    if (is_pkcs12(o->cert)) {
-        ok = load_pkcs12(ctx, o, err, errcap);
+    bool ok = readable("certificate", o->cert, err, errcap) &&
+              (!o->key || readable("key", o->key, err, errcap)) &&
+              (!o->client_ca || readable("client CA file", o->client_ca, err, errcap));
+    if (!ok) {
+        /* err says which file */
+    } else if (is_pkcs12(o->cert)) {
+        ok = !o->key;
+        if (!ok)
+            snprintf(err, errcap, "%s is a PKCS#12 store, which holds the key: drop --key %s",
+                     o->cert, o->key);
+        else
+            ok = load_pkcs12(ctx, o, err, errcap);
     } else {
         ok = SSL_CTX_use_certificate_chain_file(ctx, o->cert) == 1;
         if (!ok) {
@@ -265,9 +296,45 @@ static bool tls_pending(struct conn *c)
     return !t->handshaking && SSL_pending(t->ssl) > 0;
 }
 
+/* Reads and drops what the peer sent, so that closing the socket sends a
+ * FIN behind our last words (an alert, a 400) rather than a reset that
+ * may overtake them. */
+static void drain(int fd)
+{
+    char scrap[4096];
+    for (int i = 0; i < 16 && recv(fd, scrap, sizeof scrap, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+/* A TLS connection opens with a handshake record (first byte 0x16, or 0x80
+ * for an old-style hello); plain HTTP opens with a method in capitals.
+ * Tells the latter why nothing works, in plain text. */
+static bool answered_plain_http(struct conn *c)
+{
+    char first;
+    if (recv(c->io.fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) != 1 || first < 'A' || first > 'Z')
+        return false;
+    static const char body[] = "This port speaks TLS: use https:// or wss://\n";
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    drain(c->io.fd);
+    if (send(c->io.fd, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("conn %llu: %s", (unsigned long long)c->id, strerror(errno));
+    log_debug("conn %llu: plain HTTP on the TLS port: answered 400", (unsigned long long)c->id);
+    return true;
+}
+
 static int tls_handshake(struct conn *c)
 {
     struct tls_conn *t = c->tdata;
+    if (!t->started) {
+        t->started = true;
+        if (answered_plain_http(c))
+            return CONN_HS_FAILED;
+    }
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
@@ -282,6 +349,7 @@ static int tls_handshake(struct conn *c)
     log_debug("conn %llu: TLS handshake failed: %s", (unsigned long long)c->id,
               e == SSL_ERROR_SYSCALL ? "connection closed" : ssl_error());
     ERR_clear_error();
+    drain(c->io.fd);            /* the alert is sent: a FIN, not a reset, behind it */
     return CONN_HS_FAILED;
 }
 

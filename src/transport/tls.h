@@ -13,7 +13,7 @@
 struct conn;
 
 struct tls_options {
-    const char *cert;           /* PEM chain, or a PKCS#12 store (.p12/.pfx) */
+    const char *cert;           /* PEM chain, or a PKCS#12 store (DER, any name) */
     const char *key;            /* PEM key; NULL with a PKCS#12 store */
     const char *password;       /* for an encrypted key or the store; may be NULL */
     const char *client_ca;      /* PEM CAs: require and verify client certificates */

@@ -2,8 +2,17 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "log.h"
+
+static __thread char last_error[128];
+
+const char *sslio_strerror(int err)
+{
+    return err == EPROTO && last_error[0] ? last_error : strerror(err);
+}
 
 long sslio_result(SSL *ssl, int r)
 {
@@ -20,14 +29,14 @@ long sslio_result(SSL *ssl, int r)
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         return errno && errno != EAGAIN ? -1 : 0;
-    default:
-        if (log_enabled(LOG_DEBUG)) {
-            char msg[256];
-            ERR_error_string_n(ERR_peek_last_error(), msg, sizeof msg);
-            log_debug("TLS: %s", msg);
-        }
+    default: {
+        unsigned long err = ERR_peek_last_error();
+        const char *reason = err ? ERR_reason_error_string(err) : NULL;
+        snprintf(last_error, sizeof last_error, "TLS: %s", reason ? reason : "protocol error");
+        log_debug("%s", last_error);
         ERR_clear_error();
         errno = EPROTO;
         return -1;
+    }
     }
 }

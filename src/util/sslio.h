@@ -13,4 +13,8 @@
  * socket's errno. The OpenSSL error queue is left empty. */
 long sslio_result(SSL *ssl, int r);
 
+/* strerror(err), except that EPROTO gives the reason of the last TLS error
+ * sslio_result saw on this thread ("TLS: tlsv1 alert unknown ca"). */
+const char *sslio_strerror(int err);
+
 #endif
