@@ -8,6 +8,17 @@ local function close_payload(code, reason)
   return string.char(code >> 8, code & 0xff) .. (reason or "")
 end
 
+-- A final, masked client frame as bytes, for raw sockets.
+local function raw_frame(opcode, payload)
+  local mask = { 0x11, 0x22, 0x33, 0x44 }
+  local out = {}
+  for i = 1, #payload do
+    out[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1])
+  end
+  assert(#payload < 126)
+  return string.char(0x80 | opcode, 0x80 | #payload, table.unpack(mask)) .. table.concat(out)
+end
+
 describe("RFC 6455 framing", function()
   local srv
   lazy_setup(function() srv = testing.start{ dir = "spec/services/rt" } end)
@@ -26,10 +37,18 @@ describe("RFC 6455 framing", function()
     for _, f in ipairs(frames) do assert(c:sendFrame(f)) end
     local got = testing.until_close(c, 3)
     assert.equal(code, got)
-    -- the server closes the TCP connection after the close handshake
-    local data, why = c:receive(2)
-    assert.is_nil(data)
-    assert.not_equal("timeout", why)
+  end
+
+  -- A raw socket past the upgrade, for watching the TCP connection itself.
+  local function raw_open()
+    local s = assert(srv:tcp())
+    s:send("GET /probe HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    local head = ""
+    repeat head = head .. assert(s:receive(2)) until head:find("\r\n\r\n", 1, true)
+    assert.matches("^HTTP/1%.1 101", head)
+    assert.equal("", head:match("\r\n\r\n(.*)$"))
+    return s
   end
 
   it("echoes text and binary messages, empty ones included", function()
@@ -193,14 +212,27 @@ describe("RFC 6455 framing", function()
     expect_failure({ { opcode = CLOSE, payload = close_payload(1000, "\xff") } }, 1007)
   end)
 
-  it("ignores data after the client's close frame", function()
-    local c = open()
-    assert(c:sendRaw("")) -- nothing
-    c:sendFrame{ opcode = CLOSE, payload = close_payload(1000) }
-    c:sendFrame{ opcode = TEXT, payload = "echo:late" }
-    local code, _, seen = testing.until_close(c, 2)
-    assert.equal(1000, code)
-    assert.same({}, seen)
+  it("ignores data after the client's close frame, answers it and ends the TCP connection", function()
+    local s = raw_open()
+    s:send(raw_frame(CLOSE, close_payload(1000)) .. raw_frame(TEXT, "echo:late"))
+    local data, why = s:receiveAll(3)
+    s:close()
+    assert.equal("closed", why)
+    assert.equal("\x88\x02\x03\xe8", data)       -- the close echoed, and nothing else
+  end)
+
+  it("ends the TCP connection as soon as the client answers the server's close", function()
+    -- the linger for an unanswered close is 5 s: an answered one must not wait for it
+    local s = raw_open()
+    s:send(raw_frame(TEXT, "close:4000:bye"))
+    local got = ""
+    repeat got = got .. assert(s:receive(2)) until #got >= 7
+    assert.equal("\x88\x05\x0f\xa0bye", got)
+    s:send(raw_frame(CLOSE, close_payload(4000)))
+    local data, why = s:receiveAll(2)
+    s:close()
+    assert.equal("", data)
+    assert.equal("closed", why)
   end)
 
   it("handles a peer that vanishes mid-frame", function()

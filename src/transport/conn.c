@@ -234,12 +234,16 @@ void conn_flush(struct conn *c)
 static void uncork(struct worker *w, struct conn *c)
 {
     w->corked = NULL;
-    if (!w->cork.len)
-        return;
     size_t len = w->cork.len, done = 0;
     w->cork.len = 0;
     if (conn_is_closed(c))
         return;
+    if (!len) {
+        /* Nothing new to send, but the protocol may have asked to finish
+         * while corked (the peer answered our close frame). */
+        maybe_shut(c);
+        return;
+    }
     while (done < len) {
         struct iovec iov = { w->cork.data + done, len - done };
         ssize_t r = c->tp->writev(c, &iov, 1);
