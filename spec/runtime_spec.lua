@@ -379,6 +379,16 @@ describe("the Lua runtime", function()
       local _, at = srv:http("GET", "/limits/flood")
       assert.is_true(tonumber(at) < 100)
     end)
+
+    it("count automatic pongs against max_backpressure", function()
+      -- 200 pings in one write: their pongs (25 KiB) pass the 4 KiB limit
+      local c = open("/limits")
+      local ping = string.char(0x89, 0x80 | 125, 1, 2, 3, 4) .. string.rep("\0", 125)
+      assert(c:sendRaw(string.rep(ping, 200)))
+      local code, _, seen = testing.until_close(c, 3)
+      assert.equal(1008, code)
+      assert.is_true(#seen < 200)
+    end)
   end)
 end)
 

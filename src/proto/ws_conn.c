@@ -126,7 +126,8 @@ bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
 
 bool ws_send_control(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
 {
-    if (wc->state != WS_OPEN || conn_is_closed(wc->c) || len > WS_CONTROL_MAX)
+    if (wc->state != WS_OPEN || conn_is_closed(wc->c) || len > WS_CONTROL_MAX ||
+        over_backpressure(wc))
         return false;
     write_frame(wc->c, opcode, 0, data, len);
     return true;
@@ -150,7 +151,7 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
     if (opcode == WS_OP_PING) {
         if (wc->state == WS_OPEN) {
             if (s->conf.auto_pong)
-                write_frame(c, WS_OP_PONG, 0, data, len);
+                ws_send_control(wc, WS_OP_PONG, data, len);
             else
                 s->ops->ping(s, wc, data, len);
         }

@@ -66,7 +66,8 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
  * instead of sending when its queue already holds more than the service's
  * max_backpressure. */
 bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len);
-/* Sends a ping or pong (len <= 125). */
+/* Sends a ping or pong (len <= 125); like ws_send, closes 1008 past
+ * max_backpressure (automatic pongs too: a ping flood cannot grow the queue). */
 bool ws_send_control(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len);
 /* Starts the closing handshake. Returns false when already closing. */
 bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len);
