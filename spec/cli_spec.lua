@@ -12,10 +12,11 @@ local function read(path)
   return s
 end
 
--- Runs moonws with args; returns exit code, stdout, stderr.
-local function run(args)
+-- Runs moonws with args (behind a prefix command such as "timeout 5");
+-- returns exit code, stdout, stderr.
+local function run(args, prefix)
   local out, err = os.tmpname(), os.tmpname()
-  local _, _, code = os.execute(("%s %s >%s 2>%s"):format(bin, args, out, err))
+  local _, _, code = os.execute(("%s %s %s >%s 2>%s"):format(prefix or "", bin, args, out, err))
   return code, read(out), read(err)
 end
 
@@ -90,6 +91,21 @@ describe("moonws command line", function()
     end
     assert.equal(0, srv:stop())
     srv:cleanup()
+  end)
+
+  it("refuses a port another server holds, with exit 1", function()
+    local srv = testing.start{ dir = "examples" }
+    local code, _, err = run(("-l 127.0.0.1:%d examples"):format(srv.port), "timeout 5")
+    assert.equal(1, code)
+    assert.matches("cannot listen on 127.0.0.1:" .. srv.port .. ": Address already in use", err, 1, true)
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+
+  it("refuses a bad address before loading any service", function()
+    local code, _, err = run("-l 127.0.0.1:99999 spec/services/broken")
+    assert.equal(2, code)
+    assert.is_nil(err:find("not loaded", 1, true))
   end)
 
   it("logs JSON lines with --log-format json", function()

@@ -24,7 +24,7 @@ describe("HTTP", function()
       "/ && echo 'body { }' > " .. static .. "/sub/site.css && echo secret > " .. static ..
       ".secret && head -c 3000000 /dev/urandom > " .. static .. "/big.bin && echo x > " .. static ..
       ".secret && ln -s " .. static .. ".secret " .. static .. "/leak && ln -s sub/site.css " ..
-      static .. "/inside.css"))
+      static .. "/inside.css && mkfifo " .. static .. "/pipe"))
     srv = testing.start{ dir = "spec/services/rt", static = static }
   end)
   lazy_teardown(function()
@@ -138,6 +138,34 @@ describe("HTTP", function()
     assert.matches("\r\n\r\nWikipedia$", resp)
   end)
 
+  it("answers 413 to a chunked body over 1 MiB, as soon as a chunk size says so", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n100001\r\n")
+    assert.equal(413, status_of(resp))
+    resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n80000\r\n" .. string.rep("x", 0x80000) .. "\r\n80001\r\n")
+    assert.equal(413, status_of(resp))
+    resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n")
+    assert.equal(413, status_of(resp))
+  end)
+
+  it("answers 400 to two lists of transfer codings (a smuggling pattern)", function()
+    local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
+      "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n")
+    assert.equal(400, status_of(resp))
+  end)
+
+  it("answers 400 to an HTTP/1.1 request without a Host or with two", function()
+    local resp = exchange(srv, "GET /probe/events HTTP/1.1\r\n\r\n")
+    assert.equal(400, status_of(resp))
+    assert.matches("exactly one Host", resp)
+    resp = exchange(srv, "GET /probe/events HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert.equal(400, status_of(resp))
+    resp = exchange(srv, "GET /probe/events HTTP/1.0\r\n\r\n")
+    assert.equal(200, status_of(resp))
+  end)
+
   it("answers 400 to a malformed chunked body", function()
     local resp = exchange(srv, "POST /probe/echo-request HTTP/1.1\r\nHost: a\r\n" ..
       "Transfer-Encoding: chunked\r\n\r\nzz\r\n")
@@ -168,6 +196,19 @@ describe("HTTP", function()
     for st in data:gmatch("HTTP/1%.1 (%d%d%d)") do statuses[#statuses + 1] = tonumber(st) end
     assert.same({ 200, 201, 200 }, statuses)
     assert.is_truthy(data:find('"n":"1"', 1, true) < data:find('"n":"3"', 1, true))
+  end)
+
+  it("keeps an HTTP/1.0 connection that asks for it alive, and says so", function()
+    local s = assert(srv:tcp())
+    s:send("GET /probe/events HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    local first = ""
+    repeat first = first .. assert(s:receive(2)) until first:find("\r\n\r\n", 1, true)
+    assert.matches("\r\nConnection: keep%-alive\r\n", first)
+    s:send("GET /sub/site.css HTTP/1.0\r\n\r\n")
+    local rest, why = s:receiveAll(5)
+    s:close()
+    assert.equal("closed", why)
+    assert.matches("HTTP/1%.1 200 OK\r\n.*body { }\n$", rest)
   end)
 
   it("closes an HTTP/1.0 connection after the response", function()
@@ -236,6 +277,19 @@ describe("HTTP", function()
     assert.equal(200, status_of(resp))
     assert.matches("Content%-Length: 9\r\n", resp)
     assert.matches("\r\n\r\n$", resp)
+  end)
+
+  it("answers 405 with Allow to another method on a static file", function()
+    local status, _, h = srv:http("POST", "/sub/site.css", "x")
+    assert.equal(405, status)
+    assert.equal("GET, HEAD", h["allow"])
+    assert.equal(404, (srv:http("POST", "/sub/none.css", "x")))
+  end)
+
+  it("answers 404 for a FIFO in the static folder without waiting on it", function()
+    local status = srv:http("GET", "/pipe", nil, nil, 3)
+    assert.equal(404, status)
+    assert.equal(200, (srv:http("GET", "/sub/site.css")))
   end)
 
   it("refuses paths that leave the static folder", function()

@@ -52,6 +52,20 @@ describe("under load", function()
     -- every client answered: the 5 s grace was not needed
     assert.is_nil(srv:log():find("did not close within", 1, true))
   end)
+
+  it("does not wait for HTTP connections that have sent nothing", function()
+    local s2 = testing.start{ dir = "examples" }
+    local silent = assert(s2:tcp())
+    local idle = assert(s2:tcp())
+    idle:send("GET /echo/nothing HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert.matches("^HTTP/1%.1 404", assert(idle:receive(2)))
+    assert.equal(0, s2:stop())
+    assert.is_nil(s2:log():find("did not close within", 1, true))
+    assert.equal("closed", select(2, silent:receiveAll(1)))
+    silent:close()
+    idle:close()
+    s2:cleanup()
+  end)
 end)
 
 describe("a stop with a silent client", function()

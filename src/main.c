@@ -193,6 +193,13 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage_error("%s: TLS options need a --tls-listen listener", "--cert/--key");
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = "0.0.0.0:8080";
+    /* Every address is checked now, before anything loads. */
+    for (int i = 0; i < o->nlisten; i++) {
+        char host[64], err[256];
+        unsigned port;
+        if (!listener_parse(o->listen[i], host, sizeof host, &port, err, sizeof err))
+            usage_error("%s", err);
+    }
 }
 
 /* ---- the running server ---- */
@@ -297,8 +304,7 @@ static int open_listeners(const struct options *o)
     for (int i = 0; i < o->nlisten; i++) {
         char host[64], err[256];
         unsigned port;
-        if (!listener_parse(o->listen[i], host, sizeof host, &port, err, sizeof err))
-            usage_error("%s", err);
+        listener_parse(o->listen[i], host, sizeof host, &port, err, sizeof err);
         struct listener *l = listener_open(srv.loop, host, port, err, sizeof err);
         if (!l) {
             fprintf(stderr, "moonws: %s\n", err);
@@ -390,6 +396,13 @@ int main(int argc, char **argv)
     ev_run(srv.loop, 0);
 
     log_info("stopped");
+    /* A second SIGTERM while we clean up must not turn exit 0 into death
+     * by signal: from here on they wait, blocked, and the process ends. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     ev_signal_stop(srv.loop, &srv.sigterm_w);
     ev_signal_stop(srv.loop, &srv.sigint_w);
     ev_signal_stop(srv.loop, &srv.sighup_w);

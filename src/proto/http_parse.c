@@ -123,8 +123,10 @@ int http_parse_request(const char *buf, size_t len, struct http_request *req)
     req->method_len = (size_t)(p - req->method);
     p++;
 
+    /* Visible ASCII only (RFC 9112 §3.2; raw UTF-8 must be %-escaped), and
+     * no fragment: a '#' ends the loop and fails the check below. */
     req->target = p;
-    while (p < end && (unsigned char)*p > 0x20 && *p != 0x7f)
+    while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && *p != '#')
         p++;
     if (p == end)
         return HTTP_PARTIAL;
@@ -244,7 +246,7 @@ ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
             int v = hexval(c);
             if (v >= 0) {
                 if (d->remaining > (max >> 4) || ++d->line > 16)
-                    return -1;      /* a size past the body limit */
+                    return HTTP_CHUNKED_TOO_BIG;
                 d->remaining = d->remaining * 16 + (size_t)v;
                 i++;
                 break;
@@ -276,7 +278,7 @@ ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
                 d->state = CH_TRAILER;
             } else {
                 if (out->len + d->remaining > max)
-                    return -1;
+                    return HTTP_CHUNKED_TOO_BIG;
                 d->state = CH_DATA;
             }
             break;

@@ -72,10 +72,14 @@ struct http_chunked {
     bool done;
 };
 
+#define HTTP_CHUNKED_BAD (-1)
+#define HTTP_CHUNKED_TOO_BIG (-2)
+
 /* Feeds n raw bytes, appending decoded data to out. Returns the number of
  * bytes consumed (less than n only once `done` is set: what follows belongs
- * to the next request), or -1 for malformed input. Stops with -1 once out
- * would pass max (the caller answers 413 when out->len reaches max). */
+ * to the next request), HTTP_CHUNKED_BAD for malformed input, or
+ * HTTP_CHUNKED_TOO_BIG as soon as a chunk size line says out would pass max
+ * (before its data arrives). */
 ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
                           struct buf *out, size_t max);
 

@@ -136,6 +136,7 @@ static void file_refill(struct conn *c)
     }
     conn_write_commit(c, (size_t)r);
     hc->file_left -= r;
+    hc->idle_since = ev_now(c->w->loop);     /* the client is reading */
     if (hc->file_left == 0) {
         close(hc->file_fd);
         hc->file_fd = -1;
@@ -147,7 +148,7 @@ static void file_refill(struct conn *c)
 }
 
 static void serve_static(struct conn *c, struct http_conn *hc, const struct http_exchange *ex,
-                         bool head_only, bool closing)
+                         bool head_only, bool closing, const char *keep10)
 {
     struct static_file f;
     static_open(hc->srv->static_root, ex->path, ex->path_len, &f);
@@ -156,8 +157,8 @@ static void serve_static(struct conn *c, struct http_conn *hc, const struct http
                       NULL);
         return;
     }
-    char hdr[128];
-    int hl = snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n", f.content_type);
+    char hdr[160];
+    int hl = snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n%s", f.content_type, keep10);
     http_respond(c, 200, hdr, (size_t)hl, NULL, (size_t)f.size, true, closing);
     if (head_only || f.size == 0) {
         close(f.fd);
@@ -214,6 +215,8 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
         return false;
     }
     bool closing = wants_close(req) || hc->srv->stopping;
+    /* An HTTP/1.0 client kept alive is told so. */
+    const char *keep10 = req->minor_version == 0 && !closing ? "Connection: keep-alive\r\n" : "";
     bool head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     struct svc *svc = router_find(hc->srv->router, ex.path, ex.path_len);
 
@@ -237,6 +240,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     if (found == ROUTE_FOUND) {
         struct http_reply rep = { .status = 200 };
         rsvc->ops->http(rsvc, route, &ex, &rep);
+        buf_append(&rep.headers, keep10, strlen(keep10));
         if (!conn_is_closed(c)) {
             http_respond(c, rep.status, rep.headers.data, rep.headers.len, rep.body.data,
                          rep.body.len, head_only, closing);
@@ -260,8 +264,18 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     }
     bool get = (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || head_only;
     if (hc->srv->static_root && get) {
-        serve_static(c, hc, &ex, head_only, closing);
+        serve_static(c, hc, &ex, head_only, closing, keep10);
         return false;
+    }
+    if (hc->srv->static_root) {
+        /* Another method on a file that is there: it is only for reading. */
+        struct static_file f;
+        static_open(hc->srv->static_root, ex.path, ex.path_len, &f);
+        if (f.status == 200) {
+            close(f.fd);
+            http_respond_error(c, 405, "static files are for GET and HEAD", "Allow: GET, HEAD\r\n");
+            return false;
+        }
     }
     http_respond_error(c, 404, "nothing is served at this path", NULL);
     return false;
@@ -272,11 +286,16 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
 {
     *chunked = false;
     *len = 0;
-    const struct http_header *te = http_find_header(req->headers, req->nheaders,
-                                                    "transfer-encoding");
+    const struct http_header *te = NULL;
     bool have_cl = false;
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
+        if (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) {
+            if (te)
+                return 400;     /* a second list of codings: one of them is not ours */
+            te = h;
+            continue;
+        }
         if (h->name_len != 14 || strncasecmp(h->name, "content-length", 14) != 0)
             continue;
         size_t v = 0;
@@ -302,6 +321,19 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
         return 0;
     }
     return *len > LIM_HTTP_BODY_MAX ? 413 : 0;
+}
+
+/* HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2). */
+static bool host_ok(const struct http_request *req)
+{
+    if (req->minor_version == 0)
+        return true;
+    int n = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        n += h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0;
+    }
+    return n == 1;
 }
 
 /* The body has arrived whole: parse the kept head again and answer. */
@@ -333,7 +365,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         if (hc->chunked) {
             ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, LIM_HTTP_BODY_MAX);
             if (r < 0) {
-                if (hc->body.len >= LIM_HTTP_BODY_MAX || hc->ch.remaining > LIM_HTTP_BODY_MAX)
+                if (r == HTTP_CHUNKED_TOO_BIG)
                     http_respond_error(c, 413, "request body too large", NULL);
                 else
                     http_respond_error(c, 400, "malformed chunked body", NULL);
@@ -368,12 +400,16 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         http_respond_error(c, 400, "malformed request", NULL);
         return n;
     }
+    if (!host_ok(req)) {
+        http_respond_error(c, 400, "an HTTP/1.1 request needs exactly one Host header", NULL);
+        return n;
+    }
     size_t len;
     int st = body_framing(req, &hc->chunked, &len);
     if (st) {
         http_respond_error(c, st, st == 413 ? "request body too large"
                              : st == 501 ? "unsupported Transfer-Encoding"
-                                         : "conflicting or malformed body length", NULL);
+                                         : "conflicting or malformed body framing", NULL);
         return n;
     }
     if (!hc->chunked && n - (size_t)hl >= len) {
@@ -405,12 +441,18 @@ static void http_on_drain(struct conn *c)
 }
 
 /* A request must arrive whole within the handshake timeout; an idle
- * keep-alive connection is closed after LIM_HTTP_KEEPALIVE. */
+ * keep-alive connection is closed after LIM_HTTP_KEEPALIVE, and so is one
+ * whose client stopped reading the file it asked for. */
 static void http_on_sweep(struct conn *c, ev_tstamp now)
 {
     struct http_conn *hc = c->pdata;
-    if (hc->state == HC_FILE)
+    if (hc->state == HC_FILE) {
+        if (now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
+            log_debug("conn %llu: the client stopped reading a file", (unsigned long long)c->id);
+            conn_close(c);
+        }
         return;
+    }
     if (hc->req_start ? now - hc->req_start > LIM_HANDSHAKE_TIMEOUT
                       : now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
         log_debug("conn %llu: %s timed out", (unsigned long long)c->id,
@@ -439,8 +481,9 @@ void http_server_shutdown(struct http_server *srv, struct worker *w)
         next = c->next;
         if (c->proto != &http_proto)
             continue;
+        /* Between requests, or connected and silent: nothing to finish. */
         struct http_conn *hc = c->pdata;
-        if (hc->state == HC_HEAD && !hc->req_start && !c->in_len)
+        if (hc->state == HC_HEAD && !c->in_len)
             conn_finish(c, 0);
     }
 }

@@ -86,7 +86,9 @@ void static_open(const char *root, const char *path, size_t len, struct static_f
         out->status = 403;
         return;
     }
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not stop the loop (it is then
+     * refused as not a regular file). */
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0) {
         out->status = 403;
         return;

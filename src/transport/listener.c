@@ -118,7 +118,8 @@ struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned 
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* No SO_REUSEPORT: with one worker it would only let a second server
+     * share the port silently, where "address in use" is the answer. */
     if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         snprintf(err, errcap, "cannot listen on %s:%u: %s", host, port, strerror(errno));
         freeaddrinfo(res);

@@ -13,10 +13,11 @@
 #define LIM_HTTP_HEADERS_MAX       64
 /* A request body (Content-Length or chunked total). Past it: 413. */
 #define LIM_HTTP_BODY_MAX          (1024 * 1024)
-/* Seconds for a new connection to send a complete request head, and for a
- * keep-alive connection to start the next one. Past it: the socket is dropped. */
+/* Seconds for a request to arrive whole (head and body) from its first
+ * byte, or from the connection's start. Past it: the socket is dropped. */
 #define LIM_HANDSHAKE_TIMEOUT      10.0
-/* Seconds a keep-alive HTTP connection may stay idle between requests. */
+/* Seconds a keep-alive HTTP connection may stay idle between requests, and
+ * a static file may wait for its client to read on. Past it: dropped. */
 #define LIM_HTTP_KEEPALIVE         30.0
 
 /* (svc max_message) A WebSocket message after reassembly and inflation.

@@ -172,6 +172,11 @@ TEST(request_control_bytes_in_values)
     CHECK_EQ_INT(REQ("GET /a\x01 HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
     CHECK_EQ_INT(REQ("GET /a\x7f HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
     CHECK_EQ_INT(REQ("GET /a\tb HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    /* Raw non-ASCII (UTF-8 must be %-escaped) and a fragment. */
+    CHECK_EQ_INT(REQ("GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    CHECK_EQ_INT(REQ("GET /a\x80 HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    CHECK_EQ_INT(REQ("GET /a#frag HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    CHECK_EQ_INT(REQ("GET /caf%C3%A9 HTTP/1.1\r\n\r\n", &req), 27);
     /* A control byte as the last byte seen is already an error. */
     CHECK_EQ_INT(REQ("GET / HTTP/1.1\r\nX: a\x01", &req), HTTP_ERROR);
 }
@@ -377,11 +382,11 @@ static void chunked_run(const char *in, size_t n, size_t step, size_t max,
         size_t k = n - off < step ? n - off : step;
         ssize_t c = http_chunked_feed(&d, guarded(in + off, k), k, &r->out, max);
         if (c < 0) {
-            r->consumed = -1;
+            r->consumed = c;
             return;
         }
         if ((size_t)c < k && !d.done) {
-            r->consumed = -2;   /* consumed less without done: contract broken */
+            r->consumed = -3;   /* consumed less without done: contract broken */
             return;
         }
         off += (size_t)c;
@@ -547,31 +552,31 @@ TEST(chunked_size_over_max)
 {
     struct chunk_result r;
     /* Exactly max is fine; one more byte is refused at the size line,
-     * before the data arrives. */
+     * before the data arrives, as too big (413), not as malformed. */
     CHUNKED("a\r\n0123456789\r\n0\r\n\r\n", 10, &r);
     CHECK(r.done);
     CHECK_EQ_INT(r.out.len, 10);
     buf_free(&r.out);
     CHUNKED("b\r\n", 10, &r);
-    CHECK_EQ_INT(r.consumed, -1);
+    CHECK_EQ_INT(r.consumed, HTTP_CHUNKED_TOO_BIG);
     buf_free(&r.out);
     /* The total over several chunks counts. */
     CHUNKED("6\r\n012345\r\n5\r\n", 10, &r);
-    CHECK_EQ_INT(r.consumed, -1);
+    CHECK_EQ_INT(r.consumed, HTTP_CHUNKED_TOO_BIG);
     CHECK(r.out.len <= 10);
     buf_free(&r.out);
     /* Sizes that would overflow size_t. */
     CHUNKED("ffffffffffffffffffff\r\n", (size_t)-1, &r);
-    CHECK_EQ_INT(r.consumed, -1);
+    CHECK_EQ_INT(r.consumed, HTTP_CHUNKED_TOO_BIG);
     buf_free(&r.out);
     CHUNKED("10000000000000000\r\n", (size_t)-1, &r);
-    CHECK_EQ_INT(r.consumed, -1);
+    CHECK_EQ_INT(r.consumed, HTTP_CHUNKED_TOO_BIG);
     buf_free(&r.out);
     CHUNKED("100000\r\n", LIM_HTTP_BODY_MAX, &r);
     CHECK_EQ_INT(r.consumed, 8);        /* exactly 1 MiB may follow */
     buf_free(&r.out);
     CHUNKED("100001\r\n", LIM_HTTP_BODY_MAX, &r);
-    CHECK_EQ_INT(r.consumed, -1);
+    CHECK_EQ_INT(r.consumed, HTTP_CHUNKED_TOO_BIG);
     buf_free(&r.out);
 }
 
