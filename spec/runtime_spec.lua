@@ -184,6 +184,12 @@ describe("the Lua runtime", function()
       assert.equal("onText", cjson.decode((c:receive(2))).handler)
       c:send("plain text")
       assert.same({ handler = "onText", text = "plain text" }, cjson.decode((c:receive(2))))
+      -- lifecycle handlers are not events a client may name
+      for _, ev in ipairs({ "close", "error", "open", "upgrade", "idle_timeout", "text", "ping" }) do
+        c:send('{"event": "' .. ev .. '"}')
+        assert.equal("onText", cjson.decode((c:receive(2))).handler)
+      end
+      assert.equal("0", select(2, srv:http("GET", "/dispatch/closed")))
       c:close()
     end)
 
@@ -317,14 +323,25 @@ describe("the Lua runtime", function()
       assert.equal("aaa", select(2, srv:http("GET", "/iso_a")))
     end)
 
+    it("keeps each service's standard library and moonws.json/log to itself", function()
+      local status, hidden = srv:http("POST", "/iso_a/clobber", "")
+      assert.equal(200, status)
+      assert.equal("false false false", hidden)   -- the shared metatables are hidden
+      local c = open("/iso_b")
+      c:send("libs")
+      assert.equal("ABC X abc nil [1] function", (c:receive(2)))
+      c:close()
+    end)
+
     it("sends print and moonws.log to the server log, refuses os.exit", function()
       local c = open("/iso_b")
       c:send("print")
       c:send("log")
       c:send("exit")
       assert.equal(1011, (testing.until_close(c, 2)))
-      assert(srv:wait_log("[info] [iso_b] printed from iso_b", 2, true))
-      assert(srv:wait_log("[warn] [iso_b] a warning 42", 2, true))
+      -- whole lines: nothing after the message
+      assert(srv:wait_log("%[info%] %[iso_b%] printed from iso_b$"))
+      assert(srv:wait_log("%[warn%] %[iso_b%] a warning 42$"))
       assert(srv:wait_log("os.exit is not available", 2, true))
       local status = srv:http("GET", "/iso_a")
       assert.equal(200, status)
@@ -358,6 +375,45 @@ describe("the Lua runtime", function()
       bystander:send("echo:unharmed")
       assert.equal("unharmed", (bystander:receive(2)))
       bystander:close()
+    end)
+
+    it("stop a runaway loop inside a coroutine, however it is resumed", function()
+      for _, how in ipairs({ "spin_coroutine", "spin_wrap", "spin_nested" }) do
+        local c = open("/runaway")
+        c:send(how)
+        assert.equal(1011, (testing.until_close(c, 5)))
+      end
+      local c = open("/runaway")
+      c:send("co_fine")         -- coroutines that behave work as ever
+      assert.equal("2 10", (c:receive(2)))
+      c:close()
+    end)
+
+    it("stop a runaway onUpgrade (500), HTTP endpoint (500) and timer", function()
+      local _, _, status = srv:connect("/runaway?spin=1")
+      assert.equal(500, status)
+      assert.equal(500, (srv:http("GET", "/runaway/spin", nil, nil, 5)))
+      local function budget_errors()
+        return select(2, srv:log():gsub("exceeded its CPU budget", ""))
+      end
+      local before = budget_errors()
+      assert.equal(200, (srv:http("GET", "/runaway/timer")))
+      local deadline = require("moonws.core").now() + 5
+      while budget_errors() == before and require("moonws.core").now() < deadline do
+        require("moonws.core").sleep(0.05)
+      end
+      assert.equal(before + 1, budget_errors())
+      local c = open("/runaway")
+      c:send("still")
+      assert.equal("fine still", (c:receive(2)))
+      c:close()
+    end)
+
+    it("refuse __gc finalizers, which would run outside every budget", function()
+      local c = open("/runaway")
+      c:send("gc")
+      assert.matches("^false .*__gc finalizers are not available to services", (c:receive(2)))
+      c:close()
     end)
 
     it("stop a runaway handler that swallows errors with pcall", function()

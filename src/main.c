@@ -359,15 +359,17 @@ int main(int argc, char **argv)
     worker_init(&srv.w, srv.loop);
     srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
 
+    /* The budget holds for a file's top level too, when checking as well. */
+    runtime_start_watchdog(srv.rt);
     if (o.check) {
         int failed = runtime_load_all(srv.rt, true);
         worker_free(&srv.w);
         runtime_free(srv.rt);
+        runtime_stop_watchdog();
         tls_server_free(srv.tls);
         return failed ? 1 : 0;
     }
 
-    runtime_start_watchdog(srv.rt);
     runtime_load_all(srv.rt, false);
     /* Signals are watched before the "listening" lines go out: whoever
      * reads them may stop us at once. */

@@ -23,6 +23,9 @@
 struct worker;
 struct lx_timer;
 
+/* Coroutines that may be running inside one another (lx_sandbox.c). */
+#define LX_CO_MAX 64
+
 enum lx_handler {
     H_UPGRADE,
     H_OPEN,
@@ -63,10 +66,11 @@ struct lx_rt {
     struct lx_service **svcs;   /* loaded services */
     size_t nsvcs, capsvcs;
     struct lx_service *current; /* the service whose code is running */
+    bool loading;               /* a file's top level runs: its errors are logged by the loader */
     int caller_mt_ref;          /* caller metatable */
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
-    int base_env_ref;           /* read-only globals every service env inherits */
+    int base_env_ref;           /* the globals every service env reads through to */
     int json_ref;               /* the cjson instance */
     /* The text message being handled, as the Lua string handed over: it is
      * valid UTF-8, so sending those very bytes back needs no new check. */
@@ -79,6 +83,10 @@ struct lx_rt {
     volatile uint64_t call_seq;     /* bumps at each outermost call */
     volatile sig_atomic_t interrupted;
     double budget;                  /* CPU seconds per handler call */
+    /* Coroutines resumed and not yet returned, innermost last (lx_sandbox.c):
+     * an interrupt must reach whichever of them runs. */
+    lua_State *co_running[LX_CO_MAX];
+    volatile sig_atomic_t co_depth;
 };
 
 /* ---- lx_call.c: the one way into Lua ---- */
@@ -88,6 +96,9 @@ void lx_call_init(struct lx_rt *rt);
 /* Starts the watchdog that interrupts a handler over its CPU budget. */
 void lx_watchdog_start(struct lx_rt *rt);
 void lx_watchdog_stop(void);
+/* Makes co raise the budget error at its next instruction (an interrupted
+ * call's coroutines). Safe in a signal handler. */
+void lx_budget_arm(lua_State *co);
 /* Calls the function below nargs arguments on the stack, as service ls, with
  * the traceback handler and the CPU budget. On error: logs the traceback;
  * when wc is given, runs onError(caller, err) and closes the connection
@@ -109,6 +120,18 @@ void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
 /* Pushes v (string as is, anything else JSON-encoded) as message bytes:
  * returns the opcode to use. Raises for values that cannot be sent. */
 uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
+
+/* ---- lx_sandbox.c ---- */
+
+/* Builds the base every service environment reads through to (after the
+ * moonws module exists). */
+void lx_sandbox_init(struct lx_rt *rt);
+/* Gives the environment at env its copies of the standard library tables
+ * and its metatable. */
+void lx_sandbox_fill(struct lx_rt *rt, int env);
+/* For require inside a service: pushes the environment's own copy of a
+ * standard library and returns true, or returns false for other names. */
+bool lx_sandbox_lib(lua_State *L, int env, const char *name);
 
 /* ---- lx_module.c ---- */
 

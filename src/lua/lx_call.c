@@ -70,12 +70,24 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "handler exceeded its CPU budget of %f s", (lua_Number)rt->budget);
 }
 
+void lx_budget_arm(lua_State *co)
+{
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/* lua_sethook may be called from a signal handler (ldebug.c). The hook
+ * goes on the main thread and on every coroutine running inside the call:
+ * hooks are per thread, and a loop inside a coroutine would escape one set
+ * on the main thread alone. */
 static void budget_signal(int sig)
 {
     (void)sig;
     struct lx_rt *rt = thread_rt;
-    if (rt && rt->in_call && rt->interrupted)
-        lua_sethook(rt->L, budget_hook, LUA_MASKCOUNT, 1);
+    if (!rt || !rt->in_call || !rt->interrupted)
+        return;
+    lx_budget_arm(rt->L);
+    for (int i = 0; i < rt->co_depth; i++)
+        lx_budget_arm(rt->co_running[i]);
 }
 
 static double clock_seconds(clockid_t id)
@@ -175,7 +187,8 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
         return true;
 
     const char *tb = lua_tostring(L, -1);
-    log_error("%s: %s", ls ? ls->file : "moonws", tb ? tb : "(error without a message)");
+    log_msg(rt->loading ? LOG_DEBUG : LOG_ERROR, "%s: %s", ls ? ls->file : "moonws",
+            tb ? tb : "(error without a message)");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &lasterr_key);
     if (!lua_isstring(L, -1)) {
         /* Not a string: hand over the traceback, kept alive like the rest. */

@@ -277,9 +277,9 @@ static int do_log(lua_State *L, enum log_level lvl)
 {
     if (!log_enabled(lvl))
         return 0;
+    int n = lua_gettop(L);      /* before luaL_buffinit, which pushes a placeholder */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, ' ');
@@ -297,12 +297,8 @@ static int log_warn_f(lua_State *L) { return do_log(L, LOG_WARN); }
 static int log_info_f(lua_State *L) { return do_log(L, LOG_INFO); }
 static int log_debug_f(lua_State *L) { return do_log(L, LOG_DEBUG); }
 
-static int no_exit(lua_State *L)
-{
-    return luaL_error(L, "os.exit is not available to services (the server would stop)");
-}
-
-/* require inside a service: "moonws" is the service's own module table. */
+/* require inside a service: "moonws" is the service's own module table,
+ * a standard library its own copy (upvalues: the module, the env). */
 static int service_require(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -310,6 +306,8 @@ static int service_require(lua_State *L)
         lua_pushvalue(L, lua_upvalueindex(1));
         return 1;
     }
+    if (lx_sandbox_lib(L, lua_upvalueindex(2), name))
+        return 1;
     lua_getglobal(L, "require");
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -368,29 +366,7 @@ void lx_module_init(struct lx_rt *rt)
     lua_setfield(L, mod, "log");
     rt->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    /* The base every service environment inherits: the standard globals,
-     * with print going to the log and os.exit refused. */
-    lua_newtable(L);
-    int base = lua_gettop(L);
-    lua_pushcfunction(L, log_info_f);
-    lua_setfield(L, base, "print");
-    lua_newtable(L);                    /* a copy of os without exit */
-    lua_getglobal(L, "os");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -5);
-    }
-    lua_pop(L, 1);
-    lua_pushcfunction(L, no_exit);
-    lua_setfield(L, -2, "exit");
-    lua_setfield(L, base, "os");
-    lua_newtable(L);                    /* its metatable: read through to _G */
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, base);
-    rt->base_env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lx_sandbox_init(rt);
 
     lua_newtable(L);
     rt->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -401,11 +377,11 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     lua_State *L = rt->L;
     lua_newtable(L);                    /* the environment */
     int env = lua_gettop(L);
-    lua_pushvalue(L, env);
-    lua_setfield(L, env, "_G");
 
     /* This service's moonws: the module plus its own `shared`, which
-     * outlives reloads because it is kept by file name. */
+     * outlives reloads because it is kept by file name, and its own json
+     * and log tables (a service that replaces moonws.json.encode does so
+     * for itself only). */
     lua_newtable(L);
     int mod = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
@@ -417,17 +393,33 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     }
     lua_setfield(L, mod, "shared");
     lua_pop(L, 1);
-    lua_newtable(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->module_ref);
+    int common = lua_gettop(L);
+    static const char *const own[] = { "json", "log" };
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        lua_newtable(L);
+        lua_getfield(L, common, own[i]);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -5);
+        }
+        lua_pop(L, 1);
+        lua_setfield(L, mod, own[i]);
+    }
+    lua_newtable(L);
+    lua_pushvalue(L, common);
     lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, mod);
+    lua_pop(L, 1);                      /* the common module */
     lua_pushvalue(L, mod);
     lua_setfield(L, env, "moonws");
-    lua_pushcclosure(L, service_require, 1);
+    lua_pushvalue(L, env);
+    lua_pushcclosure(L, service_require, 2);
     lua_setfield(L, env, "require");
 
-    lua_newtable(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->base_env_ref);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, env);
+    lx_sandbox_fill(rt, env);
 }

@@ -54,11 +54,30 @@ const char *runtime_dir(const struct lx_rt *rt)
     return rt->dir;
 }
 
+/* A folder being scanned and the one that holds it: a link back to one of
+ * them would make the scan go round forever. */
+struct scan_level {
+    dev_t dev;
+    ino_t ino;
+    const struct scan_level *up;
+};
+
 /* Appends every *.lua under dir/rel to files (paths relative to dir). */
-static void scan(const char *dir, const char *rel, char ***files, size_t *n, size_t *cap)
+static void scan(const char *dir, const char *rel, const struct scan_level *up, char ***files,
+                 size_t *n, size_t *cap)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s%s%s", dir, *rel ? "/" : "", rel);
+    struct stat self;
+    if (stat(path, &self) != 0)
+        return;
+    for (const struct scan_level *l = up; l; l = l->up) {
+        if (l->dev == self.st_dev && l->ino == self.st_ino) {
+            log_warn("%s: a link to a folder that holds it: skipped", path);
+            return;
+        }
+    }
+    struct scan_level here = { self.st_dev, self.st_ino, up };
     DIR *d = opendir(path);
     if (!d) {
         log_error("cannot read %s: %s", path, strerror(errno));
@@ -76,7 +95,7 @@ static void scan(const char *dir, const char *rel, char ***files, size_t *n, siz
         if (stat(full, &st) != 0)
             continue;
         if (S_ISDIR(st.st_mode)) {
-            scan(dir, sub, files, n, cap);
+            scan(dir, sub, &here, files, n, cap);
         } else if (S_ISREG(st.st_mode)) {
             size_t l = strlen(sub);
             if (l > 4 && strcmp(sub + l - 4, ".lua") == 0) {
@@ -108,7 +127,7 @@ int runtime_load_all(struct lx_rt *rt, bool check)
             log_error("services folder %s does not exist", rt->dir);
         return 1;
     }
-    scan(rt->dir, "", &files, &n, &cap);
+    scan(rt->dir, "", NULL, &files, &n, &cap);
     qsort(files, n, sizeof *files, cmp_str);
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
@@ -178,7 +197,7 @@ void runtime_reload_all(struct lx_rt *rt)
 {
     char **files = NULL;
     size_t n = 0, cap = 0;
-    scan(rt->dir, "", &files, &n, &cap);
+    scan(rt->dir, "", NULL, &files, &n, &cap);
     qsort(files, n, sizeof *files, cmp_str);
     /* Services whose files are gone, then every file there is. */
     char **gone = xcalloc(rt->nsvcs + 1, sizeof *gone);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../transport/conn.h"
 #include "../util/limits.h"
@@ -61,6 +62,16 @@ static int line_of_field(const char *src, const char *key)
             line++;
             continue;
         }
+        if (p[0] == '-' && p[1] == '-') {
+            /* A comment, to the end of its line or of its [[ ]] block. */
+            const char *end = NULL;
+            if (p[2] == '[' && (p[3] == '[' || p[3] == '='))
+                end = strstr(p, "]]");
+            for (const char *q = p; *q && (end ? q < end : *q != '\n'); q++)
+                line += *q == '\n';
+            p = end ? end + 1 : p + strcspn(p, "\n") - 1;
+            continue;
+        }
         if (strncmp(p, key, kl) != 0 || (p > src && (isalnum((unsigned char)p[-1]) || p[-1] == '_')))
             continue;
         const char *q = p + kl;
@@ -74,6 +85,39 @@ static int line_of_field(const char *src, const char *key)
             return line;
     }
     return 0;
+}
+
+/* True for a key that names a handler, or tries to: "onSomething", and the
+ * near misses "OnText", "on_text", "onmessage" (but not "online"). */
+static bool handler_like(const char *k)
+{
+    if ((k[0] == 'o' || k[0] == 'O') && k[1] == 'n' &&
+        (isupper((unsigned char)k[2]) || k[2] == '_' || k[2] == '-'))
+        return true;
+    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
+        if (strcasecmp(k, handler_names[i].name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The handler a near miss was meant to be ("onmessage", "on_text",
+ * "OnClose"), or NULL for an exact name or a custom on<Event>. */
+static const char *misspelled_handler(const char *k)
+{
+    char squashed[64];
+    size_t n = 0;
+    for (const char *p = k; *p && n + 1 < sizeof squashed; p++) {
+        if (*p != '_' && *p != '-')
+            squashed[n++] = *p;
+    }
+    squashed[n] = '\0';
+    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
+        const char *name = handler_names[i].name;
+        if (strcmp(k, name) != 0 && strcasecmp(squashed, name) == 0)
+            return name;
+    }
+    return NULL;
 }
 
 struct load_ctx {
@@ -333,7 +377,7 @@ static bool validate(struct load_ctx *lc, int tbl)
             continue;
         }
         const char *k = lua_tostring(L, -2);
-        if (strncmp(k, "on", 2) != 0 || !isupper((unsigned char)k[2])) {
+        if (!handler_like(k)) {
             lua_pop(L, 1);
             continue;
         }
@@ -346,6 +390,11 @@ static bool validate(struct load_ctx *lc, int tbl)
         if (!lua_isfunction(L, -1)) {
             lua_pop(L, 2);
             return fail(lc, line, "%s must be a function", k);
+        }
+        const char *meant = misspelled_handler(k);
+        if (meant) {
+            lua_pop(L, 2);
+            return fail(lc, line, "unknown handler %s (did you mean %s?)", k, meant);
         }
         if (found < 0) {
             if (!ls->dispatch_key) {
@@ -488,13 +537,24 @@ struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err
     ls->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setupvalue(L, -2, 1);           /* the chunk's _ENV */
     const char *msg = NULL;
-    if (!lx_call(rt, ls, NULL, 0, 1, &msg)) {
-        snprintf(err, errcap, "%s", msg ? msg : "error while loading");
+    rt->loading = true;                 /* the error is ours to report, once */
+    bool ran = lx_call(rt, ls, NULL, 0, 1, &msg);
+    rt->loading = false;
+    if (!ran) {
+        /* Errors from the file's code carry "file:line:"; others (the CPU
+         * budget, an error object without a position) get the file. */
+        if (!msg)
+            msg = "error while loading";
+        size_t fl = strlen(file);
+        if (strncmp(msg, file, fl) == 0 && msg[fl] == ':')
+            snprintf(err, errcap, "%s", msg);
+        else
+            snprintf(err, errcap, "%s:1: %s", file, msg);
         goto out;
     }
     if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
         fail(&lc, 0, "a service file must return a table (got %s)", luaL_typename(L, -1));
+        lua_pop(L, 1);
         goto out;
     }
     int tbl = lua_gettop(L);
@@ -572,6 +632,16 @@ static void rt_open(struct svc *s, struct ws_conn *wc)
     lx_call(rt, ls, wc, 1, 0, NULL);
 }
 
+/* True for the name of one of DESIGN.md §2's handlers. */
+static bool reserved_handler(const char *name)
+{
+    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
+        if (strcmp(name, handler_names[i].name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* "join_room" / "join-room" / "joinRoom" -> "onJoinRoom". */
 static void handler_name(const char *ev, size_t n, char *out, size_t cap)
 {
@@ -621,9 +691,11 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
             const char *ev = NULL;
             if (lua_getfield(L, -1, ls->dispatch_key) == LUA_TSTRING)
                 ev = lua_tolstring(L, -1, &en);
-            if (ev) {
-                char name[128];
+            char name[128];
+            if (ev)
                 handler_name(ev, en, name, sizeof name);
+            /* A client may name custom events only, never onClose & co. */
+            if (ev && !reserved_handler(name)) {
                 lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
                 int ft = lua_getfield(L, -1, name);
                 lua_remove(L, -2);

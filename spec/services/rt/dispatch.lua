@@ -13,4 +13,14 @@ function d.onText(caller, text)
   caller:send({ handler = "onText", text = text })
 end
 
+-- Lifecycle handlers are never a dispatch target: {"event": "close"} is
+-- an ordinary message.
+function d.onClose(caller, code)
+  moonws.shared.closed = (moonws.shared.closed or 0) + 1
+end
+
+d.http = {
+  ["GET /closed"] = function() return 200, tostring(moonws.shared.closed or 0) end,
+}
+
 return d

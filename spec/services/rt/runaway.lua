@@ -7,6 +7,23 @@ function r.onText(caller, text)
   elseif text == "spin_pcall" then
     -- a script that swallows errors must still be stopped
     while true do pcall(function() while true do end end) end
+  elseif text == "spin_coroutine" then
+    -- hooks are per coroutine: the budget must reach this one too
+    coroutine.resume(coroutine.create(function() while true do end end))
+  elseif text == "spin_wrap" then
+    coroutine.wrap(function() while true do end end)()
+  elseif text == "spin_nested" then
+    coroutine.wrap(function()
+      coroutine.resume(coroutine.create(function() while true do end end))
+      while true do end
+    end)()
+  elseif text == "gc" then
+    -- finalizers would run outside every handler's budget: refused
+    local ok, err = pcall(setmetatable, {}, { __gc = function() end })
+    caller:send(tostring(ok) .. " " .. tostring(err))
+  elseif text == "co_fine" then
+    local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1); return b * 2 end)
+    caller:send(tostring(co(1)) .. " " .. tostring(co(5)))
   else
     caller:send("fine " .. text)
   end
@@ -16,8 +33,17 @@ function r.onError(caller, err)
   moonws.shared.err = err
 end
 
+function r.onUpgrade(req)
+  if req.query.spin then while true do end end
+end
+
 r.http = {
   ["GET /err"] = function() return 200, moonws.shared.err or "" end,
+  ["GET /spin"] = function() while true do end end,
+  ["GET /timer"] = function()
+    moonws.after(0, function() while true do end end)
+    return 200, "armed"
+  end,
 }
 
 return r

@@ -1,0 +1,3 @@
+-- A top level that never ends: the CPU budget stops it, in --check too.
+while true do end
+return {}
