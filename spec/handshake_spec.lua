@@ -137,9 +137,32 @@ describe("the WebSocket upgrade", function()
     end)
   end)
 
-  it("retries a connection until the server listens", function()
+  it("gives up after its retries when nothing listens", function()
     local c, err = client.connect("ws://127.0.0.1:1/probe", { retry = { count = 2, interval = 0.01 }, timeout = 1 })
     assert.is_nil(c)
     assert.matches("cannot connect", err)
+  end)
+
+  it("retries a connection until the server listens", function()
+    local core = require "moonws.core"
+    -- a port that was free a moment ago, and a server that takes it late
+    local probe = testing.start{ dir = "examples" }
+    local port = probe.port
+    assert.equal(0, probe:stop())
+    probe:cleanup()
+    local bin = os.getenv("MOONWS_BIN") or "build/moonws"
+    local pid, fd = core.spawn({ "sh", "-c", ("sleep 0.3; exec %s -l 127.0.0.1:%d examples"):format(bin, port) },
+                               { stderr = "/dev/null" })
+    assert(pid, fd)
+    local c, err = client.connect(("ws://127.0.0.1:%d/echo"):format(port),
+                                  { retry = { count = 30, interval = 0.05, backoff = 1 }, timeout = 1 })
+    local echoed = c and c:send("late but there") and c:receive(2)
+    if c then c:close() end
+    core.kill(pid, "TERM")
+    local code = core.wait(pid, 10)
+    core.closefd(fd)
+    assert(c, err)
+    assert.equal("late but there", echoed)
+    assert.equal(0, code)
   end)
 end)

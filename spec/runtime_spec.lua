@@ -56,6 +56,27 @@ describe("the Lua runtime", function()
       c:close()
     end)
 
+    it("counts queued bytes in caller.buffered", function()
+      local c = open()
+      c:send("buffered")
+      assert.equal(100000, #c:receive(2))
+      local before, after = (c:receive(2)):match("^(%d+) (%d+)$")
+      assert.equal(0, tonumber(before))
+      assert.is_true(tonumber(after) >= 100000)
+      c:close()
+    end)
+
+    it("accepts onTextMessage/onBinaryMessage, require \"moonws\" and moonws.json", function()
+      local c = open("/aliases")
+      c:send('{"a": [1, 2]}')
+      assert.same({ a = { 1, 2 }, seen = true }, cjson.decode((c:receive(2))))
+      c:send("{nope")
+      assert.equal("not json: true", (c:receive(2)))
+      c:sendBinary("abc")
+      assert.same({ "cba", "binary" }, { c:receive(2) })
+      c:close()
+    end)
+
     it("gives every connection its own id", function()
       local a, b = open(), open()
       a:send("info")
@@ -426,7 +447,19 @@ describe("the Lua runtime", function()
       c:close()
     end)
 
-    it("close a client that does not keep up 1008 (max_backpressure)", function()
+    it("close a client that stops reading 1008 once its queue passes max_backpressure", function()
+      -- each call queues 3000 bytes (under the 4 KiB limit); the client reads
+      -- nothing, so once the kernel's buffers are full the queue grows
+      local c = open("/limits")
+      for _ = 1, 5000 do
+        if not c:send("chunk", 5) then break end
+      end
+      local code, _, seen = testing.until_close(c, 10)
+      assert.equal(1008, code)
+      assert.is_true(#seen < 5000)
+    end)
+
+    it("close a client 1008 when one call queues more than max_backpressure", function()
       local c = open("/limits")
       c:send("flood")
       local code, _, seen = testing.until_close(c, 3)

@@ -9,6 +9,8 @@ function l.onText(caller, text)
         break
       end
     end
+  elseif text == "chunk" then
+    caller:send(string.rep("y", 3000))   -- under the limit, one call at a time
   else
     caller:send(text)
   end

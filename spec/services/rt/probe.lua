@@ -13,6 +13,7 @@
 --   conns             send the ids of moonws.connections("/probe")
 --   error             raise an error
 --   readonly          try to assign caller.id (raises)
+--   buffered          send 100000 bytes, then caller.buffered before and after
 local probe = { protocols = { "p1", "p2" }, idle_timeout = 0 }
 
 local events = moonws.shared.events or {}
@@ -80,6 +81,11 @@ function probe.onText(caller, text)
     error("boom from onText")
   elseif cmd == "readonly" then
     caller.id = 5
+  elseif cmd == "buffered" then
+    -- what this call has written so far is queued until it returns
+    local before = caller.buffered
+    caller:sendBinary(string.rep("x", 100000))
+    caller:send(before .. " " .. caller.buffered)
   else
     caller:send("unknown command " .. text)
   end
