@@ -65,6 +65,9 @@ describe("HTTP", function()
     assert.equal(500, status)
     assert(srv:wait_log("endpoint failure", 2, true))
     assert.equal(500, (srv:http("GET", "/probe/badheaders")))
+    -- a table body JSON cannot hold: encoded after the call, still contained
+    assert.equal(500, (srv:http("GET", "/probe/notjson")))
+    assert(srv:wait_log("returned a body JSON cannot hold", 2, true))
     assert.equal(200, (srv:http("GET", "/probe/events")))
   end)
 

@@ -142,8 +142,11 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls);
 /* JSON through the runtime's cjson instance: pushes the decoded value, or
  * returns false with the error message pushed. */
 bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);
-/* Encodes the value at idx; raises on values JSON cannot hold. */
+/* Encodes the value at idx, the JSON text taking its stack slot; raises on
+ * values JSON cannot hold (inside a Lua call only). */
 const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len);
+/* The same outside a Lua call: NULL with the error message pushed. */
+const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len);
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);

@@ -24,7 +24,7 @@ bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len)
     return lua_pcall(L, 1, 1, 0) == LUA_OK;
 }
 
-const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
+const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len)
 {
     lua_State *L = rt->L;
     idx = lua_absindex(L, idx);
@@ -33,11 +33,19 @@ const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
     lua_remove(L, -2);
     lua_pushvalue(L, idx);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        luaL_error(L, "cannot encode as JSON: %s", lua_tostring(L, -1));
+        return NULL;
     /* Keep the encoded string where the caller's value was: it must stay
      * alive as long as the value's slot does. */
     lua_replace(L, idx);
     return lua_tolstring(L, idx, len);
+}
+
+const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
+{
+    const char *s = lx_json_try_encode(rt, idx, len);
+    if (!s)
+        luaL_error(rt->L, "cannot encode as JSON: %s", lua_tostring(rt->L, -1));
+    return s;
 }
 
 static int json_encode(lua_State *L)

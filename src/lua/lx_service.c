@@ -607,7 +607,8 @@ static bool rt_upgrade(struct svc *s, const struct http_exchange *ex, struct htt
         return false;
     }
     lua_pop(L, 3);
-    if (lua_getfield(L, -1, "data") == LUA_TTABLE) {
+    lua_pushliteral(L, "data");         /* raw: no metamethod runs outside the call */
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
         *app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     } else {
         lua_pop(L, 1);
@@ -870,7 +871,15 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
     if (lua_istable(L, body)) {
         size_t n;
         lua_pushvalue(L, body);
-        const char *json = lx_json_encode(rt, -1, &n);
+        /* After the call: an error here must not escape unprotected. */
+        const char *json = lx_json_try_encode(rt, -1, &n);
+        if (!json) {
+            log_error("%s: route %s %s returned a body JSON cannot hold: %s", ls->file,
+                      s->routes[route].method, s->routes[route].path, lua_tostring(L, -1));
+            internal_error(rep, "500 Internal Server Error: the handler's body is not JSON\n");
+            lua_settop(L, base);
+            return;
+        }
         buf_append(&rep->body, json, n);
         if (!has_ctype)
             buf_append_str(&rep->headers, "Content-Type: application/json\r\n");

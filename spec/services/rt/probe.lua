@@ -132,6 +132,7 @@ probe.http = {
   end,
   ["GET /tls"] = function(req) return 200, req.tls or {} end,
   ["GET /fail"] = function() error("endpoint failure") end,
+  ["GET /notjson"] = function() return 200, { f = print } end,
   ["GET /badheaders"] = function() return 200, "x", { ["Bad\nName"] = "v" } end,
   ["GET /publish"] = function(req)
     return 200, { n = moonws.publish(req.query.topic, req.query.msg) }
