@@ -193,6 +193,30 @@ describe("permessage-deflate", function()
       assert.is_true(with * 3 < without, ("takeover %d bytes, none %d bytes"):format(with, without))
     end)
 
+    it("compresses empty messages with context takeover and threshold 0", function()
+      local c = assert(srv:connect("/takeover0", { compression = true }))
+      for _, m in ipairs({ "first message", "", "", "second message", "", "third message" }) do
+        assert(c:send(m))
+        local before = c.wire
+        assert.equal(m, (c:receive(2)))
+        assert.is_true(c.compressed)
+        -- An empty message is the single byte 00 (RFC 7692 §7.2.3.6): a
+        -- 2-byte header and 1 byte of payload.
+        if m == "" then assert.equal(3, c.wire - before) end
+      end
+      -- Broadcast goes through each connection's own stream.
+      local status, n = srv:http("POST", "/takeover0/broadcast", "")
+      assert.equal(200, status)
+      assert.equal("1", n)
+      local before = c.wire
+      assert.equal("", (c:receive(2)))
+      assert.is_true(c.compressed)
+      assert.equal(3, c.wire - before)
+      assert(c:send("after the broadcast"))
+      assert.equal("after the broadcast", (c:receive(2)))
+      assert.equal(1000, c:close())
+    end)
+
     it("inflates a compressed message sent in fragments with pings between them", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       local text = string.rep("fragmented and compressed ", 200)

@@ -459,6 +459,12 @@ void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf 
      * receiver adds back (RFC 7692 §7.2.1). */
     if (out->len - start >= 4 && memcmp(out->data + out->len - 4, "\0\0\xff\xff", 4) == 0)
         out->len -= 4;
+    /* An empty message on a kept stream right after a flush: zlib has
+     * nothing to write. An empty payload would make the receiver feed a
+     * bare 00 00 ff ff; 00 (the header of an empty stored block, RFC 7692
+     * §7.2.3.6) inflates to nothing and leaves both streams in step. */
+    if (out->len == start)
+        buf_append(out, "", 1);
     if (def->reset_each_message)
         deflateReset(z);
 }

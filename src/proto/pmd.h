@@ -105,7 +105,8 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
 void pmd_inflate_end_message(struct pmd_inflater *inf);
 
 /* Compresses a whole message, appending the payload (the trailing
- * 00 00 ff ff removed) to out. */
+ * 00 00 ff ff removed) to out. The payload is never empty: an empty
+ * message is at least the byte 00. */
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out);
 
 /* Releases this thread's shared deflaters and pooled inflaters. */

@@ -689,6 +689,35 @@ TEST(shared_deflater_gives_same_bytes_to_every_connection)
     pmd_free(&in, &unused);
 }
 
+TEST(deflate_empty_message_with_takeover)
+{
+    /* After a sync flush zlib has nothing to flush for an empty input, so
+     * an empty message on a kept stream would go out as an empty payload;
+     * it must be the empty stored block's first byte, 00 (RFC 7692
+     * §7.2.3.6), which the peer inflates to nothing and stays in step. */
+    for (int nct = 0; nct < 2; nct++) {
+        struct pmd_params p = { nct, nct, 15, 15 };
+        struct pmd_conf conf = PMD_CONF_DEFAULT;
+        struct pmd_inflater inf, pinf;
+        struct pmd_deflater def, pdef;
+        pmd_init(&p, &conf, true, &inf, &def);
+        pmd_init(&p, &conf, false, &pinf, &pdef);
+        static const char *const msgs[] = { "", "abc", "", "", "abcabc", "" };
+        for (size_t k = 0; k < sizeof msgs / sizeof msgs[0]; k++) {
+            struct buf z = { 0 }, out = { 0 };
+            pmd_deflate(&def, msgs[k], strlen(msgs[k]), &z);
+            if (!msgs[k][0] && !CHECK_MEM(z.data, z.len, "\0", 1))
+                NOTE("  no takeover %d, message %zu\n", nct, k);
+            CHECK_EQ_INT(inflate_msg(&pinf, z.data, z.len, &out, 100), PMD_OK);
+            CHECK_STR(out.data, out.len, msgs[k]);
+            buf_free(&z);
+            buf_free(&out);
+        }
+        pmd_free(&inf, &def);
+        pmd_free(&pinf, &pdef);
+    }
+}
+
 TEST(inflate_limit_and_corrupt)
 {
     struct pmd_params p = { true, true, 15, 15 };
