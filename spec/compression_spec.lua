@@ -217,6 +217,28 @@ describe("permessage-deflate", function()
       assert.equal(1000, c:close())
     end)
 
+    it("takes an empty compressed payload as an empty message, with and without takeover", function()
+      local text = string.rep("the stream must stay in step. ", 10)
+      for _, path in ipairs({ "/takeover", "/echo" }) do
+        local c = assert(srv:connect(path, { compression = true }))
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        -- RSV1 and not one payload byte: "" (the tail alone is no deflate data).
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = "" }
+        assert.same({ "", "text" }, { c:receive(2) })
+        c:sendFrame{ opcode = BINARY, rsv = 4, fin = false, payload = "" }
+        c:sendFrame{ opcode = CONT, fin = true, payload = "" }
+        assert.same({ "", "binary" }, { c:receive(2) })
+        -- The empty stored block, as RFC 7692 §7.2.3.6 writes it.
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = "\0" }
+        assert.same({ "", "text" }, { c:receive(2) })
+        -- With takeover this one refers to the first message's window.
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        assert.equal(1000, c:close())
+      end
+    end)
+
     it("inflates a compressed message sent in fragments with pings between them", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       local text = string.rep("fragmented and compressed ", 200)

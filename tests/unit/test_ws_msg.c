@@ -973,6 +973,40 @@ TEST(deflate_context_takeover_on_and_off)
         }
 }
 
+TEST(deflate_empty_payload)
+{
+    /* RSV1 with no payload bytes at all: the tail alone is not deflate
+     * data (zlib reads it as a stored block of 0xff00 bytes), so the
+     * message is "" and a kept stream must not see it. */
+    static const char text[] = "context taken over, context taken over";
+    for (int c = 0; c < 2; c++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct side s = pmd_side(c, nct, nct, 15, 15);
+            struct peer p;
+            peer_init(&p, &s);
+            struct buf in = { 0 }, w = { 0 };
+            deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 1);
+            FS(&in, &s, true, WS_RSV1, WS_OP_TEXT, "");
+            deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 1);
+            /* Empty in fragments, a ping between. */
+            FS(&in, &s, false, WS_RSV1, WS_OP_BINARY, "");
+            FS(&in, &s, true, 0, WS_OP_PING, "p");
+            FS(&in, &s, false, 0, WS_OP_CONT, "");
+            FS(&in, &s, true, 0, WS_OP_CONT, "");
+            deflated(&in, &p, &s, WS_OP_BINARY, text, sizeof text - 1, 2);
+            WANT_MSG(&w, WS_OP_TEXT, text);
+            WANT_MSG(&w, WS_OP_TEXT, "");
+            WANT_MSG(&w, WS_OP_TEXT, text);
+            WANT_CTL(&w, WS_OP_PING, "p");
+            WANT_MSG(&w, WS_OP_BINARY, "");
+            WANT_MSG(&w, WS_OP_BINARY, text);
+            expect_ok(&s, &in, &w);
+            buf_free(&in);
+            buf_free(&w);
+            peer_free(&p);
+        }
+}
+
 TEST(deflate_every_window_size)
 {
     /* 64 KiB of text with long-distance repeats, at each window size. */
