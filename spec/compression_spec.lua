@@ -270,6 +270,18 @@ describe("permessage-deflate", function()
       assert.equal(1007, (testing.until_close(c, 2)))
     end)
 
+    it("fails truncated deflate data with 1007, not a partial message", function()
+      local text = string.rep("only the first half of this arrives. ", 20)
+      local z = core.deflate(text)
+      for _, path in ipairs({ "/echo", "/takeover" }) do
+        local c = assert(srv:connect(path, { compression = true }))
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = z:sub(1, #z // 2) }
+        local code, _, before = testing.until_close(c, 2)
+        assert.equal(1007, code)
+        assert.same({}, before)
+      end
+    end)
+
     it("fails RSV1 on a continuation frame, or without the extension, with 1002", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       c:sendFrame{ opcode = TEXT, rsv = 4, fin = false, payload = core.deflate("abc") }

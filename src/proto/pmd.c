@@ -398,6 +398,8 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     z_stream *z = inf->z;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
+    if (inf->ended)
+        inf->after_end += n;
     for (;;) {
         /* Room for one byte past max, so a bomb is caught as it passes. */
         size_t room = max + 1 - out->len;
@@ -412,6 +414,8 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
             /* A final block (BFINAL) ends this stream; what follows, if
              * anything, starts a new one. */
             inflateReset(z);
+            inf->ended = true;
+            inf->after_end = z->avail_in;
         } else if (rc == Z_BUF_ERROR) {
             if (z->avail_in == 0)
                 return PMD_OK;  /* all input used, nothing more to write */
@@ -423,12 +427,34 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     }
 }
 
-void pmd_inflate_end_message(struct pmd_inflater *inf)
+/*
+ * After the tail, a complete message leaves inflate() waiting for the next
+ * block header: zlib then sets bit 128 of data_type (mode TYPE, see
+ * inf_leave in inflate.c). Truncated data leaves it inside a block, which
+ * inflate() cannot tell from data still to come. A sender may also end the
+ * message with a final block and nothing after it (RFC 7692 §7.2.3.4
+ * without its 00): then the stream ended and only our tail followed (or
+ * the end fell on the tail's last byte), and the fresh stream, which holds
+ * the tail half-read, is reset for the next message.
+ */
+bool pmd_inflate_end_message(struct pmd_inflater *inf)
 {
-    if (inf->reset_each_message && inf->z) {
-        inflater_put(inf->z);
+    z_stream *z = inf->z;
+    bool clean = true;
+    if (z) {
+        if (inf->ended && (inf->after_end == 0 || inf->after_end == 4)) {
+            if (inf->after_end)
+                inflateReset(z);
+        } else {
+            clean = (z->data_type & 128) != 0;
+        }
+    }
+    inf->ended = false;
+    if (inf->reset_each_message && z) {
+        inflater_put(z);
         inf->z = NULL;
     }
+    return clean;
 }
 
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out)

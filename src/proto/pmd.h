@@ -80,6 +80,10 @@ struct pmd_inflater {
     void *z;                    /* z_stream *, NULL between messages without takeover */
     uint8_t window_bits;
     bool reset_each_message;
+    /* A final (BFINAL) block ended the stream during this message, and
+     * after_end bytes were fed after it. */
+    bool ended;
+    size_t after_end;
 };
 
 /* The sending stream of one connection. */
@@ -100,9 +104,11 @@ void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def);
  * fails once out would pass max bytes. */
 int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
                 size_t max);
-/* The message ended (its 00 00 ff ff tail was fed): without takeover the
- * stream goes back to the pool. */
-void pmd_inflate_end_message(struct pmd_inflater *inf);
+/* The message ended (its 00 00 ff ff tail was fed, last). Returns false
+ * when the compressed data was truncated: the stream did not stop between
+ * two blocks (or right after a final block). Either way, without takeover
+ * the stream goes back to the pool. */
+bool pmd_inflate_end_message(struct pmd_inflater *inf);
 
 /* Compresses a whole message, appending the payload (the trailing
  * 00 00 ff ff removed) to out. The payload is never empty: an empty

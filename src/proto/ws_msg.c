@@ -109,7 +109,11 @@ static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx
         static const char tail[4] = { 0x00, 0x00, (char)0xff, (char)0xff };
         if (!take_payload(rx, tail, sizeof tail, err))
             return -1;
-        pmd_inflate_end_message(rx->inf);
+        if (!pmd_inflate_end_message(rx->inf)) {
+            err->code = WS_CLOSE_INVALID_DATA;
+            err->reason = "corrupt compressed data";
+            return -1;
+        }
     }
     return deliver(rx, rx->msg.data, rx->msg.len, ev, ctx, err);
 }

@@ -531,8 +531,8 @@ static int inflate_msg(struct pmd_inflater *inf, const char *p, size_t n, struct
     int rc = pmd_inflate(inf, p, n, out, max);
     if (rc == PMD_OK)
         rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, max);
-    if (rc == PMD_OK)
-        pmd_inflate_end_message(inf);
+    if (rc == PMD_OK && !pmd_inflate_end_message(inf))
+        rc = PMD_CORRUPT;
     return rc;
 }
 
@@ -752,6 +752,172 @@ TEST(inflate_limit_and_corrupt)
     buf_free(&out);
     pmd_free(&inf, &def);
     buf_free(&zb);
+}
+
+/* ---- the end of a message: between blocks, or truncated ---- */
+
+/* Raw deflate straight from zlib, as other senders may write it. */
+static void zraw(struct buf *out, const char *in, size_t n, int level, int strategy, int flush,
+                 bool strip_tail)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK_EQ_INT(deflateInit2(&z, level, Z_DEFLATED, -15, 8, strategy), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)buf_reserve(out, n + 256);
+    z.avail_out = (uInt)(n + 256);
+    CHECK_EQ_INT(deflate(&z, flush), flush == Z_FINISH ? Z_STREAM_END : Z_OK);
+    out->len += n + 256 - z.avail_out;
+    if (strip_tail && CHECK(out->len >= 4 && memcmp(out->data + out->len - 4, "\0\0\xff\xff", 4) == 0))
+        out->len -= 4;
+    deflateEnd(&z);
+}
+
+/* Inflates one message fed in two pieces (cut into p), the tail last.
+ * Returns PMD_CORRUPT when the message did not end cleanly. */
+static int inflate_cut(struct pmd_inflater *inf, const char *p, size_t n, size_t cut,
+                       struct buf *out)
+{
+    int rc = pmd_inflate(inf, p, cut, out, 1 << 20);
+    if (rc == PMD_OK)
+        rc = pmd_inflate(inf, p + cut, n - cut, out, 1 << 20);
+    if (rc == PMD_OK)
+        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, 1 << 20);
+    bool clean = pmd_inflate_end_message(inf);
+    if (inf->reset_each_message)
+        CHECK(inf->z == NULL);          /* back to the pool, clean or not */
+    return rc == PMD_OK && !clean ? PMD_CORRUPT : rc;
+}
+
+struct zcase {
+    const char *name;
+    struct buf payload;
+    const char *text;
+    size_t len;
+};
+
+/* Valid payloads of every shape; their text is text[0..len). */
+static size_t valid_payloads(struct zcase *c, const char *text, size_t n)
+{
+    size_t k = 0;
+    c[k] = (struct zcase){ "fixed", { 0 }, text, 300 };
+    zraw(&c[k].payload, text, 300, 6, Z_FIXED, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 1);
+    k++;
+    c[k] = (struct zcase){ "dynamic", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 2);
+    k++;
+    c[k] = (struct zcase){ "stored", { 0 }, text, 300 };
+    zraw(&c[k].payload, text, 300, 0, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 0);
+    k++;
+    /* A final block and nothing after it (Z_FINISH, no tail to strip). */
+    c[k] = (struct zcase){ "BFINAL", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_FINISH, false);
+    CHECK_EQ_INT(c[k].payload.data[0] & 1, 1);
+    k++;
+    /* RFC 7692 §7.2.3.4: a final block, then 00. */
+    c[k] = (struct zcase){ "BFINAL 00", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_FINISH, false);
+    buf_append(&c[k].payload, "", 1);
+    k++;
+    /* Two sync flushes: the first keeps its 00 00 ff ff. */
+    c[k] = (struct zcase){ "two flushes", { 0 }, text, n };
+    zraw(&c[k].payload, text, n / 3, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, false);
+    zraw(&c[k].payload, text + n / 3, n - n / 3, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    k++;
+    c[k] = (struct zcase){ "00", { 0 }, "", 0 };
+    buf_append(&c[k].payload, "", 1);
+    k++;
+    /* A final empty stored block ending on the tail's last byte. */
+    c[k] = (struct zcase){ "final stored, empty", { 0 }, "", 0 };
+    buf_append(&c[k].payload, "\x01", 1);
+    k++;
+    return k;
+}
+
+static void make_text(char *text, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        text[i] = "the end of a message is a block boundary; "[(i * 5 + i / 61) % 42];
+}
+
+TEST(end_message_clean_for_every_valid_shape)
+{
+    char text[3000];
+    make_text(text, sizeof text);
+    struct zcase c[8];
+    size_t nc = valid_payloads(c, text, sizeof text);
+    for (size_t k = 0; k < nc; k++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct pmd_params p = { nct, nct, 15, 15 };
+            struct pmd_conf conf = PMD_CONF_DEFAULT;
+            size_t n = c[k].payload.len;
+            /* Every split into two frames (a few for the long ones). */
+            for (size_t cut = 0; cut <= n; cut += n > 64 ? n / 7 + 1 : 1) {
+                struct pmd_inflater inf;
+                struct pmd_deflater def;
+                pmd_init(&p, &conf, false, &inf, &def);
+                struct buf out = { 0 };
+                int rc = inflate_cut(&inf, c[k].payload.data, n, cut, &out);
+                if (!CHECK_EQ_INT(rc, PMD_OK) || !CHECK_MEM(out.data, out.len, c[k].text, c[k].len))
+                    NOTE("  %s, no takeover %d, cut at %zu\n", c[k].name, nct, cut);
+                /* The stream is ready for the next message (RFC 7692
+                 * §7.2.3.1, no back-reference). */
+                out.len = 0;
+                rc = inflate_cut(&inf, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 3, &out);
+                if (!CHECK_EQ_INT(rc, PMD_OK) || !CHECK_STR(out.data, out.len, "Hello"))
+                    NOTE("  next message after %s, no takeover %d, cut at %zu\n", c[k].name, nct,
+                         cut);
+                buf_free(&out);
+                pmd_free(&inf, &def);
+            }
+        }
+    for (size_t k = 0; k < nc; k++)
+        buf_free(&c[k].payload);
+}
+
+TEST(end_message_fails_truncated_data)
+{
+    char text[3000];
+    make_text(text, sizeof text);
+    struct zcase c[8];
+    size_t nc = valid_payloads(c, text, sizeof text);
+    for (size_t k = 0; k < nc; k++) {
+        /* Single-block payloads: no proper prefix ends between blocks. */
+        if (strcmp(c[k].name, "two flushes") == 0 || c[k].len == 0)
+            continue;
+        for (int nct = 0; nct < 2; nct++) {
+            struct pmd_params p = { nct, nct, 15, 15 };
+            struct pmd_conf conf = PMD_CONF_DEFAULT;
+            size_t n = c[k].payload.len;
+            for (size_t len = 1; len < n; len++) {
+                /* Prefixes that are valid payloads themselves: a stored
+                 * block's header byte is the empty message 00; a final
+                 * block without the 00 after it; and a stored block short
+                 * of its last 4 bytes, which the tail then completes (as
+                 * data: no inflater can tell). */
+                bool stored = strcmp(c[k].name, "stored") == 0;
+                if ((stored && (len == 1 || len == n - 5)) ||
+                    (strcmp(c[k].name, "BFINAL 00") == 0 && len == n - 1))
+                    continue;
+                struct pmd_inflater inf;
+                struct pmd_deflater def;
+                pmd_init(&p, &conf, false, &inf, &def);
+                struct buf out = { 0 };
+                int rc = inflate_cut(&inf, c[k].payload.data, len, len / 2, &out);
+                if (!CHECK_EQ_INT(rc, PMD_CORRUPT))
+                    NOTE("  %s cut to %zu of %zu bytes, no takeover %d\n", c[k].name, len, n,
+                         nct);
+                buf_free(&out);
+                pmd_free(&inf, &def);
+            }
+        }
+    }
+    for (size_t k = 0; k < nc; k++)
+        buf_free(&c[k].payload);
 }
 
 int main(int argc, char **argv)

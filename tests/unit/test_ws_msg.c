@@ -1140,6 +1140,39 @@ TEST(deflate_corrupt_data)
         }
 }
 
+TEST(deflate_truncated_data)
+{
+    /* A prefix of a valid payload inflates without a zlib error, but the
+     * stream stops inside a block even after the tail: 1007, never a
+     * partial message. */
+    static const char text[] = "a message that loses its end on the way, "
+                               "a message that loses its end on the way";
+    for (int c = 0; c < 2; c++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct side s = pmd_side(c, nct, nct, 15, 15);
+            struct peer p;
+            peer_init(&p, &s);
+            struct buf z = { 0 };
+            pmd_deflate(&p.def, text, sizeof text - 1, &z);
+            size_t cuts[] = { 1, z.len / 2, z.len - 1 };
+            for (size_t k = 0; k < 3; k++) {
+                struct buf in = { 0 };
+                frame(&in, &s, true, WS_RSV1, WS_OP_TEXT, z.data, cuts[k]);
+                expect_fail(&s, &in, NULL, WS_CLOSE_INVALID_DATA);
+                buf_free(&in);
+                /* The same in fragments, the last one empty. */
+                in = (struct buf){ 0 };
+                frame(&in, &s, false, WS_RSV1, WS_OP_BINARY, z.data, cuts[k] / 2);
+                frame(&in, &s, false, 0, WS_OP_CONT, z.data + cuts[k] / 2, cuts[k] - cuts[k] / 2);
+                frame(&in, &s, true, 0, WS_OP_CONT, "", 0);
+                expect_fail(&s, &in, NULL, WS_CLOSE_INVALID_DATA);
+                buf_free(&in);
+            }
+            buf_free(&z);
+            peer_free(&p);
+        }
+}
+
 TEST(deflate_text_invalid_utf8)
 {
     for (int c = 0; c < 2; c++) {
