@@ -264,6 +264,23 @@ describe("permessage-deflate", function()
       assert.equal(1009, (testing.until_close(c, 5)))
     end)
 
+    it("the client takes max_message only as an integer from 1 to 2^40", function()
+      for _, bad in ipairs({ -1, 0, 1.5, 1e300, 2^40 + 1, (1 << 40) + 1, "100", true }) do
+        local ok, c = pcall(srv.connect, srv, "/echo", { compression = true, max_message = bad })
+        if ok and c then c:close() end
+        assert.is_false(ok, tostring(bad))
+        assert.matches("max_message must be an integer from 1 to 2^40", c, 1, true)
+      end
+      for _, good in ipairs({ 1 << 40, 2^40, 100000 }) do
+        local c = assert(srv:connect("/echo", { compression = true, max_message = good }))
+        local text = string.rep("inflated on the client side ", 100)
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        assert.is_true(c.compressed)
+        assert.equal(1000, c:close())
+      end
+    end)
+
     it("fails corrupt compressed data with 1007", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       c:sendFrame{ opcode = BINARY, rsv = 4, payload = "\255\255\255\255\255" }

@@ -400,11 +400,13 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     z->avail_in = (uInt)n;
     if (inf->ended)
         inf->after_end += n;
+    /* Room for one byte past max, so a bomb is caught as it passes; no
+     * limit at all must not wrap to a room of 0 (an endless loop). */
+    size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
     for (;;) {
-        /* Room for one byte past max, so a bomb is caught as it passes. */
-        size_t room = max + 1 - out->len;
+        size_t room = limit - out->len;
         size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
-        z->next_out = (Bytef *)buf_reserve_within(out, chunk, max + 1);
+        z->next_out = (Bytef *)buf_reserve_within(out, chunk, limit);
         z->avail_out = (uInt)chunk;
         int rc = inflate(z, Z_SYNC_FLUSH);
         out->len += chunk - z->avail_out;

@@ -754,6 +754,24 @@ TEST(inflate_limit_and_corrupt)
     buf_free(&zb);
 }
 
+TEST(inflate_no_limit)
+{
+    /* max = SIZE_MAX: "one byte past max" must not wrap to 0. */
+    struct pmd_params p = { true, true, 15, 15 };
+    struct pmd_conf conf = PMD_CONF_DEFAULT;
+    struct pmd_inflater inf;
+    struct pmd_deflater def;
+    pmd_init(&p, &conf, true, &inf, &def);
+    static const char m[] = "no limit at all, no limit at all";
+    struct buf zb = { 0 }, out = { 0 };
+    pmd_deflate(&def, m, sizeof m - 1, &zb);
+    CHECK_EQ_INT(inflate_msg(&inf, zb.data, zb.len, &out, SIZE_MAX), PMD_OK);
+    CHECK_STR(out.data, out.len, m);
+    buf_free(&zb);
+    buf_free(&out);
+    pmd_free(&inf, &def);
+}
+
 /* ---- the end of a message: between blocks, or truncated ---- */
 
 /* Raw deflate straight from zlib, as other senders may write it. */
