@@ -259,21 +259,26 @@ void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap)
         append(out, cap, &len, "; client_max_window_bits", 0);
 }
 
-bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *value, size_t len,
-                       struct pmd_params *out)
+bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *const *values,
+                       const size_t *lens, size_t n, struct pmd_params *out)
 {
-    const char *p = value, *end = value + len;
-    const char *name;
-    size_t nlen, np;
-    struct ext_param ps[MAX_PARAMS];
     struct pmd_offer o;
-    if (ext_next(&p, end, &name, &nlen, ps, &np) != 1 || !name_is(name, nlen, EXT_NAME) ||
-        !read_params(ps, np, &o))
+    size_t found = 0;
+    /* We offered one extension: one element in all the lines together. */
+    for (size_t h = 0; h < n; h++) {
+        const char *p = values[h], *end = values[h] + lens[h];
+        const char *name;
+        size_t nlen, np;
+        struct ext_param ps[MAX_PARAMS];
+        int r;
+        while ((r = ext_next(&p, end, &name, &nlen, ps, &np)) != 0) {
+            if (r < 0 || ++found > 1 || !name_is(name, nlen, EXT_NAME) ||
+                !read_params(ps, np, &o))
+                return false;
+        }
+    }
+    if (found != 1)
         return false;
-    const char *rest;
-    size_t rl, rn;
-    if (ext_next(&p, end, &rest, &rl, ps, &rn) != 0)
-        return false;           /* we offered one extension; it answered more */
     /* server_max_window_bits: required when offered, at most what we asked. */
     if (offer->server_max_window_bits &&
         (o.smwb < 0 || o.smwb > offer->server_max_window_bits))

@@ -65,10 +65,13 @@ struct pmd_offer_opts {
 
 /* Client side: the offer to send. */
 void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap);
-/* Client side: checks the server's answer to that offer. Returns false (the
- * client must fail the connection) for anything the offer did not allow. */
-bool pmd_client_accept(const struct pmd_offer_opts *o, const char *value, size_t len,
-                       struct pmd_params *out);
+/* Client side: checks the server's answer to that offer, every
+ * Sec-WebSocket-Extensions value of the response (one per header line; n
+ * values). Returns false (the client must fail the connection, RFC 6455
+ * §4.1) unless they hold exactly one element, a permessage-deflate the
+ * offer allowed. */
+bool pmd_client_accept(const struct pmd_offer_opts *o, const char *const *values,
+                       const size_t *lens, size_t n, struct pmd_params *out);
 
 /* Result codes of pmd_inflate. */
 #define PMD_OK 0

@@ -399,7 +399,8 @@ static const struct pmd_offer_opts offer_default = PMD_OFFER_DEFAULT;
 static bool accept1(const struct pmd_offer_opts *o, const char *value, struct pmd_params *out)
 {
     memset(out, 0xAA, sizeof *out);
-    return pmd_client_accept(o, value, strlen(value), out);
+    size_t len = strlen(value);
+    return pmd_client_accept(o, &value, &len, 1, out);
 }
 
 TEST(client_offer_strings)
@@ -479,6 +480,43 @@ TEST(client_refuses_what_it_did_not_offer)
         if (!CHECK(!accept1(&offer_default, bad[i], &p)))
             NOTE("  accepted: \"%s\"\n", bad[i]);
     }
+}
+
+/* The answer's header lines as pmd_client_accept takes them. */
+static bool accept_lines(const char *const *lines, size_t n, struct pmd_params *out)
+{
+    size_t lens[8];
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(lines[i]);
+    memset(out, 0xAA, sizeof *out);
+    return pmd_client_accept(&offer_default, lines, lens, n, out);
+}
+
+TEST(client_reads_every_extensions_line)
+{
+    /* RFC 6455 §4.1: an extension we did not offer fails the connection,
+     * on whichever header line it comes. */
+    struct pmd_params p;
+    static const char *const two_exts[] = { "permessage-deflate", "x-foo" };
+    CHECK(!accept_lines(two_exts, 2, &p));
+    static const char *const foo_first[] = { "x-foo", "permessage-deflate" };
+    CHECK(!accept_lines(foo_first, 2, &p));
+    static const char *const twice[] = { "permessage-deflate", "permessage-deflate" };
+    CHECK(!accept_lines(twice, 2, &p));
+    static const char *const bad_second[] = { "permessage-deflate", "permessage-deflate;" };
+    CHECK(!accept_lines(bad_second, 2, &p));
+    static const char *const empty[] = { "", " , " };
+    CHECK(!accept_lines(empty, 2, &p));
+    CHECK(!accept_lines(empty, 0, &p));
+    /* Empty lines hold no element. */
+    static const char *const with_empty[] = { "", "permessage-deflate; server_max_window_bits=10",
+                                              "," };
+    CHECK(accept_lines(with_empty, 3, &p));
+    CHECK_EQ_INT(p.server_max_window_bits, 10);
+    /* Values are (pointer, length): bytes past the length are not read. */
+    const char *v[2] = { "permessage-deflate, x-foo", "x-foo" };
+    size_t l[2] = { 18, 0 };
+    CHECK(pmd_client_accept(&offer_default, v, l, 2, &p));
 }
 
 TEST(offer_negotiate_accept_round_trip)
