@@ -59,6 +59,10 @@ describe("permessage-deflate", function()
     it("accepts quoted values", function()
       assert.equal(NCT .. "; client_max_window_bits=10",
         negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="10"'))
+      -- RFC 6455 §9.1: unescaped first, then a token.
+      assert.equal(NCT .. "; client_max_window_bits=15",
+        negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="1\\5"'))
+      assert.is_nil(negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="1\\ 5"'))
     end)
 
     it("declines malformed, duplicated and unknown parameters", function()

@@ -20,6 +20,10 @@ struct ext_param {
     size_t nlen;
     const char *val;            /* NULL when the parameter has no value */
     size_t vlen;
+    /* A quoted value with escapes, unescaped (val points here). Every
+     * value permessage-deflate knows is 1 or 2 digits: a longer one is
+     * invalid anyway, and refused. */
+    char unescaped[8];
 };
 
 static bool is_tchar(char c)
@@ -61,8 +65,8 @@ static const char *skip_element(const char *p, const char *end)
 /*
  * Reads one element "name *(; param[=value])" at *pp. Returns 1 with the
  * element, 0 at the end of the value, -1 for a malformed element (skipped).
- * Quoted values are returned without their quotes; a value with escapes is
- * refused, since no permessage-deflate value needs one.
+ * Quoted values are returned without their quotes and unescaped, and must
+ * then be a token (RFC 6455 §9.1).
  */
 static int ext_next(const char **pp, const char *end, const char **name, size_t *nlen,
                     struct ext_param *ps, size_t *np)
@@ -103,13 +107,33 @@ static int ext_next(const char **pp, const char *end, const char **name, size_t 
             p = skip_ws(p + 1, end);
             if (p < end && *p == '"') {
                 const char *v = ++p;
-                while (p < end && *p != '"' && *p != '\\')
-                    p++;
-                if (p == end || *p != '"')
+                bool escaped = false;
+                for (; p < end && *p != '"'; p++) {
+                    if (*p == '\\') {
+                        escaped = true;
+                        if (++p == end)
+                            break;
+                    }
+                }
+                if (p == end)
                     goto bad;
                 e->val = v;
                 e->vlen = (size_t)(p - v);
                 p++;
+                if (escaped) {
+                    size_t k = 0;
+                    for (const char *q = v; q < e->val + e->vlen; q++) {
+                        if (*q == '\\')
+                            q++;
+                        if (k == sizeof e->unescaped)
+                            goto bad;
+                        e->unescaped[k++] = *q;
+                    }
+                    e->val = e->unescaped;
+                    e->vlen = k;
+                }
+                if (skip_token(e->val, e->val + e->vlen) != e->val + e->vlen)
+                    goto bad;
             } else {
                 e->val = p;
                 p = skip_token(p, end);

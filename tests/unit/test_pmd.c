@@ -279,7 +279,6 @@ TEST(negotiate_quoted_values)
     CHECK(strchr(resp, '"') == NULL);
     static const char *const bad[] = {
         "permessage-deflate; server_max_window_bits=\"\"",
-        "permessage-deflate; server_max_window_bits=\"1\\0\"",
         "permessage-deflate; server_max_window_bits=\"10",
         "permessage-deflate; server_max_window_bits=\"10\"x",
         "permessage-deflate; server_max_window_bits=\"010\"",
@@ -294,6 +293,60 @@ TEST(negotiate_quoted_values)
                       sizeof resp));
     CHECK(negotiate1(&conf, "permessage-deflate; x=\"a,b\", permessage-deflate", &p, resp,
                      sizeof resp));
+}
+
+TEST(negotiate_quoted_values_with_escapes)
+{
+    /* RFC 6455 §9.1: a quoted-string value must be a token after
+     * unescaping, so "1\5" is 15. */
+    struct pmd_conf conf = conf_of(true, 15);
+    struct pmd_params p;
+    char resp[256];
+    CHECK(negotiate1(&conf, "permessage-deflate; client_max_window_bits=\"1\\5\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.client_max_window_bits, 15);
+    CHECK_STR(resp, strlen(resp), "permessage-deflate; client_max_window_bits=15");
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"1\\0\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 10);
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"\\9\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 9);
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"\\1\\1\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 11);
+    static const struct {
+        const char *offer;
+        bool closed;            /* the quoted string ends: the next offer is read */
+    } bad[] = {
+        { "permessage-deflate; server_max_window_bits=\"1\\\"", false }, /* quote escaped */
+        { "permessage-deflate; server_max_window_bits=\"1\\", false },
+        { "permessage-deflate; server_max_window_bits=\"\\\"", false },
+        { "permessage-deflate; server_max_window_bits=\"1\\0\\0\"", true },  /* 100 */
+        { "permessage-deflate; server_max_window_bits=\"1\\ 0\"", true },    /* not a token */
+        { "permessage-deflate; server_max_window_bits=\"1\\\"0\"", true },
+        { "permessage-deflate; server_max_window_bits=\"1\\,0\"", true },
+        { "permessage-deflate; server_max_window_bits=\"\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"
+          "\\0\\0\\0\\0\\0\\0\\01\\0\"", true },                             /* long */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!CHECK(!negotiate1(&conf, bad[i].offer, &p, resp, sizeof resp)))
+            NOTE("  accepted: %s\n", bad[i].offer);
+        if (!bad[i].closed)
+            continue;
+        /* ... and only that offer. */
+        char two[256];
+        snprintf(two, sizeof two, "%s, permessage-deflate; server_max_window_bits=12",
+                 bad[i].offer);
+        if (CHECK(negotiate1(&conf, two, &p, resp, sizeof resp)))
+            CHECK_EQ_INT(p.server_max_window_bits, 12);
+    }
+    /* The client reads answers the same way. */
+    static const struct pmd_offer_opts offer = PMD_OFFER_DEFAULT;
+    const char *v = "permessage-deflate; client_max_window_bits=\"1\\2\"";
+    size_t l = strlen(v);
+    CHECK(pmd_client_accept(&offer, &v, &l, 1, &p));
+    CHECK_EQ_INT(p.client_max_window_bits, 12);
 }
 
 TEST(negotiate_bad_window_values_decline_the_offer)
