@@ -1,5 +1,6 @@
 #include "pmd.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 #define EXT_NAME "permessage-deflate"
 #define MAX_PARAMS 8
 #define INFLATE_POOL_MAX 32
-#define INFLATE_CHUNK (64 * 1024)
+#define INFLATE_CHUNK (64 * 1024)       /* the most a first guess at the output takes */
+#define INFLATE_FIRST_MIN 256           /* the least */
 
 /* ---- Sec-WebSocket-Extensions syntax (RFC 6455 §9.1) ---- */
 
@@ -432,10 +434,22 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     /* Room for one byte past max, so a bomb is caught as it passes; no
      * limit at all must not wrap to a room of 0 (an endless loop). */
     size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
+    /* Small messages get small buffers: the output is first guessed at a
+     * few times the input, and the free space already there is used
+     * before the buffer grows (doubling, in buf_reserve_within). */
+    size_t guess = n < INFLATE_CHUNK / 4 ? 4 * n : INFLATE_CHUNK;
+    if (guess < INFLATE_FIRST_MIN)
+        guess = INFLATE_FIRST_MIN;
     for (;;) {
         size_t room = limit - out->len;
-        size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
-        z->next_out = (Bytef *)buf_reserve_within(out, chunk, limit);
+        if (out->cap == out->len)
+            buf_reserve_within(out, guess < room ? guess : room, limit);
+        size_t chunk = out->cap - out->len;
+        if (chunk > room)
+            chunk = room;
+        if (chunk > UINT_MAX)
+            chunk = UINT_MAX;
+        z->next_out = (Bytef *)out->data + out->len;
         z->avail_out = (uInt)chunk;
         int rc = inflate(z, Z_SYNC_FLUSH);
         out->len += chunk - z->avail_out;

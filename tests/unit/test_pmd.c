@@ -863,6 +863,35 @@ TEST(inflate_no_limit)
     pmd_free(&inf, &def);
 }
 
+TEST(inflate_buffer_follows_the_message_size)
+{
+    /* A small message costs a small buffer, not a 64 KiB chunk; a big one
+     * still inflates whole. */
+    struct pmd_params p = { true, true, 15, 15 };
+    struct pmd_conf conf = PMD_CONF_DEFAULT;
+    struct pmd_inflater inf;
+    struct pmd_deflater def;
+    pmd_init(&p, &conf, true, &inf, &def);
+    static const size_t sizes[] = { 0, 5, 100, 300, 1000, 100000, 1 << 20 };
+    char *text = malloc(1 << 20);
+    for (size_t i = 0; i < 1 << 20; i++)
+        text[i] = (char)("small messages, small buffers "[i % 30] ^ (i / 4096 % 7));
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        struct buf zb = { 0 }, out = { 0 };
+        pmd_deflate(&def, text, sizes[k], &zb);
+        CHECK_EQ_INT(inflate_msg(&inf, zb.data, zb.len, &out, 1 << 20), PMD_OK);
+        CHECK_MEM(out.data, out.len, text, sizes[k]);
+        /* At most 512 bytes or twice the message. */
+        size_t bound = sizes[k] * 2 > 512 ? sizes[k] * 2 : 512;
+        if (!CHECK(out.cap <= bound))
+            NOTE("  %zu bytes (%zu compressed) in a buffer of %zu\n", sizes[k], zb.len, out.cap);
+        buf_free(&zb);
+        buf_free(&out);
+    }
+    free(text);
+    pmd_free(&inf, &def);
+}
+
 /* ---- the end of a message: between blocks, or truncated ---- */
 
 /* Raw deflate straight from zlib, as other senders may write it. */

@@ -1094,6 +1094,28 @@ TEST(deflate_bomb_buffer_stays_under_max_plus_64k)
     buf_free(&in);
 }
 
+TEST(deflate_small_message_small_buffer)
+{
+    /* The reassembly buffer of a small compressed message stays small
+     * (it was a 64 KiB chunk, then 128 KiB for the tail). */
+    static const char text[] = "{\"event\":\"tick\",\"n\":1}";
+    for (int c = 0; c < 2; c++) {
+        struct side s = pmd_side(c, true, true, 15, 15);
+        struct peer p;
+        peer_init(&p, &s);
+        struct buf in = { 0 };
+        deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 2);
+        struct run r;
+        feed(&s, in.data, in.len, 1, 0, -1, &r);
+        CHECK(!r.failed);
+        if (!CHECK(r.max_msg_cap <= 512))
+            NOTE("  a %zu-byte message held %zu bytes\n", sizeof text - 1, r.max_msg_cap);
+        run_free(&r);
+        buf_free(&in);
+        peer_free(&p);
+    }
+}
+
 TEST(deflate_max_message_boundary)
 {
     char p[1000];
