@@ -26,7 +26,8 @@
 /* A service's compression settings (DESIGN.md §2 `compression`). */
 struct pmd_conf {
     bool enabled;
-    uint8_t window_bits;        /* 8..15: largest LZ77 window either side may use */
+    uint8_t window_bits;        /* 8..15: the server's LZ77 window, and the client's
+                                 * when it offers client_max_window_bits */
     bool context_takeover;      /* keep compression context between messages */
     int level;                  /* zlib level 0..9 for outgoing messages */
     size_t threshold;           /* messages shorter than this go uncompressed */
