@@ -28,6 +28,45 @@ local function random_bytes(n)
   return table.concat(t)
 end
 
+-- A WebSocket upgrade over a raw socket, to see the server's frames as bytes;
+-- returns the socket and what came after the 101's head.
+local function raw_upgrade(srv, path, extensions)
+  local s = assert(srv:tcp())
+  s:send("GET " .. path .. " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+    (extensions and "Sec-WebSocket-Extensions: " .. extensions .. "\r\n" or "") .. "\r\n")
+  local got = ""
+  while not got:find("\r\n\r\n", 1, true) do got = got .. assert(s:receive(2)) end
+  local head, rest = got:match("^(.-\r\n\r\n)(.*)$")
+  assert.matches("^HTTP/1%.1 101", head)
+  assert.equal(extensions and "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    head:match("\r\nSec%-WebSocket%-Extensions: ([^\r]*)\r\n"))
+  return s, rest
+end
+
+-- The next whole frame from a raw socket (the server's frames are unmasked):
+-- its bytes, and what came after it.
+local function raw_frame(s, buf)
+  while true do
+    if #buf >= 2 then
+      local n, hl = buf:byte(2) & 127, 2
+      if n == 126 then n, hl = #buf >= 4 and string.unpack(">I2", buf, 3), 4
+      elseif n == 127 then n, hl = #buf >= 10 and string.unpack(">I8", buf, 3), 10 end
+      if n and #buf >= hl + n then return buf:sub(1, hl + n), buf:sub(hl + n + 1) end
+    end
+    buf = buf .. assert(s:receive(2))
+  end
+end
+
+-- Sends a close frame and waits for the server's: the connection no longer
+-- counts for broadcasts.
+local function raw_close(s, buf)
+  s:send("\x88\x80\0\0\0\0")
+  local f = raw_frame(s, buf)
+  assert.equal(0x88, f:byte(1))
+  s:close()
+end
+
 describe("permessage-deflate", function()
   local srv
   lazy_setup(function() srv = testing.start{ dir = "spec/services/pmd" } end)
@@ -236,6 +275,10 @@ describe("permessage-deflate", function()
         -- The empty stored block, as RFC 7692 §7.2.3.6 writes it.
         c:sendFrame{ opcode = TEXT, rsv = 4, payload = "\0" }
         assert.same({ "", "text" }, { c:receive(2) })
+        -- The client sends "" as it is; it comes back as it is too.
+        assert(c:send(""))
+        assert.same({ "", "text" }, { c:receive(2) })
+        assert.is_false(c.compressed)
         -- With takeover this one refers to the first message's window.
         assert(c:send(text))
         assert.equal(text, (c:receive(2)))
@@ -313,6 +356,13 @@ describe("permessage-deflate", function()
       assert.equal(1002, (testing.until_close(c, 2)))
     end)
 
+    it("fails RSV1 on a ping with 1002 while compression is negotiated", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      assert.is_string(c.extensions)
+      c:sendFrame{ opcode = PING, rsv = 4, payload = "x" }
+      assert.equal(1002, (testing.until_close(c, 2)))
+    end)
+
     it("broadcasts to compressing and plain clients at once", function()
       local zs, ps = {}, {}
       for i = 1, 3 do
@@ -320,6 +370,8 @@ describe("permessage-deflate", function()
         ps[i] = assert(srv:connect("/echo"))
       end
       local news = string.rep("breaking news, read all about it. ", 300)
+      local zwire, pwire = {}, {}
+      for i = 1, 3 do zwire[i], pwire[i] = zs[i].wire, ps[i].wire end
       local status, n = srv:http("POST", "/echo/broadcast", news)
       assert.equal(200, status)
       assert.equal("6", n)
@@ -328,9 +380,60 @@ describe("permessage-deflate", function()
         assert.is_true(zs[i].compressed)
         assert.equal(news, (ps[i]:receive(2)))
         assert.is_false(ps[i].compressed)
+        zwire[i], pwire[i] = zs[i].wire - zwire[i], ps[i].wire - pwire[i]
         zs[i]:close()
         ps[i]:close()
       end
+      -- The same frame for each (the bytes themselves: see the next test).
+      assert.equal(zwire[1], zwire[2])
+      assert.equal(zwire[1], zwire[3])
+      assert.is_true(zwire[1] < pwire[1] // 10)
+      assert.equal(#news + 4, pwire[1])
+    end)
+
+    -- Compressed once, sent to all: every compressing client gets the same
+    -- bytes, and the plain ones the plain frame.
+    local function same_bytes_to_all(path, post, count)
+      local zs, ps = {}, {}
+      for i = 1, 3 do
+        zs[i] = { raw_upgrade(srv, path, "permessage-deflate") }
+        ps[i] = { raw_upgrade(srv, path) }
+      end
+      local lz = assert(srv:connect(path, { compression = true }))
+      local lp = assert(srv:connect(path))
+      local news = string.rep("the same bytes for every subscriber. ", 200)
+      local status, n = srv:http("POST", post, news)
+      assert.equal(200, status)
+      assert.equal(tostring(count), n)
+      local first
+      for i = 1, 3 do
+        local f
+        f, zs[i][2] = raw_frame(zs[i][1], zs[i][2])
+        assert.equal(0xc1, f:byte(1))             -- FIN, RSV1, text
+        assert.is_true(#f < #news // 10)
+        first = first or f
+        assert.equal(first, f)
+        f, ps[i][2] = raw_frame(ps[i][1], ps[i][2])
+        assert.equal("\x81\x7e" .. string.pack(">I2", #news) .. news, f)
+      end
+      assert.equal(news, (lz:receive(2)))
+      assert.is_true(lz.compressed)
+      assert.equal(news, (lp:receive(2)))
+      assert.is_false(lp.compressed)
+      for i = 1, 3 do
+        raw_close(zs[i][1], zs[i][2])
+        raw_close(ps[i][1], ps[i][2])
+      end
+      assert.equal(1000, lz:close())
+      assert.equal(1000, lp:close())
+    end
+
+    it("broadcasts the same compressed bytes to every compressing client", function()
+      same_bytes_to_all("/echo", "/echo/broadcast", 8)
+    end)
+
+    it("publishes to compressing and plain subscribers at once, the same bytes to each", function()
+      same_bytes_to_all("/pubsub", "/pubsub/publish", 8)
     end)
   end)
 end)
