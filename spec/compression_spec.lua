@@ -28,6 +28,45 @@ local function random_bytes(n)
   return table.concat(t)
 end
 
+-- A WebSocket upgrade over a raw socket, to see the server's frames as bytes;
+-- returns the socket and what came after the 101's head.
+local function raw_upgrade(srv, path, extensions)
+  local s = assert(srv:tcp())
+  s:send("GET " .. path .. " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+    (extensions and "Sec-WebSocket-Extensions: " .. extensions .. "\r\n" or "") .. "\r\n")
+  local got = ""
+  while not got:find("\r\n\r\n", 1, true) do got = got .. assert(s:receive(2)) end
+  local head, rest = got:match("^(.-\r\n\r\n)(.*)$")
+  assert.matches("^HTTP/1%.1 101", head)
+  assert.equal(extensions and "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    head:match("\r\nSec%-WebSocket%-Extensions: ([^\r]*)\r\n"))
+  return s, rest
+end
+
+-- The next whole frame from a raw socket (the server's frames are unmasked):
+-- its bytes, and what came after it.
+local function raw_frame(s, buf)
+  while true do
+    if #buf >= 2 then
+      local n, hl = buf:byte(2) & 127, 2
+      if n == 126 then n, hl = #buf >= 4 and string.unpack(">I2", buf, 3), 4
+      elseif n == 127 then n, hl = #buf >= 10 and string.unpack(">I8", buf, 3), 10 end
+      if n and #buf >= hl + n then return buf:sub(1, hl + n), buf:sub(hl + n + 1) end
+    end
+    buf = buf .. assert(s:receive(2))
+  end
+end
+
+-- Sends a close frame and waits for the server's: the connection no longer
+-- counts for broadcasts.
+local function raw_close(s, buf)
+  s:send("\x88\x80\0\0\0\0")
+  local f = raw_frame(s, buf)
+  assert.equal(0x88, f:byte(1))
+  s:close()
+end
+
 describe("permessage-deflate", function()
   local srv
   lazy_setup(function() srv = testing.start{ dir = "spec/services/pmd" } end)
@@ -59,6 +98,10 @@ describe("permessage-deflate", function()
     it("accepts quoted values", function()
       assert.equal(NCT .. "; client_max_window_bits=10",
         negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="10"'))
+      -- RFC 6455 §9.1: unescaped first, then a token.
+      assert.equal(NCT .. "; client_max_window_bits=15",
+        negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="1\\5"'))
+      assert.is_nil(negotiate(srv, "/echo", 'permessage-deflate; client_max_window_bits="1\\ 5"'))
     end)
 
     it("declines malformed, duplicated and unknown parameters", function()
@@ -193,6 +236,56 @@ describe("permessage-deflate", function()
       assert.is_true(with * 3 < without, ("takeover %d bytes, none %d bytes"):format(with, without))
     end)
 
+    it("compresses empty messages with context takeover and threshold 0", function()
+      local c = assert(srv:connect("/takeover0", { compression = true }))
+      for _, m in ipairs({ "first message", "", "", "second message", "", "third message" }) do
+        assert(c:send(m))
+        local before = c.wire
+        assert.equal(m, (c:receive(2)))
+        assert.is_true(c.compressed)
+        -- An empty message is the single byte 00 (RFC 7692 §7.2.3.6): a
+        -- 2-byte header and 1 byte of payload.
+        if m == "" then assert.equal(3, c.wire - before) end
+      end
+      -- Broadcast goes through each connection's own stream.
+      local status, n = srv:http("POST", "/takeover0/broadcast", "")
+      assert.equal(200, status)
+      assert.equal("1", n)
+      local before = c.wire
+      assert.equal("", (c:receive(2)))
+      assert.is_true(c.compressed)
+      assert.equal(3, c.wire - before)
+      assert(c:send("after the broadcast"))
+      assert.equal("after the broadcast", (c:receive(2)))
+      assert.equal(1000, c:close())
+    end)
+
+    it("takes an empty compressed payload as an empty message, with and without takeover", function()
+      local text = string.rep("the stream must stay in step. ", 10)
+      for _, path in ipairs({ "/takeover", "/echo" }) do
+        local c = assert(srv:connect(path, { compression = true }))
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        -- RSV1 and not one payload byte: "" (the tail alone is no deflate data).
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = "" }
+        assert.same({ "", "text" }, { c:receive(2) })
+        c:sendFrame{ opcode = BINARY, rsv = 4, fin = false, payload = "" }
+        c:sendFrame{ opcode = CONT, fin = true, payload = "" }
+        assert.same({ "", "binary" }, { c:receive(2) })
+        -- The empty stored block, as RFC 7692 §7.2.3.6 writes it.
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = "\0" }
+        assert.same({ "", "text" }, { c:receive(2) })
+        -- The client sends "" as it is; it comes back as it is too.
+        assert(c:send(""))
+        assert.same({ "", "text" }, { c:receive(2) })
+        assert.is_false(c.compressed)
+        -- With takeover this one refers to the first message's window.
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        assert.equal(1000, c:close())
+      end
+    end)
+
     it("inflates a compressed message sent in fragments with pings between them", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       local text = string.rep("fragmented and compressed ", 200)
@@ -218,10 +311,39 @@ describe("permessage-deflate", function()
       assert.equal(1009, (testing.until_close(c, 5)))
     end)
 
+    it("the client takes max_message only as an integer from 1 to 2^40", function()
+      for _, bad in ipairs({ -1, 0, 1.5, 1e300, 2^40 + 1, (1 << 40) + 1, "100", true }) do
+        local ok, c = pcall(srv.connect, srv, "/echo", { compression = true, max_message = bad })
+        if ok and c then c:close() end
+        assert.is_false(ok, tostring(bad))
+        assert.matches("max_message must be an integer from 1 to 2^40", c, 1, true)
+      end
+      for _, good in ipairs({ 1 << 40, 2^40, 100000 }) do
+        local c = assert(srv:connect("/echo", { compression = true, max_message = good }))
+        local text = string.rep("inflated on the client side ", 100)
+        assert(c:send(text))
+        assert.equal(text, (c:receive(2)))
+        assert.is_true(c.compressed)
+        assert.equal(1000, c:close())
+      end
+    end)
+
     it("fails corrupt compressed data with 1007", function()
       local c = assert(srv:connect("/echo", { compression = true }))
       c:sendFrame{ opcode = BINARY, rsv = 4, payload = "\255\255\255\255\255" }
       assert.equal(1007, (testing.until_close(c, 2)))
+    end)
+
+    it("fails truncated deflate data with 1007, not a partial message", function()
+      local text = string.rep("only the first half of this arrives. ", 20)
+      local z = core.deflate(text)
+      for _, path in ipairs({ "/echo", "/takeover" }) do
+        local c = assert(srv:connect(path, { compression = true }))
+        c:sendFrame{ opcode = TEXT, rsv = 4, payload = z:sub(1, #z // 2) }
+        local code, _, before = testing.until_close(c, 2)
+        assert.equal(1007, code)
+        assert.same({}, before)
+      end
     end)
 
     it("fails RSV1 on a continuation frame, or without the extension, with 1002", function()
@@ -234,6 +356,13 @@ describe("permessage-deflate", function()
       assert.equal(1002, (testing.until_close(c, 2)))
     end)
 
+    it("fails RSV1 on a ping with 1002 while compression is negotiated", function()
+      local c = assert(srv:connect("/echo", { compression = true }))
+      assert.is_string(c.extensions)
+      c:sendFrame{ opcode = PING, rsv = 4, payload = "x" }
+      assert.equal(1002, (testing.until_close(c, 2)))
+    end)
+
     it("broadcasts to compressing and plain clients at once", function()
       local zs, ps = {}, {}
       for i = 1, 3 do
@@ -241,6 +370,8 @@ describe("permessage-deflate", function()
         ps[i] = assert(srv:connect("/echo"))
       end
       local news = string.rep("breaking news, read all about it. ", 300)
+      local zwire, pwire = {}, {}
+      for i = 1, 3 do zwire[i], pwire[i] = zs[i].wire, ps[i].wire end
       local status, n = srv:http("POST", "/echo/broadcast", news)
       assert.equal(200, status)
       assert.equal("6", n)
@@ -249,9 +380,60 @@ describe("permessage-deflate", function()
         assert.is_true(zs[i].compressed)
         assert.equal(news, (ps[i]:receive(2)))
         assert.is_false(ps[i].compressed)
+        zwire[i], pwire[i] = zs[i].wire - zwire[i], ps[i].wire - pwire[i]
         zs[i]:close()
         ps[i]:close()
       end
+      -- The same frame for each (the bytes themselves: see the next test).
+      assert.equal(zwire[1], zwire[2])
+      assert.equal(zwire[1], zwire[3])
+      assert.is_true(zwire[1] < pwire[1] // 10)
+      assert.equal(#news + 4, pwire[1])
+    end)
+
+    -- Compressed once, sent to all: every compressing client gets the same
+    -- bytes, and the plain ones the plain frame.
+    local function same_bytes_to_all(path, post, count)
+      local zs, ps = {}, {}
+      for i = 1, 3 do
+        zs[i] = { raw_upgrade(srv, path, "permessage-deflate") }
+        ps[i] = { raw_upgrade(srv, path) }
+      end
+      local lz = assert(srv:connect(path, { compression = true }))
+      local lp = assert(srv:connect(path))
+      local news = string.rep("the same bytes for every subscriber. ", 200)
+      local status, n = srv:http("POST", post, news)
+      assert.equal(200, status)
+      assert.equal(tostring(count), n)
+      local first
+      for i = 1, 3 do
+        local f
+        f, zs[i][2] = raw_frame(zs[i][1], zs[i][2])
+        assert.equal(0xc1, f:byte(1))             -- FIN, RSV1, text
+        assert.is_true(#f < #news // 10)
+        first = first or f
+        assert.equal(first, f)
+        f, ps[i][2] = raw_frame(ps[i][1], ps[i][2])
+        assert.equal("\x81\x7e" .. string.pack(">I2", #news) .. news, f)
+      end
+      assert.equal(news, (lz:receive(2)))
+      assert.is_true(lz.compressed)
+      assert.equal(news, (lp:receive(2)))
+      assert.is_false(lp.compressed)
+      for i = 1, 3 do
+        raw_close(zs[i][1], zs[i][2])
+        raw_close(ps[i][1], ps[i][2])
+      end
+      assert.equal(1000, lz:close())
+      assert.equal(1000, lp:close())
+    end
+
+    it("broadcasts the same compressed bytes to every compressing client", function()
+      same_bytes_to_all("/echo", "/echo/broadcast", 8)
+    end)
+
+    it("publishes to compressing and plain subscribers at once, the same bytes to each", function()
+      same_bytes_to_all("/pubsub", "/pubsub/publish", 8)
     end)
   end)
 end)

@@ -27,6 +27,7 @@
 #define CLIENT_MT "moonws.client"
 #define TCP_MT "moonws.tcp"
 #define DEFAULT_TIMEOUT 5.0
+#define MAX_MESSAGE_MAX ((lua_Integer)1 << 40)
 
 struct lclient {
     struct ws_client c;
@@ -143,8 +144,15 @@ static int l_connect(lua_State *L)
         if (lua_getfield(L, 2, "auto_pong") != LUA_TNIL)
             o.auto_pong = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        if (lua_getfield(L, 2, "max_message") == LUA_TNUMBER)
-            o.max_message = (size_t)lua_tointeger(L, -1);
+        /* An integer, 1 byte to 1 TiB: a cast would turn -1 into SIZE_MAX
+         * and 1.5 or 1e300 into 0. */
+        if (lua_getfield(L, 2, "max_message") != LUA_TNIL) {
+            int isint = 0;
+            lua_Integer m = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+            luaL_argcheck(L, isint && m >= 1 && m <= MAX_MESSAGE_MAX, 2,
+                          "max_message must be an integer from 1 to 2^40");
+            o.max_message = (size_t)m;
+        }
         lua_pop(L, 1);
         if (lua_getfield(L, 2, "protocols") == LUA_TTABLE) {
             size_t n = lua_rawlen(L, -1);

@@ -1,5 +1,6 @@
 #include "pmd.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 #define EXT_NAME "permessage-deflate"
 #define MAX_PARAMS 8
 #define INFLATE_POOL_MAX 32
-#define INFLATE_CHUNK (64 * 1024)
+#define INFLATE_CHUNK (64 * 1024)       /* the most a first guess at the output takes */
+#define INFLATE_FIRST_MIN 256           /* the least */
 
 /* ---- Sec-WebSocket-Extensions syntax (RFC 6455 §9.1) ---- */
 
@@ -20,6 +22,10 @@ struct ext_param {
     size_t nlen;
     const char *val;            /* NULL when the parameter has no value */
     size_t vlen;
+    /* A quoted value with escapes, unescaped (val points here). Every
+     * value permessage-deflate knows is 1 or 2 digits: a longer one is
+     * invalid anyway, and refused. */
+    char unescaped[8];
 };
 
 static bool is_tchar(char c)
@@ -61,8 +67,8 @@ static const char *skip_element(const char *p, const char *end)
 /*
  * Reads one element "name *(; param[=value])" at *pp. Returns 1 with the
  * element, 0 at the end of the value, -1 for a malformed element (skipped).
- * Quoted values are returned without their quotes; a value with escapes is
- * refused, since no permessage-deflate value needs one.
+ * Quoted values are returned without their quotes and unescaped, and must
+ * then be a token (RFC 6455 §9.1).
  */
 static int ext_next(const char **pp, const char *end, const char **name, size_t *nlen,
                     struct ext_param *ps, size_t *np)
@@ -103,13 +109,33 @@ static int ext_next(const char **pp, const char *end, const char **name, size_t 
             p = skip_ws(p + 1, end);
             if (p < end && *p == '"') {
                 const char *v = ++p;
-                while (p < end && *p != '"' && *p != '\\')
-                    p++;
-                if (p == end || *p != '"')
+                bool escaped = false;
+                for (; p < end && *p != '"'; p++) {
+                    if (*p == '\\') {
+                        escaped = true;
+                        if (++p == end)
+                            break;
+                    }
+                }
+                if (p == end)
                     goto bad;
                 e->val = v;
                 e->vlen = (size_t)(p - v);
                 p++;
+                if (escaped) {
+                    size_t k = 0;
+                    for (const char *q = v; q < e->val + e->vlen; q++) {
+                        if (*q == '\\')
+                            q++;
+                        if (k == sizeof e->unescaped)
+                            goto bad;
+                        e->unescaped[k++] = *q;
+                    }
+                    e->val = e->unescaped;
+                    e->vlen = k;
+                }
+                if (skip_token(e->val, e->val + e->vlen) != e->val + e->vlen)
+                    goto bad;
             } else {
                 e->val = p;
                 p = skip_token(p, end);
@@ -259,21 +285,26 @@ void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap)
         append(out, cap, &len, "; client_max_window_bits", 0);
 }
 
-bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *value, size_t len,
-                       struct pmd_params *out)
+bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *const *values,
+                       const size_t *lens, size_t n, struct pmd_params *out)
 {
-    const char *p = value, *end = value + len;
-    const char *name;
-    size_t nlen, np;
-    struct ext_param ps[MAX_PARAMS];
     struct pmd_offer o;
-    if (ext_next(&p, end, &name, &nlen, ps, &np) != 1 || !name_is(name, nlen, EXT_NAME) ||
-        !read_params(ps, np, &o))
+    size_t found = 0;
+    /* We offered one extension: one element in all the lines together. */
+    for (size_t h = 0; h < n; h++) {
+        const char *p = values[h], *end = values[h] + lens[h];
+        const char *name;
+        size_t nlen, np;
+        struct ext_param ps[MAX_PARAMS];
+        int r;
+        while ((r = ext_next(&p, end, &name, &nlen, ps, &np)) != 0) {
+            if (r < 0 || ++found > 1 || !name_is(name, nlen, EXT_NAME) ||
+                !read_params(ps, np, &o))
+                return false;
+        }
+    }
+    if (found != 1)
         return false;
-    const char *rest;
-    size_t rl, rn;
-    if (ext_next(&p, end, &rest, &rl, ps, &rn) != 0)
-        return false;           /* we offered one extension; it answered more */
     /* server_max_window_bits: required when offered, at most what we asked. */
     if (offer->server_max_window_bits &&
         (o.smwb < 0 || o.smwb > offer->server_max_window_bits))
@@ -398,11 +429,27 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     z_stream *z = inf->z;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
+    if (inf->ended)
+        inf->after_end += n;
+    /* Room for one byte past max, so a bomb is caught as it passes; no
+     * limit at all must not wrap to a room of 0 (an endless loop). */
+    size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
+    /* Small messages get small buffers: the output is first guessed at a
+     * few times the input, and the free space already there is used
+     * before the buffer grows (doubling, in buf_reserve_within). */
+    size_t guess = n < INFLATE_CHUNK / 4 ? 4 * n : INFLATE_CHUNK;
+    if (guess < INFLATE_FIRST_MIN)
+        guess = INFLATE_FIRST_MIN;
     for (;;) {
-        /* Room for one byte past max, so a bomb is caught as it passes. */
-        size_t room = max + 1 - out->len;
-        size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
-        z->next_out = (Bytef *)buf_reserve_within(out, chunk, max + 1);
+        size_t room = limit - out->len;
+        if (out->cap == out->len)
+            buf_reserve_within(out, guess < room ? guess : room, limit);
+        size_t chunk = out->cap - out->len;
+        if (chunk > room)
+            chunk = room;
+        if (chunk > UINT_MAX)
+            chunk = UINT_MAX;
+        z->next_out = (Bytef *)out->data + out->len;
         z->avail_out = (uInt)chunk;
         int rc = inflate(z, Z_SYNC_FLUSH);
         out->len += chunk - z->avail_out;
@@ -412,6 +459,8 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
             /* A final block (BFINAL) ends this stream; what follows, if
              * anything, starts a new one. */
             inflateReset(z);
+            inf->ended = true;
+            inf->after_end = z->avail_in;
         } else if (rc == Z_BUF_ERROR) {
             if (z->avail_in == 0)
                 return PMD_OK;  /* all input used, nothing more to write */
@@ -423,12 +472,34 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
     }
 }
 
-void pmd_inflate_end_message(struct pmd_inflater *inf)
+/*
+ * After the tail, a complete message leaves inflate() waiting for the next
+ * block header: zlib then sets bit 128 of data_type (mode TYPE, see
+ * inf_leave in inflate.c). Truncated data leaves it inside a block, which
+ * inflate() cannot tell from data still to come. A sender may also end the
+ * message with a final block and nothing after it (RFC 7692 §7.2.3.4
+ * without its 00): then the stream ended and only our tail followed (or
+ * the end fell on the tail's last byte), and the fresh stream, which holds
+ * the tail half-read, is reset for the next message.
+ */
+bool pmd_inflate_end_message(struct pmd_inflater *inf)
 {
-    if (inf->reset_each_message && inf->z) {
-        inflater_put(inf->z);
+    z_stream *z = inf->z;
+    bool clean = true;
+    if (z) {
+        if (inf->ended && (inf->after_end == 0 || inf->after_end == 4)) {
+            if (inf->after_end)
+                inflateReset(z);
+        } else {
+            clean = (z->data_type & 128) != 0;
+        }
+    }
+    inf->ended = false;
+    if (inf->reset_each_message && z) {
+        inflater_put(z);
         inf->z = NULL;
     }
+    return clean;
 }
 
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out)
@@ -459,6 +530,12 @@ void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf 
      * receiver adds back (RFC 7692 §7.2.1). */
     if (out->len - start >= 4 && memcmp(out->data + out->len - 4, "\0\0\xff\xff", 4) == 0)
         out->len -= 4;
+    /* An empty message on a kept stream right after a flush: zlib has
+     * nothing to write. An empty payload would make the receiver feed a
+     * bare 00 00 ff ff; 00 (the header of an empty stored block, RFC 7692
+     * §7.2.3.6) inflates to nothing and leaves both streams in step. */
+    if (out->len == start)
+        buf_append(out, "", 1);
     if (def->reset_each_message)
         deflateReset(z);
 }

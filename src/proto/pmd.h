@@ -26,7 +26,8 @@
 /* A service's compression settings (DESIGN.md §2 `compression`). */
 struct pmd_conf {
     bool enabled;
-    uint8_t window_bits;        /* 8..15: largest LZ77 window either side may use */
+    uint8_t window_bits;        /* 8..15: the server's LZ77 window, and the client's
+                                 * when it offers client_max_window_bits */
     bool context_takeover;      /* keep compression context between messages */
     int level;                  /* zlib level 0..9 for outgoing messages */
     size_t threshold;           /* messages shorter than this go uncompressed */
@@ -65,10 +66,13 @@ struct pmd_offer_opts {
 
 /* Client side: the offer to send. */
 void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap);
-/* Client side: checks the server's answer to that offer. Returns false (the
- * client must fail the connection) for anything the offer did not allow. */
-bool pmd_client_accept(const struct pmd_offer_opts *o, const char *value, size_t len,
-                       struct pmd_params *out);
+/* Client side: checks the server's answer to that offer, every
+ * Sec-WebSocket-Extensions value of the response (one per header line; n
+ * values). Returns false (the client must fail the connection, RFC 6455
+ * §4.1) unless they hold exactly one element, a permessage-deflate the
+ * offer allowed. */
+bool pmd_client_accept(const struct pmd_offer_opts *o, const char *const *values,
+                       const size_t *lens, size_t n, struct pmd_params *out);
 
 /* Result codes of pmd_inflate. */
 #define PMD_OK 0
@@ -80,6 +84,10 @@ struct pmd_inflater {
     void *z;                    /* z_stream *, NULL between messages without takeover */
     uint8_t window_bits;
     bool reset_each_message;
+    /* A final (BFINAL) block ended the stream during this message, and
+     * after_end bytes were fed after it. */
+    bool ended;
+    size_t after_end;
 };
 
 /* The sending stream of one connection. */
@@ -100,12 +108,15 @@ void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def);
  * fails once out would pass max bytes. */
 int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
                 size_t max);
-/* The message ended (its 00 00 ff ff tail was fed): without takeover the
- * stream goes back to the pool. */
-void pmd_inflate_end_message(struct pmd_inflater *inf);
+/* The message ended (its 00 00 ff ff tail was fed, last). Returns false
+ * when the compressed data was truncated: the stream did not stop between
+ * two blocks (or right after a final block). Either way, without takeover
+ * the stream goes back to the pool. */
+bool pmd_inflate_end_message(struct pmd_inflater *inf);
 
 /* Compresses a whole message, appending the payload (the trailing
- * 00 00 ff ff removed) to out. */
+ * 00 00 ff ff removed) to out. The payload is never empty: an empty
+ * message is at least the byte 00. */
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out);
 
 /* Releases this thread's shared deflaters and pooled inflaters. */

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../util/crypto.h"
+#include "../util/limits.h"
 #include "../util/sslio.h"
 #include "http_parse.h"
 #include "ws_handshake.h"
@@ -266,20 +268,39 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
         http_find_header(res.headers, res.nheaders, "sec-websocket-protocol");
     if (h)
         c->protocol = xstrndup(h->value, h->value_len);
-    h = http_find_header(res.headers, res.nheaders, "sec-websocket-extensions");
-    if (h) {
+    /* Every Sec-WebSocket-Extensions line counts: an extension we did not
+     * offer may come on a line of its own. */
+    const char *vals[LIM_HTTP_HEADERS_MAX];
+    size_t lens[LIM_HTTP_HEADERS_MAX], n = 0;
+    struct buf all = { 0 };
+    for (size_t i = 0; i < res.nheaders; i++) {
+        h = &res.headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
+            vals[n] = h->value;
+            lens[n++] = h->value_len;
+            if (h->value_len) {
+                if (all.len)
+                    buf_append(&all, ", ", 2);
+                buf_append(&all, h->value, h->value_len);
+            }
+        }
+    }
+    buf_append(&all, "", 1);
+    if (n) {
         struct pmd_params p;
-        if (!o->compression || !pmd_client_accept(&o->offer, h->value, h->value_len, &p)) {
-            snprintf(c->error, sizeof c->error, "the server answered with extensions not offered: %.*s",
-                     (int)h->value_len, h->value);
+        if (!o->compression || !pmd_client_accept(&o->offer, vals, lens, n, &p)) {
+            snprintf(c->error, sizeof c->error, "the server answered with extensions not offered: %s",
+                     all.data);
+            buf_free(&all);
             return false;
         }
         struct pmd_conf conf = PMD_CONF_DEFAULT;
         pmd_init(&p, &conf, false, &c->inf, &c->def);
         c->pmd = true;
-        c->extensions = xstrndup(h->value, h->value_len);
+        c->extensions = xstrdup(all.data);
         c->rx.inf = &c->inf;
     }
+    buf_free(&all);
     c->rx.client = true;
     c->rx.max_message = o->max_message;
     buf_consume(&c->in, (size_t)hl);

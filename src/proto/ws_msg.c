@@ -72,9 +72,10 @@ static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx
 {
     size_t before = rx->msg.len;
     int rc = PMD_OK;
-    if (rx->msg_deflated)
+    if (rx->msg_deflated) {
+        rx->msg_zdata = rx->msg_zdata || n > 0;
         rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message);
-    else
+    } else
         buf_append(&rx->msg, p, n);
     /* Whatever came out is checked first, so the close code does not
      * depend on how the bytes were split into reads. */
@@ -93,18 +94,26 @@ static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx
 }
 
 /* The last payload byte of a data frame arrived. For the final frame of a
- * compressed message the deflate stream is closed first (RFC 7692 §7.2.2). */
+ * compressed message the deflate stream is closed first (RFC 7692 §7.2.2),
+ * unless no payload came at all: the tail alone is not deflate data (zlib
+ * would take it for the start of a stored block and a kept stream would
+ * break on the next message), so that message is "" and the stream is
+ * left as it was. */
 static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx,
                       struct ws_rx_error *err)
 {
     rx->in_frame = false;
     if (!rx->frame_fin)
         return 1;
-    if (rx->msg_deflated) {
+    if (rx->msg_deflated && rx->msg_zdata) {
         static const char tail[4] = { 0x00, 0x00, (char)0xff, (char)0xff };
         if (!take_payload(rx, tail, sizeof tail, err))
             return -1;
-        pmd_inflate_end_message(rx->inf);
+        if (!pmd_inflate_end_message(rx->inf)) {
+            err->code = WS_CLOSE_INVALID_DATA;
+            err->reason = "corrupt compressed data";
+            return -1;
+        }
     }
     return deliver(rx, rx->msg.data, rx->msg.len, ev, ctx, err);
 }
@@ -178,6 +187,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
                 FAIL(WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
             rx->msg_op = h.opcode;
             rx->msg_deflated = rsv1;
+            rx->msg_zdata = false;
             rx->utf8 = 0;
         }
         /* Uncompressed payload counts as it is; compressed payload is

@@ -41,6 +41,7 @@ struct ws_rx {
     /* The message being assembled. */
     uint8_t msg_op;             /* 0 between messages, else WS_OP_TEXT/BINARY */
     bool msg_deflated;
+    bool msg_zdata;             /* compressed payload bytes of it have arrived */
     utf8_state utf8;
     struct buf msg;             /* released after each delivery */
 };

@@ -2,7 +2,8 @@
  * pmd_client_accept on arbitrary answers to an offer chosen by the input:
  * whatever it accepts stays inside what was offered (RFC 7692 §7.1).
  *
- * Input: 2 bytes of offer, then the Sec-WebSocket-Extensions value.
+ * Input: 2 bytes of offer, then the Sec-WebSocket-Extensions values of
+ * the answer separated by '\n' (at most 8 header lines).
  */
 #include "fuzz.h"
 
@@ -24,9 +25,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pmd_client_offer(&o, offer, sizeof offer);
     FUZZ_ASSERT(strncmp(offer, "permessage-deflate", 18) == 0);
 
-    char *v = fuzz_dup(data + 2, size - 2);
+    const char *vals[8];
+    size_t lens[8], n = 0;
+    const char *q = (const char *)data + 2, *end = (const char *)data + size;
+    while (n < 8) {
+        const char *nl = memchr(q, '\n', (size_t)(end - q));
+        vals[n] = q;
+        lens[n++] = (size_t)((nl ? nl : end) - q);
+        if (!nl)
+            break;
+        q = nl + 1;
+    }
+    /* Each value in its own exact-size block: reads past its length trap. */
+    char *own[8];
+    for (size_t i = 0; i < n; i++) {
+        own[i] = fuzz_dup(vals[i], lens[i]);
+        vals[i] = own[i];
+    }
     struct pmd_params p;
-    if (pmd_client_accept(&o, v, size - 2, &p)) {
+    if (pmd_client_accept(&o, vals, lens, n, &p)) {
         FUZZ_ASSERT(p.server_max_window_bits >= 8 && p.server_max_window_bits <= 15);
         FUZZ_ASSERT(p.client_max_window_bits >= 8 && p.client_max_window_bits <= 15);
         FUZZ_ASSERT(!o.server_no_context_takeover || p.server_no_context_takeover);
@@ -38,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* A server cannot limit a client that did not offer it. */
         FUZZ_ASSERT(o.client_max_window_bits >= 0 || p.client_max_window_bits == 15);
     }
-    free(v);
+    for (size_t i = 0; i < n; i++)
+        free(own[i]);
     return 0;
 }

@@ -51,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     (sp.server_no_context_takeover && sp.client_no_context_takeover));
         struct pmd_offer_opts all = { false, false, 0, 0 };
         struct pmd_params cp;
-        FUZZ_ASSERT(pmd_client_accept(&all, resp, rl, &cp));
+        const char *rv = resp;
+        FUZZ_ASSERT(pmd_client_accept(&all, &rv, &rl, 1, &cp));
         FUZZ_ASSERT(cp.server_no_context_takeover == sp.server_no_context_takeover);
         FUZZ_ASSERT(cp.client_no_context_takeover == sp.client_no_context_takeover);
         FUZZ_ASSERT(cp.client_max_window_bits == sp.client_max_window_bits);

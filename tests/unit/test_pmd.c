@@ -279,7 +279,6 @@ TEST(negotiate_quoted_values)
     CHECK(strchr(resp, '"') == NULL);
     static const char *const bad[] = {
         "permessage-deflate; server_max_window_bits=\"\"",
-        "permessage-deflate; server_max_window_bits=\"1\\0\"",
         "permessage-deflate; server_max_window_bits=\"10",
         "permessage-deflate; server_max_window_bits=\"10\"x",
         "permessage-deflate; server_max_window_bits=\"010\"",
@@ -294,6 +293,60 @@ TEST(negotiate_quoted_values)
                       sizeof resp));
     CHECK(negotiate1(&conf, "permessage-deflate; x=\"a,b\", permessage-deflate", &p, resp,
                      sizeof resp));
+}
+
+TEST(negotiate_quoted_values_with_escapes)
+{
+    /* RFC 6455 §9.1: a quoted-string value must be a token after
+     * unescaping, so "1\5" is 15. */
+    struct pmd_conf conf = conf_of(true, 15);
+    struct pmd_params p;
+    char resp[256];
+    CHECK(negotiate1(&conf, "permessage-deflate; client_max_window_bits=\"1\\5\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.client_max_window_bits, 15);
+    CHECK_STR(resp, strlen(resp), "permessage-deflate; client_max_window_bits=15");
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"1\\0\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 10);
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"\\9\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 9);
+    CHECK(negotiate1(&conf, "permessage-deflate; server_max_window_bits=\"\\1\\1\"", &p, resp,
+                     sizeof resp));
+    CHECK_EQ_INT(p.server_max_window_bits, 11);
+    static const struct {
+        const char *offer;
+        bool closed;            /* the quoted string ends: the next offer is read */
+    } bad[] = {
+        { "permessage-deflate; server_max_window_bits=\"1\\\"", false }, /* quote escaped */
+        { "permessage-deflate; server_max_window_bits=\"1\\", false },
+        { "permessage-deflate; server_max_window_bits=\"\\\"", false },
+        { "permessage-deflate; server_max_window_bits=\"1\\0\\0\"", true },  /* 100 */
+        { "permessage-deflate; server_max_window_bits=\"1\\ 0\"", true },    /* not a token */
+        { "permessage-deflate; server_max_window_bits=\"1\\\"0\"", true },
+        { "permessage-deflate; server_max_window_bits=\"1\\,0\"", true },
+        { "permessage-deflate; server_max_window_bits=\"\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"
+          "\\0\\0\\0\\0\\0\\0\\01\\0\"", true },                             /* long */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!CHECK(!negotiate1(&conf, bad[i].offer, &p, resp, sizeof resp)))
+            NOTE("  accepted: %s\n", bad[i].offer);
+        if (!bad[i].closed)
+            continue;
+        /* ... and only that offer. */
+        char two[256];
+        snprintf(two, sizeof two, "%s, permessage-deflate; server_max_window_bits=12",
+                 bad[i].offer);
+        if (CHECK(negotiate1(&conf, two, &p, resp, sizeof resp)))
+            CHECK_EQ_INT(p.server_max_window_bits, 12);
+    }
+    /* The client reads answers the same way. */
+    static const struct pmd_offer_opts offer = PMD_OFFER_DEFAULT;
+    const char *v = "permessage-deflate; client_max_window_bits=\"1\\2\"";
+    size_t l = strlen(v);
+    CHECK(pmd_client_accept(&offer, &v, &l, 1, &p));
+    CHECK_EQ_INT(p.client_max_window_bits, 12);
 }
 
 TEST(negotiate_bad_window_values_decline_the_offer)
@@ -399,7 +452,8 @@ static const struct pmd_offer_opts offer_default = PMD_OFFER_DEFAULT;
 static bool accept1(const struct pmd_offer_opts *o, const char *value, struct pmd_params *out)
 {
     memset(out, 0xAA, sizeof *out);
-    return pmd_client_accept(o, value, strlen(value), out);
+    size_t len = strlen(value);
+    return pmd_client_accept(o, &value, &len, 1, out);
 }
 
 TEST(client_offer_strings)
@@ -481,6 +535,43 @@ TEST(client_refuses_what_it_did_not_offer)
     }
 }
 
+/* The answer's header lines as pmd_client_accept takes them. */
+static bool accept_lines(const char *const *lines, size_t n, struct pmd_params *out)
+{
+    size_t lens[8];
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(lines[i]);
+    memset(out, 0xAA, sizeof *out);
+    return pmd_client_accept(&offer_default, lines, lens, n, out);
+}
+
+TEST(client_reads_every_extensions_line)
+{
+    /* RFC 6455 §4.1: an extension we did not offer fails the connection,
+     * on whichever header line it comes. */
+    struct pmd_params p;
+    static const char *const two_exts[] = { "permessage-deflate", "x-foo" };
+    CHECK(!accept_lines(two_exts, 2, &p));
+    static const char *const foo_first[] = { "x-foo", "permessage-deflate" };
+    CHECK(!accept_lines(foo_first, 2, &p));
+    static const char *const twice[] = { "permessage-deflate", "permessage-deflate" };
+    CHECK(!accept_lines(twice, 2, &p));
+    static const char *const bad_second[] = { "permessage-deflate", "permessage-deflate;" };
+    CHECK(!accept_lines(bad_second, 2, &p));
+    static const char *const empty[] = { "", " , " };
+    CHECK(!accept_lines(empty, 2, &p));
+    CHECK(!accept_lines(empty, 0, &p));
+    /* Empty lines hold no element. */
+    static const char *const with_empty[] = { "", "permessage-deflate; server_max_window_bits=10",
+                                              "," };
+    CHECK(accept_lines(with_empty, 3, &p));
+    CHECK_EQ_INT(p.server_max_window_bits, 10);
+    /* Values are (pointer, length): bytes past the length are not read. */
+    const char *v[2] = { "permessage-deflate, x-foo", "x-foo" };
+    size_t l[2] = { 18, 0 };
+    CHECK(pmd_client_accept(&offer_default, v, l, 2, &p));
+}
+
 TEST(offer_negotiate_accept_round_trip)
 {
     /* Every offer the client can make, against every service setting:
@@ -531,8 +622,8 @@ static int inflate_msg(struct pmd_inflater *inf, const char *p, size_t n, struct
     int rc = pmd_inflate(inf, p, n, out, max);
     if (rc == PMD_OK)
         rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, max);
-    if (rc == PMD_OK)
-        pmd_inflate_end_message(inf);
+    if (rc == PMD_OK && !pmd_inflate_end_message(inf))
+        rc = PMD_CORRUPT;
     return rc;
 }
 
@@ -689,6 +780,35 @@ TEST(shared_deflater_gives_same_bytes_to_every_connection)
     pmd_free(&in, &unused);
 }
 
+TEST(deflate_empty_message_with_takeover)
+{
+    /* After a sync flush zlib has nothing to flush for an empty input, so
+     * an empty message on a kept stream would go out as an empty payload;
+     * it must be the empty stored block's first byte, 00 (RFC 7692
+     * §7.2.3.6), which the peer inflates to nothing and stays in step. */
+    for (int nct = 0; nct < 2; nct++) {
+        struct pmd_params p = { nct, nct, 15, 15 };
+        struct pmd_conf conf = PMD_CONF_DEFAULT;
+        struct pmd_inflater inf, pinf;
+        struct pmd_deflater def, pdef;
+        pmd_init(&p, &conf, true, &inf, &def);
+        pmd_init(&p, &conf, false, &pinf, &pdef);
+        static const char *const msgs[] = { "", "abc", "", "", "abcabc", "" };
+        for (size_t k = 0; k < sizeof msgs / sizeof msgs[0]; k++) {
+            struct buf z = { 0 }, out = { 0 };
+            pmd_deflate(&def, msgs[k], strlen(msgs[k]), &z);
+            if (!msgs[k][0] && !CHECK_MEM(z.data, z.len, "\0", 1))
+                NOTE("  no takeover %d, message %zu\n", nct, k);
+            CHECK_EQ_INT(inflate_msg(&pinf, z.data, z.len, &out, 100), PMD_OK);
+            CHECK_STR(out.data, out.len, msgs[k]);
+            buf_free(&z);
+            buf_free(&out);
+        }
+        pmd_free(&inf, &def);
+        pmd_free(&pinf, &pdef);
+    }
+}
+
 TEST(inflate_limit_and_corrupt)
 {
     struct pmd_params p = { true, true, 15, 15 };
@@ -723,6 +843,219 @@ TEST(inflate_limit_and_corrupt)
     buf_free(&out);
     pmd_free(&inf, &def);
     buf_free(&zb);
+}
+
+TEST(inflate_no_limit)
+{
+    /* max = SIZE_MAX: "one byte past max" must not wrap to 0. */
+    struct pmd_params p = { true, true, 15, 15 };
+    struct pmd_conf conf = PMD_CONF_DEFAULT;
+    struct pmd_inflater inf;
+    struct pmd_deflater def;
+    pmd_init(&p, &conf, true, &inf, &def);
+    static const char m[] = "no limit at all, no limit at all";
+    struct buf zb = { 0 }, out = { 0 };
+    pmd_deflate(&def, m, sizeof m - 1, &zb);
+    CHECK_EQ_INT(inflate_msg(&inf, zb.data, zb.len, &out, SIZE_MAX), PMD_OK);
+    CHECK_STR(out.data, out.len, m);
+    buf_free(&zb);
+    buf_free(&out);
+    pmd_free(&inf, &def);
+}
+
+TEST(inflate_buffer_follows_the_message_size)
+{
+    /* A small message costs a small buffer, not a 64 KiB chunk; a big one
+     * still inflates whole. */
+    struct pmd_params p = { true, true, 15, 15 };
+    struct pmd_conf conf = PMD_CONF_DEFAULT;
+    struct pmd_inflater inf;
+    struct pmd_deflater def;
+    pmd_init(&p, &conf, true, &inf, &def);
+    static const size_t sizes[] = { 0, 5, 100, 300, 1000, 100000, 1 << 20 };
+    char *text = malloc(1 << 20);
+    for (size_t i = 0; i < 1 << 20; i++)
+        text[i] = (char)("small messages, small buffers "[i % 30] ^ (i / 4096 % 7));
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        struct buf zb = { 0 }, out = { 0 };
+        pmd_deflate(&def, text, sizes[k], &zb);
+        CHECK_EQ_INT(inflate_msg(&inf, zb.data, zb.len, &out, 1 << 20), PMD_OK);
+        CHECK_MEM(out.data, out.len, text, sizes[k]);
+        /* At most 512 bytes or twice the message. */
+        size_t bound = sizes[k] * 2 > 512 ? sizes[k] * 2 : 512;
+        if (!CHECK(out.cap <= bound))
+            NOTE("  %zu bytes (%zu compressed) in a buffer of %zu\n", sizes[k], zb.len, out.cap);
+        buf_free(&zb);
+        buf_free(&out);
+    }
+    free(text);
+    pmd_free(&inf, &def);
+}
+
+/* ---- the end of a message: between blocks, or truncated ---- */
+
+/* Raw deflate straight from zlib, as other senders may write it. */
+static void zraw(struct buf *out, const char *in, size_t n, int level, int strategy, int flush,
+                 bool strip_tail)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK_EQ_INT(deflateInit2(&z, level, Z_DEFLATED, -15, 8, strategy), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)buf_reserve(out, n + 256);
+    z.avail_out = (uInt)(n + 256);
+    CHECK_EQ_INT(deflate(&z, flush), flush == Z_FINISH ? Z_STREAM_END : Z_OK);
+    out->len += n + 256 - z.avail_out;
+    if (strip_tail && CHECK(out->len >= 4 && memcmp(out->data + out->len - 4, "\0\0\xff\xff", 4) == 0))
+        out->len -= 4;
+    deflateEnd(&z);
+}
+
+/* Inflates one message fed in two pieces (cut into p), the tail last.
+ * Returns PMD_CORRUPT when the message did not end cleanly. */
+static int inflate_cut(struct pmd_inflater *inf, const char *p, size_t n, size_t cut,
+                       struct buf *out)
+{
+    int rc = pmd_inflate(inf, p, cut, out, 1 << 20);
+    if (rc == PMD_OK)
+        rc = pmd_inflate(inf, p + cut, n - cut, out, 1 << 20);
+    if (rc == PMD_OK)
+        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, 1 << 20);
+    bool clean = pmd_inflate_end_message(inf);
+    if (inf->reset_each_message)
+        CHECK(inf->z == NULL);          /* back to the pool, clean or not */
+    return rc == PMD_OK && !clean ? PMD_CORRUPT : rc;
+}
+
+struct zcase {
+    const char *name;
+    struct buf payload;
+    const char *text;
+    size_t len;
+};
+
+/* Valid payloads of every shape; their text is text[0..len). */
+static size_t valid_payloads(struct zcase *c, const char *text, size_t n)
+{
+    size_t k = 0;
+    c[k] = (struct zcase){ "fixed", { 0 }, text, 300 };
+    zraw(&c[k].payload, text, 300, 6, Z_FIXED, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 1);
+    k++;
+    c[k] = (struct zcase){ "dynamic", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 2);
+    k++;
+    c[k] = (struct zcase){ "stored", { 0 }, text, 300 };
+    zraw(&c[k].payload, text, 300, 0, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    CHECK_EQ_INT((c[k].payload.data[0] >> 1) & 3, 0);
+    k++;
+    /* A final block and nothing after it (Z_FINISH, no tail to strip). */
+    c[k] = (struct zcase){ "BFINAL", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_FINISH, false);
+    CHECK_EQ_INT(c[k].payload.data[0] & 1, 1);
+    k++;
+    /* RFC 7692 §7.2.3.4: a final block, then 00. */
+    c[k] = (struct zcase){ "BFINAL 00", { 0 }, text, n };
+    zraw(&c[k].payload, text, n, 6, Z_DEFAULT_STRATEGY, Z_FINISH, false);
+    buf_append(&c[k].payload, "", 1);
+    k++;
+    /* Two sync flushes: the first keeps its 00 00 ff ff. */
+    c[k] = (struct zcase){ "two flushes", { 0 }, text, n };
+    zraw(&c[k].payload, text, n / 3, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, false);
+    zraw(&c[k].payload, text + n / 3, n - n / 3, 6, Z_DEFAULT_STRATEGY, Z_SYNC_FLUSH, true);
+    k++;
+    c[k] = (struct zcase){ "00", { 0 }, "", 0 };
+    buf_append(&c[k].payload, "", 1);
+    k++;
+    /* A final empty stored block ending on the tail's last byte. */
+    c[k] = (struct zcase){ "final stored, empty", { 0 }, "", 0 };
+    buf_append(&c[k].payload, "\x01", 1);
+    k++;
+    return k;
+}
+
+static void make_text(char *text, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        text[i] = "the end of a message is a block boundary; "[(i * 5 + i / 61) % 42];
+}
+
+TEST(end_message_clean_for_every_valid_shape)
+{
+    char text[3000];
+    make_text(text, sizeof text);
+    struct zcase c[8];
+    size_t nc = valid_payloads(c, text, sizeof text);
+    for (size_t k = 0; k < nc; k++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct pmd_params p = { nct, nct, 15, 15 };
+            struct pmd_conf conf = PMD_CONF_DEFAULT;
+            size_t n = c[k].payload.len;
+            /* Every split into two frames (a few for the long ones). */
+            for (size_t cut = 0; cut <= n; cut += n > 64 ? n / 7 + 1 : 1) {
+                struct pmd_inflater inf;
+                struct pmd_deflater def;
+                pmd_init(&p, &conf, false, &inf, &def);
+                struct buf out = { 0 };
+                int rc = inflate_cut(&inf, c[k].payload.data, n, cut, &out);
+                if (!CHECK_EQ_INT(rc, PMD_OK) || !CHECK_MEM(out.data, out.len, c[k].text, c[k].len))
+                    NOTE("  %s, no takeover %d, cut at %zu\n", c[k].name, nct, cut);
+                /* The stream is ready for the next message (RFC 7692
+                 * §7.2.3.1, no back-reference). */
+                out.len = 0;
+                rc = inflate_cut(&inf, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 3, &out);
+                if (!CHECK_EQ_INT(rc, PMD_OK) || !CHECK_STR(out.data, out.len, "Hello"))
+                    NOTE("  next message after %s, no takeover %d, cut at %zu\n", c[k].name, nct,
+                         cut);
+                buf_free(&out);
+                pmd_free(&inf, &def);
+            }
+        }
+    for (size_t k = 0; k < nc; k++)
+        buf_free(&c[k].payload);
+}
+
+TEST(end_message_fails_truncated_data)
+{
+    char text[3000];
+    make_text(text, sizeof text);
+    struct zcase c[8];
+    size_t nc = valid_payloads(c, text, sizeof text);
+    for (size_t k = 0; k < nc; k++) {
+        /* Single-block payloads: no proper prefix ends between blocks. */
+        if (strcmp(c[k].name, "two flushes") == 0 || c[k].len == 0)
+            continue;
+        for (int nct = 0; nct < 2; nct++) {
+            struct pmd_params p = { nct, nct, 15, 15 };
+            struct pmd_conf conf = PMD_CONF_DEFAULT;
+            size_t n = c[k].payload.len;
+            for (size_t len = 1; len < n; len++) {
+                /* Prefixes that are valid payloads themselves: a stored
+                 * block's header byte is the empty message 00; a final
+                 * block without the 00 after it; and a stored block short
+                 * of its last 4 bytes, which the tail then completes (as
+                 * data: no inflater can tell). */
+                bool stored = strcmp(c[k].name, "stored") == 0;
+                if ((stored && (len == 1 || len == n - 5)) ||
+                    (strcmp(c[k].name, "BFINAL 00") == 0 && len == n - 1))
+                    continue;
+                struct pmd_inflater inf;
+                struct pmd_deflater def;
+                pmd_init(&p, &conf, false, &inf, &def);
+                struct buf out = { 0 };
+                int rc = inflate_cut(&inf, c[k].payload.data, len, len / 2, &out);
+                if (!CHECK_EQ_INT(rc, PMD_CORRUPT))
+                    NOTE("  %s cut to %zu of %zu bytes, no takeover %d\n", c[k].name, len, n,
+                         nct);
+                buf_free(&out);
+                pmd_free(&inf, &def);
+            }
+        }
+    }
+    for (size_t k = 0; k < nc; k++)
+        buf_free(&c[k].payload);
 }
 
 int main(int argc, char **argv)

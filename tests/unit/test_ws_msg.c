@@ -973,6 +973,40 @@ TEST(deflate_context_takeover_on_and_off)
         }
 }
 
+TEST(deflate_empty_payload)
+{
+    /* RSV1 with no payload bytes at all: the tail alone is not deflate
+     * data (zlib reads it as a stored block of 0xff00 bytes), so the
+     * message is "" and a kept stream must not see it. */
+    static const char text[] = "context taken over, context taken over";
+    for (int c = 0; c < 2; c++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct side s = pmd_side(c, nct, nct, 15, 15);
+            struct peer p;
+            peer_init(&p, &s);
+            struct buf in = { 0 }, w = { 0 };
+            deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 1);
+            FS(&in, &s, true, WS_RSV1, WS_OP_TEXT, "");
+            deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 1);
+            /* Empty in fragments, a ping between. */
+            FS(&in, &s, false, WS_RSV1, WS_OP_BINARY, "");
+            FS(&in, &s, true, 0, WS_OP_PING, "p");
+            FS(&in, &s, false, 0, WS_OP_CONT, "");
+            FS(&in, &s, true, 0, WS_OP_CONT, "");
+            deflated(&in, &p, &s, WS_OP_BINARY, text, sizeof text - 1, 2);
+            WANT_MSG(&w, WS_OP_TEXT, text);
+            WANT_MSG(&w, WS_OP_TEXT, "");
+            WANT_MSG(&w, WS_OP_TEXT, text);
+            WANT_CTL(&w, WS_OP_PING, "p");
+            WANT_MSG(&w, WS_OP_BINARY, "");
+            WANT_MSG(&w, WS_OP_BINARY, text);
+            expect_ok(&s, &in, &w);
+            buf_free(&in);
+            buf_free(&w);
+            peer_free(&p);
+        }
+}
+
 TEST(deflate_every_window_size)
 {
     /* 64 KiB of text with long-distance repeats, at each window size. */
@@ -1060,6 +1094,28 @@ TEST(deflate_bomb_buffer_stays_under_max_plus_64k)
     buf_free(&in);
 }
 
+TEST(deflate_small_message_small_buffer)
+{
+    /* The reassembly buffer of a small compressed message stays small
+     * (it was a 64 KiB chunk, then 128 KiB for the tail). */
+    static const char text[] = "{\"event\":\"tick\",\"n\":1}";
+    for (int c = 0; c < 2; c++) {
+        struct side s = pmd_side(c, true, true, 15, 15);
+        struct peer p;
+        peer_init(&p, &s);
+        struct buf in = { 0 };
+        deflated(&in, &p, &s, WS_OP_TEXT, text, sizeof text - 1, 2);
+        struct run r;
+        feed(&s, in.data, in.len, 1, 0, -1, &r);
+        CHECK(!r.failed);
+        if (!CHECK(r.max_msg_cap <= 512))
+            NOTE("  a %zu-byte message held %zu bytes\n", sizeof text - 1, r.max_msg_cap);
+        run_free(&r);
+        buf_free(&in);
+        peer_free(&p);
+    }
+}
+
 TEST(deflate_max_message_boundary)
 {
     char p[1000];
@@ -1103,6 +1159,39 @@ TEST(deflate_corrupt_data)
             frame(&in, &s, true, WS_RSV1, WS_OP_BINARY, bad[k].bytes, bad[k].len);
             expect_fail(&s, &in, NULL, WS_CLOSE_INVALID_DATA);
             buf_free(&in);
+        }
+}
+
+TEST(deflate_truncated_data)
+{
+    /* A prefix of a valid payload inflates without a zlib error, but the
+     * stream stops inside a block even after the tail: 1007, never a
+     * partial message. */
+    static const char text[] = "a message that loses its end on the way, "
+                               "a message that loses its end on the way";
+    for (int c = 0; c < 2; c++)
+        for (int nct = 0; nct < 2; nct++) {
+            struct side s = pmd_side(c, nct, nct, 15, 15);
+            struct peer p;
+            peer_init(&p, &s);
+            struct buf z = { 0 };
+            pmd_deflate(&p.def, text, sizeof text - 1, &z);
+            size_t cuts[] = { 1, z.len / 2, z.len - 1 };
+            for (size_t k = 0; k < 3; k++) {
+                struct buf in = { 0 };
+                frame(&in, &s, true, WS_RSV1, WS_OP_TEXT, z.data, cuts[k]);
+                expect_fail(&s, &in, NULL, WS_CLOSE_INVALID_DATA);
+                buf_free(&in);
+                /* The same in fragments, the last one empty. */
+                in = (struct buf){ 0 };
+                frame(&in, &s, false, WS_RSV1, WS_OP_BINARY, z.data, cuts[k] / 2);
+                frame(&in, &s, false, 0, WS_OP_CONT, z.data + cuts[k] / 2, cuts[k] - cuts[k] / 2);
+                frame(&in, &s, true, 0, WS_OP_CONT, "", 0);
+                expect_fail(&s, &in, NULL, WS_CLOSE_INVALID_DATA);
+                buf_free(&in);
+            }
+            buf_free(&z);
+            peer_free(&p);
         }
 }
 
