@@ -250,12 +250,19 @@ static bool parse_compression(struct load_ctx *lc, int tbl, struct pmd_conf *pc)
     pc->window_bits = (uint8_t)wb;
     pc->level = (int)level;
     pc->threshold = (size_t)threshold;
-    if (lua_getfield(L, ct, "context_takeover") != LUA_TNIL)
-        pc->context_takeover = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (lua_getfield(L, ct, "enabled") != LUA_TNIL)
-        pc->enabled = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    static const char *const flags[] = { "context_takeover", "enabled" };
+    bool *dest[] = { &pc->context_takeover, &pc->enabled };
+    for (size_t i = 0; i < 2; i++) {
+        int ft = lua_getfield(L, ct, flags[i]);
+        if (ft == LUA_TBOOLEAN)
+            *dest[i] = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (ft != LUA_TNIL && ft != LUA_TBOOLEAN) {
+            lua_pop(L, 1);
+            return fail(lc, field_line(lc, flags[i]), "compression option `%s` must be true or false",
+                        flags[i]);
+        }
+    }
     lua_pop(L, 1);
     return true;
 }

@@ -30,7 +30,10 @@ struct oseg {
 
 #define SEG_BYTES 16384
 #define SEG_CAP ((uint32_t)(SEG_BYTES - sizeof(struct oseg)))
-#define POOL_MAX 1024           /* segments kept per pool: 16 MiB of data segments */
+#define POOL_MAX 1024           /* data segments kept: 16 MiB */
+/* Shared-block segments kept: one per receiver of a broadcast, 32 bytes
+ * each, so a broadcast to 10 000 clients allocates nothing the second time. */
+#define REF_POOL_MAX 16384
 #define IOV_BATCH 64
 
 static ssize_t plain_read(struct conn *c, void *p, size_t n)
@@ -106,7 +109,7 @@ static void seg_release(struct worker *w, struct oseg *s)
 {
     if (s->sh) {
         shbuf_unref(s->sh);
-        if (w->ref_pool_n < POOL_MAX) {
+        if (w->ref_pool_n < REF_POOL_MAX) {
             s->next = w->ref_pool;
             w->ref_pool = s;
             w->ref_pool_n++;
