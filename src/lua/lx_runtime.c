@@ -156,6 +156,12 @@ int runtime_load_all(struct lx_rt *rt, bool check)
     return failed;
 }
 
+/* "1 connection", "2 connections": for the reload log lines. */
+static const char *conns(size_t n)
+{
+    return n == 1 ? "connection" : "connections";
+}
+
 void runtime_file_changed(struct lx_rt *rt, const char *file)
 {
     struct lx_service *old = lx_service_find(rt, file);
@@ -168,7 +174,7 @@ void runtime_file_changed(struct lx_rt *rt, const char *file)
             char path[1024];
             snprintf(path, sizeof path, "%s", old->svc.path);
             lx_service_unload(rt, old, "service removed");
-            log_info("removed %s from %s (%zu connections closed)", file, path, n);
+            log_info("removed %s from %s (%zu %s closed)", file, path, n, conns(n));
         }
         return;
     }
@@ -183,8 +189,8 @@ void runtime_file_changed(struct lx_rt *rt, const char *file)
             log_error("%s (the old version keeps serving)", err);
             return;
         }
-        log_info("reloaded %s at %s (%zu connections kept)", file, old->svc.path,
-                 lx_service_open_count(old));
+        size_t n = lx_service_open_count(old);
+        log_info("reloaded %s at %s (%zu %s kept)", file, old->svc.path, n, conns(n));
     } else if (!lx_service_mount(rt, cand, err, sizeof err)) {
         log_error("%s (not loaded)", err);
         lx_service_discard(rt, cand);
