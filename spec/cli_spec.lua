@@ -77,7 +77,7 @@ describe("moonws command line", function()
     assert.matches("spin_at_load.lua:1: handler exceeded its CPU budget", err, 1, true)
     assert.matches("badopt.lua:3: `idle_timeout` must be a number", err, 1, true)
     assert.matches("runtime_error.lua:3: attempt to index a nil value", err, 1, true)
-    assert.matches("claim_b.lua: path /claimed is already served", err, 1, true)
+    assert.matches("claim_b.lua:2: path /claimed is already served by claim_a.lua", err, 1, true)
     assert.matches("badroute.lua:3: bad route \"FETCH /x\"", err, 1, true)
   end)
 

@@ -325,3 +325,60 @@ describe("reload log lines", function()
     os.execute("rm -rf " .. dir)
   end)
 end)
+
+-- A service at an explicit path (set on line 2, for the error messages);
+-- caller.data and moonws.shared keep counters, as in service() above.
+local function pathed(tag, path, extra)
+  return ([[
+local s = {}
+s.path = %q
+moonws.shared.loads = (moonws.shared.loads or 0) + 1
+function s.onOpen(caller) caller:send("open " .. %q) end
+function s.onText(caller, text)
+  if text == "inc" then
+    caller.data.n = (caller.data.n or 0) + 1
+    caller:send(%q .. " n=" .. caller.data.n .. " loads=" .. moonws.shared.loads)
+  else caller:send(%q .. ":" .. text) end
+end
+%s
+return s
+]]):format(path, tag, tag, tag, extra or "")
+end
+
+-- Opens a client on path and counts once in its caller.data: the reply
+-- is "TAG n=1 loads=L".
+local function open_inc(srv, path, tag)
+  local c = assert(srv:connect(path))
+  assert.equal("open " .. tag, (c:receive(2)))
+  c:send("inc")
+  return c, (c:receive(2))
+end
+
+local function inc(c)
+  c:send("inc")
+  return (c:receive(2))
+end
+
+
+describe("a path conflict", function()
+  it("names the file, the line of its path and the file that serves it", function()
+    local dir = tmpdir()
+    write(dir .. "/a.lua", pathed("a1", "/x"))
+    local srv = testing.start{ dir = dir }
+    local a = open_inc(srv, "/x", "a1")
+    write(dir .. "/b.lua", pathed("b1", "/x"))
+    assert(srv:wait_log("b.lua:2: path /x is already served by a.lua (not loaded)", 3, true))
+    -- a path from the file name is on line 1
+    write(dir .. "/x.lua", "return {}\n")
+    assert(srv:wait_log("x.lua:1: path /x is already served by a.lua (not loaded)", 3, true))
+    write(dir .. "/b.lua", pathed("b2", "/b"))
+    assert(srv:wait_log("[info] loaded b.lua at /b", 3, true))
+    write(dir .. "/b.lua", pathed("b3", "/x"))
+    assert(srv:wait_log("b.lua:2: path /x is already served by a.lua (the old version keeps serving)", 3, true))
+    assert.equal("a1 n=2 loads=1", inc(a))
+    a:close()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+    os.execute("rm -rf " .. dir)
+  end)
+end)

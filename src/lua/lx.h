@@ -51,6 +51,7 @@ struct lx_service {
     int routes_ref;             /* array of route handler functions, or LUA_NOREF */
     int handler[H_COUNT];       /* registry refs, LUA_NOREF when absent */
     char *dispatch_key;         /* `dispatch` field, or NULL */
+    int path_line;              /* line of the `path` field; 1 for a path from the file name */
     struct lx_timer *timers;    /* active timers it created */
     bool mounted;
 };

@@ -6,6 +6,7 @@
  * Every rule of DESIGN.md §2 is checked before anything changes, and every
  * error names the file and a line.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -349,11 +350,14 @@ static bool validate(struct load_ctx *lc, int tbl)
 
     /* path */
     int t = lua_getfield(L, tbl, "path");
+    ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
     } else if (t == LUA_TSTRING && lua_tostring(L, -1)[0] == '/' &&
                !strpbrk(lua_tostring(L, -1), " ?#")) {
         ls->svc.path = xstrdup(lua_tostring(L, -1));
+        int line = field_line(lc, "path");
+        ls->path_line = line > 0 ? line : 1;
     } else {
         lua_pop(L, 1);
         return fail(lc, field_line(lc, "path"), "`path` must be a string starting with /");
@@ -907,9 +911,10 @@ const struct svc_ops lx_svc_ops = {
 
 bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t errcap)
 {
-    char why[256];
-    if (!router_mount(&rt->router, &ls->svc, why, sizeof why)) {
-        snprintf(err, errcap, "%s: %s", ls->file, why);
+    struct svc *other = router_mount(&rt->router, &ls->svc);
+    if (other) {
+        snprintf(err, errcap, "%s:%d: path %s is already served by %s", ls->file, ls->path_line,
+                 ls->svc.path, ((struct lx_service *)other->rt)->file);
         return false;
     }
     ls->mounted = true;
@@ -945,8 +950,8 @@ bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     if (moved) {
         struct svc *other = router_find(&rt->router, cand->svc.path, strlen(cand->svc.path));
         if (other && other != &old->svc) {
-            snprintf(err, errcap, "%s: path %s is already served by %s", cand->file,
-                     cand->svc.path, ((struct lx_service *)other->rt)->file);
+            snprintf(err, errcap, "%s:%d: path %s is already served by %s", cand->file,
+                     cand->path_line, cand->svc.path, ((struct lx_service *)other->rt)->file);
             lx_service_discard(rt, cand);
             return false;
         }
@@ -979,9 +984,10 @@ bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
         free(old->svc.path);
         old->svc.path = cand->svc.path;
         cand->svc.path = NULL;
-        char why[256];
         /* The path was checked free above. */
-        router_mount(&rt->router, &old->svc, why, sizeof why);
+        struct svc *taken = router_mount(&rt->router, &old->svc);
+        assert(!taken);
+        (void)taken;
     }
     /* Open connections follow the new limits (compression stays as negotiated). */
     for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next)
