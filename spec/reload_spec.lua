@@ -382,3 +382,98 @@ describe("a path conflict", function()
     os.execute("rm -rf " .. dir)
   end)
 end)
+describe("changes that belong together", function()
+  local dir, srv
+
+  local function start(args)
+    srv = testing.start{ dir = dir, args = args }
+  end
+
+  before_each(function() dir = tmpdir() end)
+
+  after_each(function()
+    if srv then
+      assert.equal(0, srv:stop())
+      srv:cleanup()
+      srv = nil
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  local function no_errors()
+    assert.is_nil(srv:log():find("[error]", 1, true), srv:log())
+  end
+
+  it("swaps the paths of two services saved together, each keeping its clients", function()
+    write(dir .. "/a.lua", pathed("a1", "/x"))
+    write(dir .. "/b.lua", pathed("b1", "/y"))
+    start()
+    local a, ra = open_inc(srv, "/x", "a1")
+    local b, rb = open_inc(srv, "/y", "b1")
+    assert.equal("a1 n=1 loads=1", ra)
+    assert.equal("b1 n=1 loads=1", rb)
+    write(dir .. "/a.lua", pathed("a2", "/y"))
+    write(dir .. "/b.lua", pathed("b2", "/x"))
+    assert(srv:wait_log("reloaded a.lua at /y (1 connection kept)", 3, true))
+    assert(srv:wait_log("reloaded b.lua at /x (1 connection kept)", 3, true))
+    assert.equal("a2 n=2 loads=2", inc(a))
+    assert.equal("b2 n=2 loads=2", inc(b))
+    local x = assert(srv:connect("/x"))
+    assert.equal("open b2", (x:receive(2)))
+    local y = assert(srv:connect("/y"))
+    assert.equal("open a2", (y:receive(2)))
+    no_errors()
+    a:close() b:close() x:close() y:close()
+  end)
+
+  it("swaps the paths of two services on SIGHUP", function()
+    write(dir .. "/a.lua", pathed("a1", "/x"))
+    write(dir .. "/b.lua", pathed("b1", "/y"))
+    start{ "--no-reload" }
+    local a = open_inc(srv, "/x", "a1")
+    local b = open_inc(srv, "/y", "b1")
+    write(dir .. "/a.lua", pathed("a2", "/y"))
+    write(dir .. "/b.lua", pathed("b2", "/x"))
+    srv:signal("HUP")
+    assert(srv:wait_log("reloaded a.lua at /y", 3, true))
+    assert(srv:wait_log("reloaded b.lua at /x", 3, true))
+    assert.equal("a2 n=2 loads=2", inc(a))
+    assert.equal("b2 n=2 loads=2", inc(b))
+    no_errors()
+    a:close() b:close()
+  end)
+
+  it("refuses only the files of a conflict, naming file, line and the other file", function()
+    write(dir .. "/a.lua", pathed("a1", "/x"))
+    start()
+    local a = open_inc(srv, "/x", "a1")
+    -- one batch: b.lua wants a served path, d.lua and e.lua want one path,
+    -- c.lua is fine
+    write(dir .. "/b.lua", pathed("b1", "/x"))
+    write(dir .. "/c.lua", pathed("c1", "/c"))
+    write(dir .. "/d.lua", pathed("d1", "/z"))
+    write(dir .. "/e.lua", "return { path = '/z' }\n")
+    assert(srv:wait_log("b.lua:2: path /x is already served by a.lua (not loaded)", 3, true))
+    assert(srv:wait_log("d.lua:2: path /z is also claimed by e.lua (not loaded)", 3, true))
+    assert(srv:wait_log("e.lua:1: path /z is also claimed by d.lua (not loaded)", 3, true))
+    assert(srv:wait_log("loaded c.lua at /c", 3, true))
+    assert.equal("a1 n=2 loads=1", inc(a))
+    local _, _, status = srv:connect("/z")
+    assert.equal(404, status)
+    -- the path from the file name: line 1
+    write(dir .. "/x.lua", "return {}\n")
+    assert(srv:wait_log("x.lua:1: path /x is already served by a.lua (not loaded)", 3, true))
+    a:close()
+  end)
+
+  it("treats a rename that changes the path as a removal and a new service", function()
+    write(dir .. "/a.lua", service("a1"))
+    start()
+    local c = assert(srv:connect("/a"))
+    assert.equal("open a1", (c:receive(2)))
+    assert(os.rename(dir .. "/a.lua", dir .. "/c.lua"))
+    assert.equal(1001, (testing.until_close(c, 3)))
+    assert(srv:wait_log("removed a.lua from /a (1 connection closed)", 3, true))
+    assert(srv:wait_log("loaded c.lua at /c", 3, true))
+  end)
+end)

@@ -943,19 +943,18 @@ size_t lx_service_open_count(const struct lx_service *ls)
     return n;
 }
 
-bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand,
-                        char *err, size_t errcap)
+void lx_service_unmount(struct lx_rt *rt, struct lx_service *ls)
+{
+    if (ls->mounted)
+        router_unmount(&rt->router, &ls->svc);
+    ls->mounted = false;
+}
+
+void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand)
 {
     bool moved = strcmp(old->svc.path, cand->svc.path) != 0;
-    if (moved) {
-        struct svc *other = router_find(&rt->router, cand->svc.path, strlen(cand->svc.path));
-        if (other && other != &old->svc) {
-            snprintf(err, errcap, "%s:%d: path %s is already served by %s", cand->file,
-                     cand->path_line, cand->svc.path, ((struct lx_service *)other->rt)->file);
-            lx_service_discard(rt, cand);
-            return false;
-        }
-    }
+    if (moved)
+        lx_service_unmount(rt, old);
     /* The old version's Lua state and timers go; the candidate's move in. */
     lx_timer_cancel_all(rt, old);
     lx_timer_adopt(rt, old, cand);
@@ -979,21 +978,23 @@ bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     old->svc.nroutes = cand->svc.nroutes;
     cand->svc.routes = NULL;
     cand->svc.nroutes = 0;
+    old->path_line = cand->path_line;
     if (moved) {
-        router_unmount(&rt->router, &old->svc);
         free(old->svc.path);
         old->svc.path = cand->svc.path;
         cand->svc.path = NULL;
-        /* The path was checked free above. */
+    }
+    if (!old->mounted) {
+        /* The caller made sure the path is free. */
         struct svc *taken = router_mount(&rt->router, &old->svc);
         assert(!taken);
         (void)taken;
+        old->mounted = true;
     }
     /* Open connections follow the new limits (compression stays as negotiated). */
     for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next)
         wc->rx.max_message = old->svc.conf.max_message;
     service_free(cand);
-    return true;
 }
 
 void lx_service_unload(struct lx_rt *rt, struct lx_service *ls, const char *reason)

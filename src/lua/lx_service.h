@@ -20,11 +20,15 @@ void lx_service_discard(struct lx_rt *rt, struct lx_service *ls);
 bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t errcap);
 /* A new version (candidate) of a running service takes over: open
  * connections keep their callers and caller.data and get the new handlers;
- * the old version's timers are cancelled; a changed path moves the service.
- * Fails (nothing changes) when the new path belongs to another service; the
- * candidate is consumed either way. */
-bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand,
-                        char *err, size_t errcap);
+ * the old version's timers are cancelled; a changed path moves the service
+ * with its connections. The caller has made sure the new path is free (see
+ * lx_service_unmount for services that trade paths). The candidate is
+ * consumed. */
+void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand);
+/* Takes a running service off its path, connections and all kept, until
+ * lx_service_replace mounts it at its new one: how a batch of changes
+ * lets services trade paths. */
+void lx_service_unmount(struct lx_rt *rt, struct lx_service *ls);
 /* The loaded service from file, or NULL. */
 struct lx_service *lx_service_find(struct lx_rt *rt, const char *file);
 /* Open connections of a service. */

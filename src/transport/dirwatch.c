@@ -28,10 +28,12 @@ struct pending {
     char *path;
     ev_tstamp first;            /* the first event of this burst */
     bool writing;               /* modified, and not closed since */
+    bool ready;                 /* quiet (and closed) long enough: waits for its batch */
 };
 
 struct dirwatch {
     ev_io io;
+    ev_timer hold;              /* how long ready files wait for the rest of their batch */
     struct ev_loop *loop;
     char *dir;
     char *suffix;
@@ -57,6 +59,85 @@ static void join(char *out, size_t cap, const char *a, const char *b)
         out[0] = '\0';
 }
 
+static void read_events(struct dirwatch *dw);
+
+struct batch {
+    struct pending **ready;
+    size_t n, cap;
+    bool waiting;               /* some file changed and is not ready yet */
+};
+
+static void collect_ready(const char *key, size_t len, void *val, void *ud)
+{
+    (void)key;
+    (void)len;
+    struct pending *p = val;
+    struct batch *b = ud;
+    if (!p->ready) {
+        b->waiting = true;
+        return;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 8;
+        b->ready = xrealloc(b->ready, b->cap * sizeof *b->ready);
+    }
+    b->ready[b->n++] = p;
+}
+
+static int cmp_pending(const void *a, const void *b)
+{
+    return strcmp((*(struct pending *const *)a)->path, (*(struct pending *const *)b)->path);
+}
+
+/* Hands every ready file to the callback as one batch — once no other file
+ * is still settling, or, with force, now. */
+static void deliver(struct dirwatch *dw, bool force)
+{
+    /* Events already queued belong to this moment: a file saved right after
+     * another may not have been read yet. */
+    read_events(dw);
+    struct batch b = { 0 };
+    strmap_each(&dw->pending, collect_ready, &b);
+    if (b.n == 0 || (b.waiting && !force)) {
+        /* The ready ones wait for the others, but not for ever. */
+        if (b.n && !ev_is_active(&dw->hold)) {
+            ev_timer_set(&dw->hold, WRITER_MAX_WAIT, 0);
+            ev_timer_start(dw->loop, &dw->hold);
+        }
+        free(b.ready);
+        return;
+    }
+    ev_timer_stop(dw->loop, &dw->hold);
+    qsort(b.ready, b.n, sizeof *b.ready, cmp_pending);
+    const char **paths = xcalloc(b.n, sizeof *paths);
+    for (size_t i = 0; i < b.n; i++) {
+        struct pending *p = b.ready[i];
+        strmap_del(&dw->pending, p->path, strlen(p->path));
+        char full[PATH_MAX];
+        join(full, sizeof full, dw->dir, p->path);
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
+            strmap_put(&dw->files, p->path, strlen(p->path), (void *)1);
+        else
+            strmap_del(&dw->files, p->path, strlen(p->path));
+        paths[i] = p->path;
+    }
+    dw->fn(dw->ud, paths, b.n);
+    for (size_t i = 0; i < b.n; i++) {
+        free(b.ready[i]->path);
+        free(b.ready[i]);
+    }
+    free(paths);
+    free(b.ready);
+}
+
+static void hold_fire(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    deliver(t->data, true);
+}
+
 static void pending_fire(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
@@ -68,17 +149,8 @@ static void pending_fire(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_start(loop, t);
         return;
     }
-    strmap_del(&dw->pending, p->path, strlen(p->path));
-    char full[PATH_MAX];
-    join(full, sizeof full, dw->dir, p->path);
-    struct stat st;
-    if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
-        strmap_put(&dw->files, p->path, strlen(p->path), (void *)1);
-    else
-        strmap_del(&dw->files, p->path, strlen(p->path));
-    dw->fn(dw->ud, p->path);
-    free(p->path);
-    free(p);
+    p->ready = true;
+    deliver(dw, false);
 }
 
 /* Notes an event on a file: (re)starts its quiet period. */
@@ -94,6 +166,7 @@ static void touch(struct dirwatch *dw, const char *path, uint32_t mask)
         p->timer.data = p;
         strmap_put(&dw->pending, path, strlen(path), p);
     }
+    p->ready = false;
     if (mask & IN_MODIFY)
         p->writing = true;
     if (mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
@@ -177,11 +250,10 @@ static void tree_gone(struct dirwatch *dw, const char *rel)
 
 static void rescan_all(struct dirwatch *dw);
 
-static void inotify_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* Reads every event queued now. */
+static void read_events(struct dirwatch *dw)
 {
-    (void)loop;
-    (void)revents;
-    struct dirwatch *dw = io->data;
+    struct ev_io *io = &dw->io;
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     for (;;) {
         ssize_t n = read(io->fd, buf, sizeof buf);
@@ -220,6 +292,13 @@ static void inotify_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
+static void inotify_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    read_events(io->data);
+}
+
 static void touch_known(const char *key, size_t len, void *val, void *ud)
 {
     (void)val;
@@ -250,6 +329,8 @@ struct dirwatch *dirwatch_new(struct ev_loop *loop, const char *dir, const char 
     dw->ud = ud;
     ev_io_init(&dw->io, inotify_cb, fd, EV_READ);
     dw->io.data = dw;
+    ev_timer_init(&dw->hold, hold_fire, WRITER_MAX_WAIT, 0);
+    dw->hold.data = dw;
     add_tree(dw, "", false);
     ev_io_start(loop, &dw->io);
     return dw;
@@ -279,6 +360,7 @@ void dirwatch_free(struct dirwatch *dw)
     if (!dw)
         return;
     ev_io_stop(dw->loop, &dw->io);
+    ev_timer_stop(dw->loop, &dw->hold);
     close(dw->io.fd);
     strmap_each(&dw->dirs, free_dir, NULL);
     strmap_free(&dw->dirs);
