@@ -52,6 +52,8 @@ struct lx_service {
     int handler[H_COUNT];       /* registry refs, LUA_NOREF when absent */
     char *dispatch_key;         /* `dispatch` field, or NULL */
     int path_line;              /* line of the `path` field; 1 for a path from the file name */
+    char *shared_key;           /* whose moonws.shared it has: its file, or a moved file's */
+    bool shared_created;        /* a candidate whose loading created that table */
     struct lx_timer *timers;    /* active timers it created */
     bool mounted;
 };
@@ -138,8 +140,15 @@ bool lx_sandbox_lib(lua_State *L, int env, const char *name);
 
 /* Builds the common moonws module and the base environment. */
 void lx_module_init(struct lx_rt *rt);
-/* Pushes a new environment for service ls (own globals, own moonws.shared). */
+/* Pushes a new environment for service ls (own globals, and the
+ * moonws.shared kept under ls->shared_key, created when there is none
+ * yet: ls->shared_created). */
 void lx_env_new(struct lx_rt *rt, struct lx_service *ls);
+/* A candidate was not accepted: a moonws.shared its loading created goes. */
+void lx_shared_forget(struct lx_rt *rt, struct lx_service *ls);
+/* A service moved from one file to another: its moonws.shared is kept
+ * under the new name from now on. */
+void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
 /* JSON through the runtime's cjson instance: pushes the decoded value, or
  * returns false with the error message pushed. */
 bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);

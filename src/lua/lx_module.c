@@ -379,17 +379,19 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     int env = lua_gettop(L);
 
     /* This service's moonws: the module plus its own `shared`, which
-     * outlives reloads because it is kept by file name, and its own json
-     * and log tables (a service that replaces moonws.json.encode does so
-     * for itself only). */
+     * outlives reloads because it is kept by file name (and follows a
+     * moved service to its new name), and its own json and log tables (a
+     * service that replaces moonws.json.encode does so for itself only). */
     lua_newtable(L);
     int mod = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
-    if (lua_getfield(L, -1, ls->file) != LUA_TTABLE) {
+    ls->shared_created = false;
+    if (lua_getfield(L, -1, ls->shared_key) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, -3, ls->file);
+        lua_setfield(L, -3, ls->shared_key);
+        ls->shared_created = true;
     }
     lua_setfield(L, mod, "shared");
     lua_pop(L, 1);
@@ -422,4 +424,27 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     lua_setfield(L, env, "require");
 
     lx_sandbox_fill(rt, env);
+}
+
+void lx_shared_forget(struct lx_rt *rt, struct lx_service *ls)
+{
+    if (!ls->shared_created)
+        return;
+    lua_State *L = rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
+    lua_pushnil(L);
+    lua_setfield(L, -2, ls->shared_key);
+    lua_pop(L, 1);
+    ls->shared_created = false;
+}
+
+void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to)
+{
+    lua_State *L = rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
+    lua_getfield(L, -1, from);
+    lua_setfield(L, -2, to);
+    lua_pushnil(L);
+    lua_setfield(L, -2, from);
+    lua_pop(L, 1);
 }

@@ -135,7 +135,7 @@ int runtime_load_all(struct lx_rt *rt, bool check)
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
         char err[1024];
-        struct lx_service *ls = lx_service_load(rt, files[i], err, sizeof err);
+        struct lx_service *ls = lx_service_load(rt, files[i], NULL, err, sizeof err);
         if (ls && !lx_service_mount(rt, ls, err, sizeof err)) {
             lx_service_discard(rt, ls);
             ls = NULL;
@@ -172,6 +172,8 @@ struct change {
     struct lx_service *cand;    /* its new version; NULL when gone or refused */
     bool gone;                  /* the file is no longer there */
     char *err;                  /* why the new version was refused, or NULL */
+    struct change *moved_from;  /* a new file that is a gone file's service, moved */
+    struct change *moved_to;    /* a gone file whose service moves there */
 };
 
 /* A path a service serves now and would serve after the batch: every
@@ -181,6 +183,7 @@ struct claim {
     const char *cur;            /* served now, or NULL */
     const char *want;           /* served after the batch, or NULL */
     int line;                   /* of the `path` field in the new version */
+    struct lx_service *ls;      /* the running service, or NULL for a new one */
     struct change *ch;          /* NULL: a service the batch leaves alone */
 };
 
@@ -264,9 +267,41 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
             continue;
         }
         char err[1024];
-        c->cand = lx_service_load(rt, c->file, err, sizeof err);
+        c->cand = lx_service_load(rt, c->file, NULL, err, sizeof err);
         if (!c->cand)
             c->err = xstrdup(err);
+    }
+
+    /* A new file that serves the path of a service whose file is gone is
+     * that service, moved (renamed, or its folder was): it keeps its
+     * connections. Its top level ran with a moonws.shared of its own;
+     * it runs again with the service's. */
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i], *from = NULL;
+        for (size_t k = 0; k < n && c->cand && !c->old && !from; k++) {
+            struct change *g = &ch[k];
+            if (g->gone && g->old && !g->moved_to && strcmp(g->old->svc.path, c->cand->svc.path) == 0)
+                from = g;
+        }
+        if (!from)
+            continue;
+        char *path = xstrdup(c->cand->svc.path);
+        lx_service_discard(rt, c->cand);
+        char err[1024];
+        c->cand = lx_service_load(rt, c->file, from->file, err, sizeof err);
+        if (!c->cand) {
+            c->err = xstrdup(err);
+        } else if (strcmp(c->cand->svc.path, path) != 0) {
+            /* Whatever made the path differ, it is no move. */
+            c->err = format("%s:%d: path %s on its second load, %s on its first", c->file,
+                            c->cand->path_line, c->cand->svc.path, path);
+            lx_service_discard(rt, c->cand);
+            c->cand = NULL;
+        } else {
+            c->moved_from = from;
+            from->moved_to = c;
+        }
+        free(path);
     }
 
     /* What every service serves now and would serve after the batch. */
@@ -274,19 +309,23 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
     size_t ncl = 0;
     for (size_t i = 0; i < rt->nsvcs; i++) {
         struct lx_service *ls = rt->svcs[i];
-        cl[ncl++] = (struct claim){ ls->file, ls->svc.path, ls->svc.path, ls->path_line, NULL };
+        cl[ncl++] = (struct claim){ ls->file, ls->svc.path, ls->svc.path, ls->path_line, ls, NULL };
     }
     for (size_t i = 0; i < n; i++) {
         struct change *c = &ch[i];
+        if (c->moved_to)
+            continue;           /* its service is claimed by the new file */
+        struct lx_service *ls = c->moved_from ? c->moved_from->old : c->old;
         struct claim *k = NULL;
-        for (size_t j = 0; j < ncl && c->old && !k; j++)
-            k = strcmp(cl[j].file, c->file) == 0 ? &cl[j] : NULL;
+        for (size_t j = 0; j < ncl && ls && !k; j++)
+            k = cl[j].ls == ls ? &cl[j] : NULL;
         if (!k && c->cand) {
             k = &cl[ncl++];
-            *k = (struct claim){ c->file, NULL, NULL, 0, NULL };
+            *k = (struct claim){ c->file, NULL, NULL, 0, NULL, NULL };
         }
         if (!k)
             continue;
+        k->file = c->file;
         k->ch = c;
         k->want = c->cand ? c->cand->svc.path : c->gone ? NULL : k->cur;
         if (c->cand)
@@ -313,7 +352,7 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
     }
     for (size_t i = 0; i < n; i++) {
         struct change *c = &ch[i];
-        if (!c->gone || !c->old)
+        if (!c->gone || !c->old || (c->moved_to && c->moved_to->cand))
             continue;
         size_t k = lx_service_open_count(c->old);
         char *path = xstrdup(c->old->svc.path);
@@ -325,7 +364,13 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
         struct change *c = &ch[i];
         if (!c->cand)
             continue;
-        if (c->old) {
+        if (c->moved_from) {
+            struct lx_service *ls = c->moved_from->old;
+            lx_service_replace(rt, ls, c->cand);
+            size_t k = lx_service_open_count(ls);
+            log_info("moved %s to %s at %s (%zu %s kept)", c->moved_from->file, c->file,
+                     ls->svc.path, k, conns(k));
+        } else if (c->old) {
             lx_service_replace(rt, c->old, c->cand);
             size_t k = lx_service_open_count(c->old);
             log_info("reloaded %s at %s (%zu %s kept)", c->file, c->old->svc.path, k, conns(k));

@@ -497,18 +497,21 @@ static void service_free(struct lx_service *ls)
     free(ls->dispatch_key);
     free(ls->file);
     free(ls->name);
+    free(ls->shared_key);
     free(ls);
 }
 
 /* Discards a candidate that failed (or was only checked). */
 void lx_service_discard(struct lx_rt *rt, struct lx_service *ls)
 {
+    lx_shared_forget(rt, ls);
     lx_timer_cancel_all(rt, ls);
     release_lua(rt, ls);
     service_free(ls);
 }
 
-struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err, size_t errcap)
+struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, const char *shared_of,
+                                   char *err, size_t errcap)
 {
     lua_State *L = rt->L;
     struct buf src = { 0 };
@@ -527,6 +530,7 @@ struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err
     buf_append(&src, "", 1);
 
     struct lx_service *ls = service_new(rt, file);
+    ls->shared_key = xstrdup(shared_of ? shared_of : file);
     struct load_ctx lc = { rt, ls, src.data, err, errcap };
     char chunkname[4200];
     snprintf(chunkname, sizeof chunkname, "@%s", file);
@@ -918,6 +922,7 @@ bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t
         return false;
     }
     ls->mounted = true;
+    ls->shared_created = false;
     if (rt->nsvcs == rt->capsvcs) {
         rt->capsvcs = rt->capsvcs ? rt->capsvcs * 2 : 8;
         rt->svcs = xrealloc(rt->svcs, rt->capsvcs * sizeof *rt->svcs);
@@ -979,6 +984,19 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     cand->svc.routes = NULL;
     cand->svc.nroutes = 0;
     old->path_line = cand->path_line;
+    if (strcmp(old->file, cand->file) != 0) {
+        /* Moved to another file: the service goes by its new name, and its
+         * moonws.shared (the one the candidate was loaded with) follows. */
+        lx_shared_rename(rt, old->file, cand->file);
+        char *t = old->file;
+        old->file = cand->file;
+        cand->file = t;
+        t = old->name;
+        old->name = cand->name;
+        cand->name = t;
+        free(old->shared_key);
+        old->shared_key = xstrdup(old->file);
+    }
     if (moved) {
         free(old->svc.path);
         old->svc.path = cand->svc.path;
