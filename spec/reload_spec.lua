@@ -533,3 +533,86 @@ describe("changes that belong together", function()
     assert(srv:wait_log("loaded c.lua at /c", 3, true))
   end)
 end)
+
+describe("a version that is refused", function()
+  local dir, srv, c
+
+  before_each(function()
+    dir = tmpdir()
+    write(dir .. "/svc.lua", service("v1"))
+    srv = testing.start{ dir = dir }
+    c = assert(srv:connect("/svc"))
+    assert.equal("open v1", (c:receive(2)))
+    c:send("inc")
+    assert.equal("v1 n=1 loads=1", (c:receive(2)))
+  end)
+
+  after_each(function()
+    c:close()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  -- The next thing the client hears must be the answer to "version".
+  local function hears_only(want)
+    c:send("version")
+    assert.equal(want, (c:receive(2)))
+  end
+
+  local top_level = {
+    ["moonws.broadcast"] = 'moonws.broadcast("/svc", "from the top level")',
+    ["moonws.broadcastBinary"] = 'moonws.broadcastBinary("/svc", "from the top level")',
+    ["moonws.publish"] = 'moonws.publish("t", "from the top level")',
+    ["caller:send"] = 'for cl in moonws.connections("/svc") do cl:send("from the top level") end',
+    ["caller:close"] = 'for cl in moonws.connections("/svc") do cl:close(4000, "top level") end',
+    ["caller:subscribe"] = 'for cl in moonws.connections("/svc") do cl:subscribe("t") end',
+  }
+  local n = 0
+  for what, code in pairs(top_level) do
+    it("is refused when its top level uses " .. what .. ", and no client hears of it", function()
+      write(dir .. "/svc.lua", service("v2", code))
+      assert(srv:wait_log(("svc.lua:15: %s cannot be used while the file loads"):format(what), 3, true))
+      assert(srv:wait_log("in a handler or in moonws.after(0, fn)) (the old version keeps serving)", 3, true))
+      hears_only("v1")
+      n = n + 1
+    end)
+  end
+
+  it("may send from moonws.after(0, fn): that runs once the version serves", function()
+    write(dir .. "/svc.lua", service("v2", 'moonws.after(0, function() moonws.broadcast("/svc", "hello from v2") end)'))
+    assert.equal("hello from v2", (c:receive(3)))
+    hears_only("v2")
+  end)
+
+  it("leaves moonws.shared's own fields as they were", function()
+    -- three refused saves, each counting a load at its top level
+    for i = 1, 3 do
+      write(dir .. "/svc.lua", service("bad" .. i, "error('broken " .. i .. "')"))
+      assert(srv:wait_log("broken " .. i, 3, true))
+    end
+    write(dir .. "/svc.lua", service("v2", "moonws.shared.added = true"))
+    assert(srv:wait_log("reloaded svc.lua", 3, true))
+    assert.equal("v2 n=2 loads=2", inc(c))
+    -- a refused version's new field goes too, a replaced one comes back
+    write(dir .. "/svc.lua", service("bad", "moonws.shared.added = nil; moonws.shared.extra = 1; error('x')"))
+    assert(srv:wait_log("svc.lua:15: x", 3, true))
+    write(dir .. "/svc.lua", service("v3", [[
+function s.onBinary(caller) caller:send(tostring(moonws.shared.added) .. " " .. tostring(moonws.shared.extra)) end]]))
+    wait_count(srv, "reloaded svc.lua", 2)
+    c:sendBinary("?")
+    assert.equal("true nil", (c:receive(2)))
+  end)
+
+  it("keeps what it changed inside a table kept in moonws.shared (documented)", function()
+    write(dir .. "/svc.lua", service("v2", [[
+local seen = moonws.shared.seen or {}
+moonws.shared.seen = seen
+function s.onBinary(caller) caller:send(table.concat(seen, ",")) end]]))
+    assert(srv:wait_log("reloaded svc.lua", 3, true))
+    write(dir .. "/svc.lua", service("bad", "table.insert(moonws.shared.seen, 'refused'); error('x')"))
+    assert(srv:wait_log("svc.lua:15: x", 3, true))
+    c:sendBinary("?")
+    assert.equal("refused", (c:receive(2)))
+  end)
+end)

@@ -456,6 +456,7 @@ static struct lx_service *service_new(struct lx_rt *rt, const char *file)
     ls->file = xstrdup(file);
     ls->name = xstrndup(file, strlen(file) - 4);
     ls->table_ref = ls->env_ref = ls->routes_ref = LUA_NOREF;
+    ls->shared_undo_ref = LUA_NOREF;
     for (int i = 0; i < H_COUNT; i++)
         ls->handler[i] = LUA_NOREF;
     ls->svc.ops = &lx_svc_ops;
@@ -504,7 +505,7 @@ static void service_free(struct lx_service *ls)
 /* Discards a candidate that failed (or was only checked). */
 void lx_service_discard(struct lx_rt *rt, struct lx_service *ls)
 {
-    lx_shared_forget(rt, ls);
+    lx_shared_undo(rt, ls);
     lx_timer_cancel_all(rt, ls);
     release_lua(rt, ls);
     service_free(ls);
@@ -922,7 +923,7 @@ bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t
         return false;
     }
     ls->mounted = true;
-    ls->shared_created = false;
+    lx_shared_keep(rt, ls);
     if (rt->nsvcs == rt->capsvcs) {
         rt->capsvcs = rt->capsvcs ? rt->capsvcs * 2 : 8;
         rt->svcs = xrealloc(rt->svcs, rt->capsvcs * sizeof *rt->svcs);
@@ -961,6 +962,7 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     if (moved)
         lx_service_unmount(rt, old);
     /* The old version's Lua state and timers go; the candidate's move in. */
+    lx_shared_keep(rt, cand);
     lx_timer_cancel_all(rt, old);
     lx_timer_adopt(rt, old, cand);
     release_lua(rt, old);
