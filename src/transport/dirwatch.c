@@ -12,11 +12,9 @@
 #include <unistd.h>
 
 #include "../util/buf.h"
+#include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/strmap.h"
-
-/* How long a file may stay open for writing before it is reported anyway. */
-#define WRITER_MAX_WAIT 3.0
 
 #define DIR_EVENTS                                                                   \
     (IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | \
@@ -27,7 +25,7 @@ struct pending {
     struct dirwatch *dw;
     char *path;
     ev_tstamp first;            /* the first event of this burst */
-    bool writing;               /* modified, and not closed since */
+    bool writing;               /* created or modified, and not closed since */
     bool ready;                 /* quiet (and closed) long enough: waits for its batch */
 };
 
@@ -101,7 +99,7 @@ static void deliver(struct dirwatch *dw, bool force)
     if (b.n == 0 || (b.waiting && !force)) {
         /* The ready ones wait for the others, but not for ever. */
         if (b.n && !ev_is_active(&dw->hold)) {
-            ev_timer_set(&dw->hold, WRITER_MAX_WAIT, 0);
+            ev_timer_set(&dw->hold, LIM_RELOAD_WRITER_WAIT, 0);
             ev_timer_start(dw->loop, &dw->hold);
         }
         free(b.ready);
@@ -143,14 +141,31 @@ static void pending_fire(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct pending *p = t->data;
     struct dirwatch *dw = p->dw;
-    if (p->writing && ev_now(loop) - p->first < WRITER_MAX_WAIT) {
-        /* Still open for writing: a half-written file is never reported. */
+    if (p->writing && ev_now(loop) - p->first < LIM_RELOAD_WRITER_WAIT) {
+        /* Still open for writing: a half-written file is not reported. */
         ev_timer_set(t, dw->quiet, 0);
         ev_timer_start(loop, t);
         return;
     }
+    if (p->writing) {
+        /* A writer this slow (or a file created without being opened for
+         * writing): better a load that fails and keeps the old version
+         * than no load at all; the writer's close brings the whole file. */
+        log_warn("%s: still being written after %.0f s; loading it as it is", p->path,
+                 LIM_RELOAD_WRITER_WAIT);
+        p->writing = false;
+    }
     p->ready = true;
     deliver(dw, false);
+}
+
+/* True for a link (or a file already gone): not a file someone writes. */
+static bool is_link(const struct dirwatch *dw, const char *path)
+{
+    char full[PATH_MAX];
+    join(full, sizeof full, dw->dir, path);
+    struct stat st;
+    return lstat(full, &st) != 0 || S_ISLNK(st.st_mode) || st.st_nlink > 1;
 }
 
 /* Notes an event on a file: (re)starts its quiet period. */
@@ -167,6 +182,13 @@ static void touch(struct dirwatch *dw, const char *path, uint32_t mask)
         strmap_put(&dw->pending, path, strlen(path), p);
     }
     p->ready = false;
+    /* A new file is open for writing until IN_CLOSE_WRITE, even before its
+     * first byte — unless it is a link (symbolic, or a second name for a
+     * file: nobody writes through those). IN_OPEN cannot tell a writer from
+     * a reader, so an existing file counts as written from IN_MODIFY on
+     * (opening with truncation makes one). */
+    if (mask & IN_CREATE)
+        p->writing = !is_link(dw, path);
     if (mask & IN_MODIFY)
         p->writing = true;
     if (mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
@@ -329,7 +351,7 @@ struct dirwatch *dirwatch_new(struct ev_loop *loop, const char *dir, const char 
     dw->ud = ud;
     ev_io_init(&dw->io, inotify_cb, fd, EV_READ);
     dw->io.data = dw;
-    ev_timer_init(&dw->hold, hold_fire, WRITER_MAX_WAIT, 0);
+    ev_timer_init(&dw->hold, hold_fire, LIM_RELOAD_WRITER_WAIT, 0);
     dw->hold.data = dw;
     add_tree(dw, "", false);
     ev_io_start(loop, &dw->io);
