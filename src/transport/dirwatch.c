@@ -29,6 +29,12 @@ struct pending {
     bool ready;                 /* quiet (and closed) long enough: waits for its batch */
 };
 
+/* A folder renamed away: within the tree when its IN_MOVED_TO comes. */
+struct moved_dir {
+    uint32_t cookie;
+    char *path;
+};
+
 struct dirwatch {
     ev_io io;
     ev_timer hold;              /* how long ready files wait for the rest of their batch */
@@ -41,6 +47,8 @@ struct dirwatch {
     struct strmap dirs;         /* watch descriptor (as text) -> relative folder */
     struct strmap files;        /* relative path -> (void *)1: files known to exist */
     struct strmap pending;      /* relative path -> struct pending */
+    struct moved_dir *moved;    /* folders renamed away in the events being read */
+    size_t nmoved, capmoved;
 };
 
 static bool wanted(const struct dirwatch *dw, const char *name)
@@ -270,6 +278,68 @@ static void tree_gone(struct dirwatch *dw, const char *rel)
     free(pc.hits);
 }
 
+struct dir_ctx {
+    const char *rel;
+    size_t len;
+    char **wds;
+    size_t n, cap;
+};
+
+/* The watches of a folder and of every folder below it. */
+static void collect_dir(const char *key, size_t len, void *val, void *ud)
+{
+    struct dir_ctx *dc = ud;
+    const char *rel = val;
+    if (strncmp(rel, dc->rel, dc->len) != 0 || (rel[dc->len] != '\0' && rel[dc->len] != '/'))
+        return;
+    if (dc->n == dc->cap) {
+        dc->cap = dc->cap ? dc->cap * 2 : 8;
+        dc->wds = xrealloc(dc->wds, dc->cap * sizeof *dc->wds);
+    }
+    dc->wds[dc->n++] = xstrndup(key, len);
+}
+
+/* A folder left the tree: its watches (and those below it) go, or edits
+ * there would keep arriving under its old name. */
+static void forget_tree(struct dirwatch *dw, const char *rel)
+{
+    struct dir_ctx dc = { rel, strlen(rel), NULL, 0, 0 };
+    strmap_each(&dw->dirs, collect_dir, &dc);
+    for (size_t i = 0; i < dc.n; i++) {
+        inotify_rm_watch(dw->io.fd, atoi(dc.wds[i]));
+        free(strmap_del(&dw->dirs, dc.wds[i], strlen(dc.wds[i])));
+        free(dc.wds[i]);
+    }
+    free(dc.wds);
+    if (dc.n)
+        log_debug("%s/%s: moved out of the folder, no longer watched", dw->dir, rel);
+}
+
+/* A folder was renamed away (IN_MOVED_FROM): the files known in it may be
+ * gone; whether the folder left the tree is known once the events queued
+ * with it are read. */
+static void dir_moved_from(struct dirwatch *dw, const char *rel, uint32_t cookie)
+{
+    tree_gone(dw, rel);
+    if (dw->nmoved == dw->capmoved) {
+        dw->capmoved = dw->capmoved ? dw->capmoved * 2 : 4;
+        dw->moved = xrealloc(dw->moved, dw->capmoved * sizeof *dw->moved);
+    }
+    dw->moved[dw->nmoved++] = (struct moved_dir){ cookie, xstrdup(rel) };
+}
+
+/* Its IN_MOVED_TO: the folder is still in the tree. */
+static void dir_moved_to(struct dirwatch *dw, uint32_t cookie)
+{
+    for (size_t i = 0; i < dw->nmoved; i++) {
+        if (dw->moved[i].cookie == cookie) {
+            free(dw->moved[i].path);
+            dw->moved[i] = dw->moved[--dw->nmoved];
+            return;
+        }
+    }
+}
+
 static void rescan_all(struct dirwatch *dw);
 
 /* Reads every event queued now. */
@@ -280,7 +350,7 @@ static void read_events(struct dirwatch *dw)
     for (;;) {
         ssize_t n = read(io->fd, buf, sizeof buf);
         if (n <= 0)
-            return;
+            break;
         for (char *p = buf; p < buf + n;) {
             struct inotify_event *ev = (struct inotify_event *)p;
             p += sizeof *ev + ev->len;
@@ -303,15 +373,26 @@ static void read_events(struct dirwatch *dw)
             char path[PATH_MAX];
             join(path, sizeof path, rel, ev->name);
             if (ev->mask & IN_ISDIR) {
+                if (ev->mask & IN_MOVED_TO)
+                    dir_moved_to(dw, ev->cookie);
                 if (ev->mask & (IN_CREATE | IN_MOVED_TO))
                     add_tree(dw, path, true);
-                else if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
-                    tree_gone(dw, path);
+                else if (ev->mask & IN_MOVED_FROM)
+                    dir_moved_from(dw, path, ev->cookie);
+                else if (ev->mask & IN_DELETE)
+                    tree_gone(dw, path);    /* its watch goes by itself (IN_IGNORED) */
             } else if (wanted(dw, ev->name)) {
                 touch(dw, path, ev->mask);
             }
         }
     }
+    /* A rename queues both of its events before it returns: a folder moved
+     * away whose IN_MOVED_TO is not among them left the tree. */
+    for (size_t i = 0; i < dw->nmoved; i++) {
+        forget_tree(dw, dw->moved[i].path);
+        free(dw->moved[i].path);
+    }
+    dw->nmoved = 0;
 }
 
 static void inotify_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -389,6 +470,7 @@ void dirwatch_free(struct dirwatch *dw)
     strmap_each(&dw->pending, free_pending, dw);
     strmap_free(&dw->pending);
     strmap_free(&dw->files);
+    free(dw->moved);
     free(dw->dir);
     free(dw->suffix);
     free(dw);

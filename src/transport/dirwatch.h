@@ -12,7 +12,8 @@
  * still settling (at most those few seconds), and the callback hears all
  * of them at once, each path once; whether a file exists is for the
  * callback to look. Folders created later are watched too; a folder
- * removed reports every file known in it.
+ * removed or moved out of the tree reports every file known in it, and its
+ * watches go.
  */
 #ifndef MOONWS_DIRWATCH_H
 #define MOONWS_DIRWATCH_H
