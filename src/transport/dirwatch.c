@@ -130,6 +130,7 @@ static void deliver(struct dirwatch *dw, bool force)
     }
     dw->fn(dw->ud, paths, b.n);
     for (size_t i = 0; i < b.n; i++) {
+        ev_timer_stop(dw->loop, &b.ready[i]->timer);     /* inactive once ready; to be sure */
         free(b.ready[i]->path);
         free(b.ready[i]);
     }
