@@ -78,7 +78,7 @@ describe("moonws command line", function()
     assert.matches("badopt.lua:3: `idle_timeout` must be a number", err, 1, true)
     assert.matches("badflag.lua:5: compression option `context_takeover` must be true or false", err, 1, true)
     assert.matches("runtime_error.lua:3: attempt to index a nil value", err, 1, true)
-    assert.matches("claim_b.lua: path /claimed is already served", err, 1, true)
+    assert.matches("claim_b.lua:2: path /claimed is already served by claim_a.lua", err, 1, true)
     assert.matches("badroute.lua:3: bad route \"FETCH /x\"", err, 1, true)
   end)
 

@@ -292,11 +292,11 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     begin_shutdown(s->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static void file_changed(void *ud, const char *path)
+static void files_changed(void *ud, const char *const *paths, size_t n)
 {
     (void)ud;
     if (!srv.stopping)
-        runtime_file_changed(srv.rt, path);
+        runtime_files_changed(srv.rt, paths, n);
 }
 
 static int open_listeners(const struct options *o)
@@ -381,7 +381,7 @@ int main(int argc, char **argv)
     ev_signal_start(srv.loop, &srv.sighup_w);
     if (!o.no_reload) {
         char err[256];
-        srv.watch = dirwatch_new(srv.loop, o.dir, ".lua", LIM_RELOAD_QUIET, file_changed, NULL, err,
+        srv.watch = dirwatch_new(srv.loop, o.dir, ".lua", LIM_RELOAD_QUIET, files_changed, NULL, err,
                                  sizeof err);
         if (!srv.watch)
             log_warn("not watching %s for changes: %s (SIGHUP reloads)", o.dir, err);

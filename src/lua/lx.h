@@ -51,6 +51,13 @@ struct lx_service {
     int routes_ref;             /* array of route handler functions, or LUA_NOREF */
     int handler[H_COUNT];       /* registry refs, LUA_NOREF when absent */
     char *dispatch_key;         /* `dispatch` field, or NULL */
+    int path_line;              /* line of the `path` field; 1 for a path from the file name */
+    char *shared_key;           /* whose moonws.shared it has: its file, or a moved file's */
+    /* For a candidate: how to undo what its top level did to moonws.shared
+     * if it is refused — the table did not exist (created), or a registry
+     * ref to a copy of its own fields taken before (shared_undo_ref). */
+    bool shared_created;
+    int shared_undo_ref;
     struct lx_timer *timers;    /* active timers it created */
     bool mounted;
 };
@@ -66,7 +73,9 @@ struct lx_rt {
     struct lx_service **svcs;   /* loaded services */
     size_t nsvcs, capsvcs;
     struct lx_service *current; /* the service whose code is running */
-    bool loading;               /* a file's top level runs: its errors are logged by the loader */
+    /* A file's top level runs: its errors are logged by the loader, and
+     * nothing may reach a client (lx_check_serving). */
+    bool loading;
     int caller_mt_ref;          /* caller metatable */
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
@@ -106,6 +115,11 @@ void lx_budget_arm(lua_State *co);
  * then *errmsg, when not NULL, gets the message, valid until the next call). */
 bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int nargs, int nres,
              const char **errmsg);
+/* The preamble of every binding that reaches clients (sends, broadcast,
+ * publish, close, subscribe): raises while a file's top level runs. A
+ * version is validated before anything changes, and it may yet be refused
+ * — so its top level may not act on connections; `what` names the call. */
+void lx_check_serving(lua_State *L, const char *what);
 
 /* ---- lx_caller.c ---- */
 
@@ -137,8 +151,20 @@ bool lx_sandbox_lib(lua_State *L, int env, const char *name);
 
 /* Builds the common moonws module and the base environment. */
 void lx_module_init(struct lx_rt *rt);
-/* Pushes a new environment for service ls (own globals, own moonws.shared). */
+/* Pushes a new environment for service ls (own globals, and the
+ * moonws.shared kept under ls->shared_key, created when there is none
+ * yet: ls->shared_created). */
 void lx_env_new(struct lx_rt *rt, struct lx_service *ls);
+/* A candidate was refused: moonws.shared gets back the fields it had
+ * before the candidate's top level ran (the values themselves are not
+ * copies: what was changed inside them stays changed), or goes when the
+ * candidate's loading created it. */
+void lx_shared_undo(struct lx_rt *rt, struct lx_service *ls);
+/* A candidate was accepted: what its top level did to moonws.shared stays. */
+void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls);
+/* A service moved from one file to another: its moonws.shared is kept
+ * under the new name from now on. */
+void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
 /* JSON through the runtime's cjson instance: pushes the decoded value, or
  * returns false with the error message pushed. */
 bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);

@@ -81,6 +81,7 @@ static int sent(lua_State *L, struct lx_caller *cl, bool ok)
 static int caller_send(lua_State *L)
 {
     struct lx_caller *cl = check_caller(L, 1);
+    lx_check_serving(L, "caller:send");
     const char *p;
     size_t n;
     uint8_t op = lx_message_arg(L, 2, &p, &n);
@@ -93,6 +94,7 @@ static int caller_send(lua_State *L)
 static int caller_send_binary(lua_State *L)
 {
     struct lx_caller *cl = check_caller(L, 1);
+    lx_check_serving(L, "caller:sendBinary");
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     struct ws_conn *wc = live(L, cl);
@@ -104,6 +106,7 @@ static int caller_send_binary(lua_State *L)
 static int control(lua_State *L, uint8_t opcode)
 {
     struct lx_caller *cl = check_caller(L, 1);
+    lx_check_serving(L, opcode == WS_OP_PING ? "caller:ping" : "caller:pong");
     size_t n = 0;
     const char *p = luaL_optlstring(L, 2, "", &n);
     luaL_argcheck(L, n <= WS_CONTROL_MAX, 2, "control frame payloads are at most 125 bytes");
@@ -126,6 +129,7 @@ static int caller_pong(lua_State *L)
 static int caller_close(lua_State *L)
 {
     struct lx_caller *cl = check_caller(L, 1);
+    lx_check_serving(L, "caller:close");
     lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
     size_t n = 0;
     const char *reason = luaL_optlstring(L, 3, "", &n);
@@ -142,6 +146,7 @@ static int caller_close(lua_State *L)
 static int membership(lua_State *L, bool join)
 {
     struct lx_caller *cl = check_caller(L, 1);
+    lx_check_serving(L, join ? "caller:subscribe" : "caller:unsubscribe");
     size_t n;
     const char *topic = luaL_checklstring(L, 2, &n);
     struct ws_conn *wc = live(L, cl);

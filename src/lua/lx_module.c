@@ -205,6 +205,7 @@ static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n
 
 static int m_broadcast(lua_State *L)
 {
+    lx_check_serving(L, "moonws.broadcast");
     const char *p;
     size_t n;
     uint8_t op = lx_message_arg(L, 2, &p, &n);
@@ -213,6 +214,7 @@ static int m_broadcast(lua_State *L)
 
 static int m_broadcast_binary(lua_State *L)
 {
+    lx_check_serving(L, "moonws.broadcastBinary");
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     return send_to_service(L, WS_OP_BINARY, p, n);
@@ -220,6 +222,7 @@ static int m_broadcast_binary(lua_State *L)
 
 static int publish(lua_State *L, bool binary)
 {
+    lx_check_serving(L, binary ? "moonws.publishBinary" : "moonws.publish");
     size_t tl, n;
     const char *topic = luaL_checklstring(L, 1, &tl);
     const char *p;
@@ -387,17 +390,29 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     int env = lua_gettop(L);
 
     /* This service's moonws: the module plus its own `shared`, which
-     * outlives reloads because it is kept by file name, and its own json
-     * and log tables (a service that replaces moonws.json.encode does so
-     * for itself only). */
+     * outlives reloads because it is kept by file name (and follows a
+     * moved service to its new name), and its own json and log tables (a
+     * service that replaces moonws.json.encode does so for itself only). */
     lua_newtable(L);
     int mod = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
-    if (lua_getfield(L, -1, ls->file) != LUA_TTABLE) {
+    lx_shared_keep(rt, ls);
+    if (lua_getfield(L, -1, ls->shared_key) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, -3, ls->file);
+        lua_setfield(L, -3, ls->shared_key);
+        ls->shared_created = true;
+    } else {
+        /* Its own fields, as they are before the top level runs. */
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, -3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+        ls->shared_undo_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_setfield(L, mod, "shared");
     lua_pop(L, 1);
@@ -430,4 +445,65 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     lua_setfield(L, env, "require");
 
     lx_sandbox_fill(rt, env);
+}
+
+void lx_shared_undo(struct lx_rt *rt, struct lx_service *ls)
+{
+    lua_State *L = rt->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
+    if (ls->shared_created) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, ls->shared_key);
+    } else if (ls->shared_undo_ref != LUA_NOREF && lua_getfield(L, -1, ls->shared_key) == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ls->shared_undo_ref);
+        int before = t + 1;
+        /* Fields it added go (collected first: no new keys while walking),
+         * then every field gets its old value back. */
+        lua_newtable(L);
+        int added = t + 2;
+        lua_Integer nadded = 0;
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, before) == LUA_TNIL) {
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, added, ++nadded);
+            }
+            lua_pop(L, 1);
+        }
+        for (lua_Integer i = 1; i <= nadded; i++) {
+            lua_rawgeti(L, added, i);
+            lua_pushnil(L);
+            lua_rawset(L, t);
+        }
+        lua_pushnil(L);
+        while (lua_next(L, before)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, t);
+        }
+    }
+    lua_settop(L, top);
+    lx_shared_keep(rt, ls);
+}
+
+void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls)
+{
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, ls->shared_undo_ref);
+    ls->shared_undo_ref = LUA_NOREF;
+    ls->shared_created = false;
+}
+
+void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to)
+{
+    lua_State *L = rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->shared_ref);
+    lua_getfield(L, -1, from);
+    lua_setfield(L, -2, to);
+    lua_pushnil(L);
+    lua_setfield(L, -2, from);
+    lua_pop(L, 1);
 }

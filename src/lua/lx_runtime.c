@@ -2,8 +2,11 @@
  * The runtime of one worker: the lua_State, the services folder, startup
  * and shutdown.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +135,7 @@ int runtime_load_all(struct lx_rt *rt, bool check)
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
         char err[1024];
-        struct lx_service *ls = lx_service_load(rt, files[i], err, sizeof err);
+        struct lx_service *ls = lx_service_load(rt, files[i], NULL, err, sizeof err);
         if (ls && !lx_service_mount(rt, ls, err, sizeof err)) {
             lx_service_discard(rt, ls);
             ls = NULL;
@@ -156,68 +159,264 @@ int runtime_load_all(struct lx_rt *rt, bool check)
     return failed;
 }
 
-void runtime_file_changed(struct lx_rt *rt, const char *file)
+/* "1 connection", "2 connections": for the reload log lines. */
+static const char *conns(size_t n)
 {
-    struct lx_service *old = lx_service_find(rt, file);
-    char full[8192];
-    snprintf(full, sizeof full, "%s/%s", rt->dir, file);
-    struct stat st;
-    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
-        if (old) {
-            size_t n = lx_service_open_count(old);
-            char path[1024];
-            snprintf(path, sizeof path, "%s", old->svc.path);
-            lx_service_unload(rt, old, "service removed");
-            log_info("removed %s from %s (%zu connections closed)", file, path, n);
+    return n == 1 ? "connection" : "connections";
+}
+
+/* One file of a batch of changes, and what becomes of it. */
+struct change {
+    const char *file;
+    struct lx_service *old;     /* the service loaded from file, or NULL */
+    struct lx_service *cand;    /* its new version; NULL when gone or refused */
+    bool gone;                  /* the file is no longer there */
+    char *err;                  /* why the new version was refused, or NULL */
+    struct change *moved_from;  /* a new file that is a gone file's service, moved */
+    struct change *moved_to;    /* a gone file whose service moves there */
+};
+
+/* A path a service serves now and would serve after the batch: every
+ * running service has one, and every new file that loaded. */
+struct claim {
+    const char *file;
+    const char *cur;            /* served now, or NULL */
+    const char *want;           /* served after the batch, or NULL */
+    int line;                   /* of the `path` field in the new version */
+    struct lx_service *ls;      /* the running service, or NULL for a new one */
+    struct change *ch;          /* NULL: a service the batch leaves alone */
+};
+
+static bool same(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return xstrdup(msg);
+}
+
+/* Two claims on one path: every claim that would take a path it does not
+ * serve now is refused when another claim wants that path too (the one
+ * that serves it and keeps it wins; without such a one, nobody does).
+ * A refused change falls back to the path it has now, which may clash
+ * again: repeat until nothing clashes. */
+static void settle_paths(struct claim *cl, size_t n)
+{
+    size_t *by = xcalloc(n ? n : 1, sizeof *by);
+    for (;;) {
+        bool any = false;
+        for (size_t i = 0; i < n; i++) {
+            by[i] = SIZE_MAX;
+            if (!cl[i].want || same(cl[i].cur, cl[i].want))
+                continue;
+            bool held = false;
+            for (size_t k = 0; k < n; k++) {
+                if (k == i || !same(cl[k].want, cl[i].want))
+                    continue;
+                bool holds = same(cl[k].cur, cl[k].want);
+                if (by[i] == SIZE_MAX || (holds && !held)) {
+                    by[i] = k;
+                    held = holds;
+                }
+            }
+            any |= by[i] != SIZE_MAX;
         }
-        return;
-    }
-    char err[1024];
-    struct lx_service *cand = lx_service_load(rt, file, err, sizeof err);
-    if (!cand) {
-        log_error("%s (%s)", err, old ? "the old version keeps serving" : "not loaded");
-        return;
-    }
-    if (old) {
-        if (!lx_service_replace(rt, old, cand, err, sizeof err)) {
-            log_error("%s (the old version keeps serving)", err);
-            return;
+        if (!any)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (by[i] == SIZE_MAX)
+                continue;
+            struct claim *c = &cl[i], *o = &cl[by[i]];
+            c->ch->err = format("%s:%d: path %s is %s %s", c->file, c->line, c->want,
+                                same(o->cur, o->want) ? "already served by" : "also claimed by",
+                                o->file);
+            c->want = c->cur;
         }
-        log_info("reloaded %s at %s (%zu connections kept)", file, old->svc.path,
-                 lx_service_open_count(old));
-    } else if (!lx_service_mount(rt, cand, err, sizeof err)) {
-        log_error("%s (not loaded)", err);
-        lx_service_discard(rt, cand);
-    } else {
-        log_info("loaded %s at %s", file, cand->svc.path);
     }
+    free(by);
+}
+
+/* The heart of hot reload: every file of a batch is loaded and validated
+ * first, then the paths of the whole resulting set are checked, then
+ * everything that passed is applied at once — so services may trade paths
+ * and folders may be renamed. */
+static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
+{
+    qsort(files, nfiles, sizeof *files, cmp_str);
+    struct change *ch = xcalloc(nfiles ? nfiles : 1, sizeof *ch);
+    size_t n = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        if (n && strcmp(ch[n - 1].file, files[i]) == 0)
+            continue;
+        struct change *c = &ch[n++];
+        c->file = files[i];
+        c->old = lx_service_find(rt, c->file);
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", rt->dir, c->file);
+        struct stat st;
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+            c->gone = true;
+            continue;
+        }
+        char err[1024];
+        c->cand = lx_service_load(rt, c->file, NULL, err, sizeof err);
+        if (!c->cand)
+            c->err = xstrdup(err);
+    }
+
+    /* A new file that serves the path of a service whose file is gone is
+     * that service, moved (renamed, or its folder was): it keeps its
+     * connections. Its top level ran with a moonws.shared of its own;
+     * it runs again with the service's. */
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i], *from = NULL;
+        for (size_t k = 0; k < n && c->cand && !c->old && !from; k++) {
+            struct change *g = &ch[k];
+            if (g->gone && g->old && !g->moved_to && strcmp(g->old->svc.path, c->cand->svc.path) == 0)
+                from = g;
+        }
+        if (!from)
+            continue;
+        char *path = xstrdup(c->cand->svc.path);
+        lx_service_discard(rt, c->cand);
+        char err[1024];
+        c->cand = lx_service_load(rt, c->file, from->file, err, sizeof err);
+        if (!c->cand) {
+            c->err = xstrdup(err);
+        } else if (strcmp(c->cand->svc.path, path) != 0) {
+            /* Whatever made the path differ, it is no move. */
+            c->err = format("%s:%d: path %s on its second load, %s on its first", c->file,
+                            c->cand->path_line, c->cand->svc.path, path);
+            lx_service_discard(rt, c->cand);
+            c->cand = NULL;
+        } else {
+            c->moved_from = from;
+            from->moved_to = c;
+        }
+        free(path);
+    }
+
+    /* What every service serves now and would serve after the batch. */
+    struct claim *cl = xcalloc(rt->nsvcs + n + 1, sizeof *cl);
+    size_t ncl = 0;
+    for (size_t i = 0; i < rt->nsvcs; i++) {
+        struct lx_service *ls = rt->svcs[i];
+        cl[ncl++] = (struct claim){ ls->file, ls->svc.path, ls->svc.path, ls->path_line, ls, NULL };
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (c->moved_to)
+            continue;           /* its service is claimed by the new file */
+        struct lx_service *ls = c->moved_from ? c->moved_from->old : c->old;
+        struct claim *k = NULL;
+        for (size_t j = 0; j < ncl && ls && !k; j++)
+            k = cl[j].ls == ls ? &cl[j] : NULL;
+        if (!k && c->cand) {
+            k = &cl[ncl++];
+            *k = (struct claim){ c->file, NULL, NULL, 0, NULL, NULL };
+        }
+        if (!k)
+            continue;
+        k->file = c->file;
+        k->ch = c;
+        k->want = c->cand ? c->cand->svc.path : c->gone ? NULL : k->cur;
+        if (c->cand)
+            k->line = c->cand->path_line;
+    }
+    settle_paths(cl, ncl);
+    free(cl);
+
+    /* Refused versions go; the old ones keep serving. */
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (!c->err)
+            continue;
+        log_error("%s (%s)", c->err, c->old ? "the old version keeps serving" : "not loaded");
+        if (c->cand)
+            lx_service_discard(rt, c->cand);
+        c->cand = NULL;
+    }
+    /* Paths are freed first, so that services can trade them. */
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (c->cand && c->old && strcmp(c->old->svc.path, c->cand->svc.path) != 0)
+            lx_service_unmount(rt, c->old);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (!c->gone || !c->old || (c->moved_to && c->moved_to->cand))
+            continue;
+        size_t k = lx_service_open_count(c->old);
+        char *path = xstrdup(c->old->svc.path);
+        lx_service_unload(rt, c->old, "service removed");
+        log_info("removed %s from %s (%zu %s closed)", c->file, path, k, conns(k));
+        free(path);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (!c->cand)
+            continue;
+        if (c->moved_from) {
+            struct lx_service *ls = c->moved_from->old;
+            lx_service_replace(rt, ls, c->cand);
+            size_t k = lx_service_open_count(ls);
+            log_info("moved %s to %s at %s (%zu %s kept)", c->moved_from->file, c->file,
+                     ls->svc.path, k, conns(k));
+        } else if (c->old) {
+            lx_service_replace(rt, c->old, c->cand);
+            size_t k = lx_service_open_count(c->old);
+            log_info("reloaded %s at %s (%zu %s kept)", c->file, c->old->svc.path, k, conns(k));
+        } else {
+            char err[1024];
+            bool mounted = lx_service_mount(rt, c->cand, err, sizeof err);
+            assert(mounted);        /* settle_paths left its path free */
+            (void)mounted;
+            log_info("loaded %s at %s", c->file, c->cand->svc.path);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ch[i].err);
+    free(ch);
+}
+
+void runtime_files_changed(struct lx_rt *rt, const char *const *files, size_t n)
+{
+    char **copy = xcalloc(n ? n : 1, sizeof *copy);
+    for (size_t i = 0; i < n; i++)
+        copy[i] = xstrdup(files[i]);
+    apply_batch(rt, copy, n);
+    for (size_t i = 0; i < n; i++)
+        free(copy[i]);
+    free(copy);
 }
 
 void runtime_reload_all(struct lx_rt *rt)
 {
+    /* Every file there is, and the files of services that are gone: one
+     * batch. */
     char **files = NULL;
     size_t n = 0, cap = 0;
     scan(rt->dir, "", NULL, &files, &n, &cap);
-    qsort(files, n, sizeof *files, cmp_str);
-    /* Services whose files are gone, then every file there is. */
-    char **gone = xcalloc(rt->nsvcs + 1, sizeof *gone);
-    size_t ngone = 0;
+    files = xrealloc(files, (n + rt->nsvcs + 1) * sizeof *files);
+    size_t all = n;
     for (size_t i = 0; i < rt->nsvcs; i++) {
         bool found = false;
         for (size_t k = 0; k < n && !found; k++)
             found = strcmp(files[k], rt->svcs[i]->file) == 0;
         if (!found)
-            gone[ngone++] = xstrdup(rt->svcs[i]->file);
+            files[all++] = xstrdup(rt->svcs[i]->file);
     }
-    for (size_t i = 0; i < ngone; i++) {
-        runtime_file_changed(rt, gone[i]);
-        free(gone[i]);
-    }
-    free(gone);
-    for (size_t i = 0; i < n; i++) {
-        runtime_file_changed(rt, files[i]);
+    apply_batch(rt, files, all);
+    for (size_t i = 0; i < all; i++)
         free(files[i]);
-    }
     free(files);
 }
 

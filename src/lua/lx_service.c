@@ -6,6 +6,7 @@
  * Every rule of DESIGN.md §2 is checked before anything changes, and every
  * error names the file and a line.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -356,11 +357,14 @@ static bool validate(struct load_ctx *lc, int tbl)
 
     /* path */
     int t = lua_getfield(L, tbl, "path");
+    ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
     } else if (t == LUA_TSTRING && lua_tostring(L, -1)[0] == '/' &&
                !strpbrk(lua_tostring(L, -1), " ?#")) {
         ls->svc.path = xstrdup(lua_tostring(L, -1));
+        int line = field_line(lc, "path");
+        ls->path_line = line > 0 ? line : 1;
     } else {
         lua_pop(L, 1);
         return fail(lc, field_line(lc, "path"), "`path` must be a string starting with /");
@@ -459,6 +463,7 @@ static struct lx_service *service_new(struct lx_rt *rt, const char *file)
     ls->file = xstrdup(file);
     ls->name = xstrndup(file, strlen(file) - 4);
     ls->table_ref = ls->env_ref = ls->routes_ref = LUA_NOREF;
+    ls->shared_undo_ref = LUA_NOREF;
     for (int i = 0; i < H_COUNT; i++)
         ls->handler[i] = LUA_NOREF;
     ls->svc.ops = &lx_svc_ops;
@@ -500,18 +505,21 @@ static void service_free(struct lx_service *ls)
     free(ls->dispatch_key);
     free(ls->file);
     free(ls->name);
+    free(ls->shared_key);
     free(ls);
 }
 
 /* Discards a candidate that failed (or was only checked). */
 void lx_service_discard(struct lx_rt *rt, struct lx_service *ls)
 {
+    lx_shared_undo(rt, ls);
     lx_timer_cancel_all(rt, ls);
     release_lua(rt, ls);
     service_free(ls);
 }
 
-struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err, size_t errcap)
+struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, const char *shared_of,
+                                   char *err, size_t errcap)
 {
     lua_State *L = rt->L;
     struct buf src = { 0 };
@@ -530,6 +538,7 @@ struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, char *err
     buf_append(&src, "", 1);
 
     struct lx_service *ls = service_new(rt, file);
+    ls->shared_key = xstrdup(shared_of ? shared_of : file);
     struct load_ctx lc = { rt, ls, src.data, err, errcap };
     char chunkname[4200];
     snprintf(chunkname, sizeof chunkname, "@%s", file);
@@ -923,12 +932,14 @@ const struct svc_ops lx_svc_ops = {
 
 bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t errcap)
 {
-    char why[256];
-    if (!router_mount(&rt->router, &ls->svc, why, sizeof why)) {
-        snprintf(err, errcap, "%s: %s", ls->file, why);
+    struct svc *other = router_mount(&rt->router, &ls->svc);
+    if (other) {
+        snprintf(err, errcap, "%s:%d: path %s is already served by %s", ls->file, ls->path_line,
+                 ls->svc.path, ((struct lx_service *)other->rt)->file);
         return false;
     }
     ls->mounted = true;
+    lx_shared_keep(rt, ls);
     if (rt->nsvcs == rt->capsvcs) {
         rt->capsvcs = rt->capsvcs ? rt->capsvcs * 2 : 8;
         rt->svcs = xrealloc(rt->svcs, rt->capsvcs * sizeof *rt->svcs);
@@ -954,20 +965,20 @@ size_t lx_service_open_count(const struct lx_service *ls)
     return n;
 }
 
-bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand,
-                        char *err, size_t errcap)
+void lx_service_unmount(struct lx_rt *rt, struct lx_service *ls)
+{
+    if (ls->mounted)
+        router_unmount(&rt->router, &ls->svc);
+    ls->mounted = false;
+}
+
+void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand)
 {
     bool moved = strcmp(old->svc.path, cand->svc.path) != 0;
-    if (moved) {
-        struct svc *other = router_find(&rt->router, cand->svc.path, strlen(cand->svc.path));
-        if (other && other != &old->svc) {
-            snprintf(err, errcap, "%s: path %s is already served by %s", cand->file,
-                     cand->svc.path, ((struct lx_service *)other->rt)->file);
-            lx_service_discard(rt, cand);
-            return false;
-        }
-    }
+    if (moved)
+        lx_service_unmount(rt, old);
     /* The old version's Lua state and timers go; the candidate's move in. */
+    lx_shared_keep(rt, cand);
     lx_timer_cancel_all(rt, old);
     lx_timer_adopt(rt, old, cand);
     release_lua(rt, old);
@@ -990,20 +1001,36 @@ bool lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     old->svc.nroutes = cand->svc.nroutes;
     cand->svc.routes = NULL;
     cand->svc.nroutes = 0;
+    old->path_line = cand->path_line;
+    if (strcmp(old->file, cand->file) != 0) {
+        /* Moved to another file: the service goes by its new name, and its
+         * moonws.shared (the one the candidate was loaded with) follows. */
+        lx_shared_rename(rt, old->file, cand->file);
+        char *t = old->file;
+        old->file = cand->file;
+        cand->file = t;
+        t = old->name;
+        old->name = cand->name;
+        cand->name = t;
+        free(old->shared_key);
+        old->shared_key = xstrdup(old->file);
+    }
     if (moved) {
-        router_unmount(&rt->router, &old->svc);
         free(old->svc.path);
         old->svc.path = cand->svc.path;
         cand->svc.path = NULL;
-        char why[256];
-        /* The path was checked free above. */
-        router_mount(&rt->router, &old->svc, why, sizeof why);
+    }
+    if (!old->mounted) {
+        /* The caller made sure the path is free. */
+        struct svc *taken = router_mount(&rt->router, &old->svc);
+        assert(!taken);
+        (void)taken;
+        old->mounted = true;
     }
     /* Open connections follow the new limits (compression stays as negotiated). */
     for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next)
         wc->rx.max_message = old->svc.conf.max_message;
     service_free(cand);
-    return true;
 }
 
 void lx_service_unload(struct lx_rt *rt, struct lx_service *ls, const char *reason)

@@ -21,12 +21,15 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
  * Returns the number of files that failed. */
 int runtime_load_all(struct lx_rt *rt, bool check);
 struct http_server *runtime_http(struct lx_rt *rt);
-/* A file under the folder (relative path) was added, changed or removed:
- * load it, reload it, or unload its service. A new version is compiled and
- * validated first; on any error the old one keeps serving and the error is
- * logged with file and line. */
-void runtime_file_changed(struct lx_rt *rt, const char *file);
-/* SIGHUP: every file again, and services whose files are gone. */
+/* Files under the folder (relative paths) were added, changed or removed,
+ * together: each is loaded, reloaded, or its service unloaded. Every new
+ * version is compiled and validated first, then the paths of the whole
+ * resulting set are checked, then all of it is applied at once — except
+ * the files of a conflict, and those that failed: their old versions keep
+ * serving and each error is logged with file and line. */
+void runtime_files_changed(struct lx_rt *rt, const char *const *files, size_t n);
+/* SIGHUP: every file again, and services whose files are gone, as one
+ * batch (runtime_files_changed). */
 void runtime_reload_all(struct lx_rt *rt);
 /* The services folder. */
 const char *runtime_dir(const struct lx_rt *rt);

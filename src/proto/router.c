@@ -24,18 +24,17 @@ static bool str_is(const char *s, const char *p, size_t len)
     return strlen(s) == len && memcmp(s, p, len) == 0;
 }
 
-bool router_mount(struct router *r, struct svc *s, char *err, size_t errcap)
+struct svc *router_mount(struct router *r, struct svc *s)
 {
-    if (router_find(r, s->path, strlen(s->path))) {
-        snprintf(err, errcap, "path %s is already served by another service", s->path);
-        return false;
-    }
+    struct svc *other = router_find(r, s->path, strlen(s->path));
+    if (other)
+        return other;
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 8;
         r->svcs = xrealloc(r->svcs, r->cap * sizeof *r->svcs);
     }
     r->svcs[r->n++] = s;
-    return true;
+    return NULL;
 }
 
 void router_unmount(struct router *r, struct svc *s)

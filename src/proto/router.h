@@ -15,8 +15,9 @@ struct router {
     size_t n, cap;
 };
 
-/* Adds s; fails with a message when another service has its path. */
-bool router_mount(struct router *r, struct svc *s, char *err, size_t errcap);
+/* Adds s at its path and returns NULL; or, when another service has that
+ * path, adds nothing and returns that service (for the caller to name). */
+struct svc *router_mount(struct router *r, struct svc *s);
 void router_unmount(struct router *r, struct svc *s);
 struct svc *router_find(const struct router *r, const char *path, size_t len);
 

@@ -6,9 +6,14 @@
  * file renamed over, delete then create, vim's backup dance — so events are
  * not reported as they come: each file waits for a quiet period after its
  * last event, and while a writer still has it open (a write seen, its close
- * not yet), up to a few seconds more. Then the callback hears the file's
- * path once; whether it exists is for the callback to look. Folders created
- * later are watched too; a folder removed reports every file known in it.
+ * not yet), up to a few seconds more. Then it is ready; and since changes
+ * to several files may belong together (two services swapping paths, a
+ * folder renamed), ready files also wait until no other changed file is
+ * still settling (at most those few seconds), and the callback hears all
+ * of them at once, each path once; whether a file exists is for the
+ * callback to look. Folders created later are watched too; a folder
+ * removed or moved out of the tree reports every file known in it, and its
+ * watches go.
  */
 #ifndef MOONWS_DIRWATCH_H
 #define MOONWS_DIRWATCH_H
@@ -16,8 +21,9 @@
 #include <ev.h>
 #include <stddef.h>
 
-/* path is relative to the watched folder ("api/feed.lua"). */
-typedef void (*dirwatch_fn)(void *ud, const char *path);
+/* A batch of changed files: n paths relative to the watched folder
+ * ("api/feed.lua"), sorted, each once; valid during the call. */
+typedef void (*dirwatch_fn)(void *ud, const char *const *paths, size_t n);
 
 struct dirwatch;
 

@@ -39,8 +39,15 @@
 /* Seconds between sweeps of all connections for the timeouts above. */
 #define LIM_SWEEP_INTERVAL         0.5
 /* Seconds a changed service file must stay quiet (and closed by its writer,
- * up to 3 s more) before it is reloaded. */
+ * see below) before it is reloaded. Files that change while others are
+ * still settling are reloaded together, as one batch. */
 #define LIM_RELOAD_QUIET           0.1
+/* Seconds a service file may stay open for writing (created or written,
+ * and not closed since), counted from its first event, before it is loaded
+ * as it is, with the warning "FILE: still being written after 3 s; loading
+ * it as it is" (its writer's close reloads it again). Also the longest a
+ * file ready to load waits for the other files of its batch. */
+#define LIM_RELOAD_WRITER_WAIT     3.0
 
 /* Seconds the server waits for close frames at shutdown (SIGTERM/SIGINT). */
 #define LIM_SHUTDOWN_GRACE         5.0
