@@ -145,10 +145,17 @@ void lx_watchdog_start(struct lx_rt *rt)
     }
     if (!wd.running) {
         wd.stop = false;
+        /* The watchdog takes no signals: a SIGTERM delivered to it would
+         * run the loop's handler on the wrong thread, or, once the loop no
+         * longer watches it, end the process by signal instead of exit 0. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) == 0)
             wd.running = true;
         else
             log_warn("CPU budget not enforced: cannot start the watchdog thread");
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     pthread_mutex_unlock(&wd.mu);
 }
