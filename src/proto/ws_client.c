@@ -323,7 +323,8 @@ static void push_msg(struct ws_client *c, uint8_t kind, uint16_t code, const cha
     m->kind = kind;
     m->code = code;
     m->data = xmalloc(n + 1);
-    memcpy(m->data, p, n);
+    if (n)
+        memcpy(m->data, p, n);      /* an empty message may come with p == NULL */
     m->data[n] = '\0';
     m->len = n;
 }
