@@ -36,16 +36,20 @@ struct oseg {
 #define REF_POOL_MAX 16384
 #define IOV_BATCH 64
 
+/* recv/send rather than read/write: the socket calls skip the VFS layer
+ * (file position locking, the generic iterators), which is measurable at
+ * one call per message. */
 static ssize_t plain_read(struct conn *c, void *p, size_t n)
 {
-    return read(c->io.fd, p, n);
+    return recv(c->io.fd, p, n, 0);
 }
 
 static ssize_t plain_writev(struct conn *c, const struct iovec *iov, int n)
 {
     if (n == 1)
-        return write(c->io.fd, iov[0].iov_base, iov[0].iov_len);
-    return writev(c->io.fd, iov, n);
+        return send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+    return sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
 }
 
 static void plain_shutdown(struct conn *c)
