@@ -137,6 +137,8 @@ uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
 
 /* ---- lx_sandbox.c ---- */
 
+/* Pushes a shallow copy of the table at idx (raw: no metamethods). */
+void lx_push_copy(lua_State *L, int idx);
 /* Builds the base every service environment reads through to (after the
  * moonws module exists). */
 void lx_sandbox_init(struct lx_rt *rt);

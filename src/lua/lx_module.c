@@ -404,14 +404,7 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
         lua_setfield(L, -3, ls->shared_key);
         ls->shared_created = true;
     } else {
-        /* Its own fields, as they are before the top level runs. */
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, -3)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_rawset(L, -4);
-        }
+        lx_push_copy(L, -1);            /* its own fields, before the top level runs */
         ls->shared_undo_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_setfield(L, mod, "shared");
@@ -420,16 +413,10 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     int common = lua_gettop(L);
     static const char *const own[] = { "json", "log" };
     for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
-        lua_newtable(L);
         lua_getfield(L, common, own[i]);
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_rawset(L, -5);
-        }
-        lua_pop(L, 1);
+        lx_push_copy(L, -1);
         lua_setfield(L, mod, own[i]);
+        lua_pop(L, 1);
     }
     lua_newtable(L);
     lua_pushvalue(L, common);

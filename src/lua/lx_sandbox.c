@@ -93,8 +93,7 @@ static int guarded_wrap(lua_State *L)
     return 1;
 }
 
-/* Pushes a shallow copy of the table at idx. */
-static void push_copy(lua_State *L, int idx)
+void lx_push_copy(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     lua_newtable(L);
@@ -117,16 +116,10 @@ static void wrap_field(lua_State *L, int idx, const char *name, lua_CFunction fn
 void lx_sandbox_init(struct lx_rt *rt)
 {
     lua_State *L = rt->L;
-    lua_newtable(L);
-    int base = lua_gettop(L);
     lua_pushglobaltable(L);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, base);
-    }
-    lua_pop(L, 1);
+    lx_push_copy(L, -1);
+    lua_remove(L, -2);
+    int base = lua_gettop(L);
     for (size_t i = 0; i < sizeof copied_libs / sizeof *copied_libs; i++) {
         lua_pushnil(L);                 /* copied per service, never read from here */
         lua_setfield(L, base, copied_libs[i]);
@@ -156,7 +149,7 @@ void lx_sandbox_fill(struct lx_rt *rt, int env)
     env = lua_absindex(L, env);
     for (size_t i = 0; i < sizeof copied_libs / sizeof *copied_libs; i++) {
         lua_getglobal(L, copied_libs[i]);
-        push_copy(L, -1);
+        lx_push_copy(L, -1);
         lua_remove(L, -2);
         lua_setfield(L, env, copied_libs[i]);
     }

@@ -88,18 +88,23 @@ static int line_of_field(const char *src, const char *key)
     return 0;
 }
 
+/* The entry of handler_names called k (ignoring case when asked), or -1. */
+static int handler_of(const char *k, bool nocase)
+{
+    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
+        if ((nocase ? strcasecmp(k, handler_names[i].name) : strcmp(k, handler_names[i].name)) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
 /* True for a key that names a handler, or tries to: "onSomething", and the
  * near misses "OnText", "on_text", "onmessage" (but not "online"). */
 static bool handler_like(const char *k)
 {
-    if ((k[0] == 'o' || k[0] == 'O') && k[1] == 'n' &&
-        (isupper((unsigned char)k[2]) || k[2] == '_' || k[2] == '-'))
-        return true;
-    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
-        if (strcasecmp(k, handler_names[i].name) == 0)
-            return true;
-    }
-    return false;
+    return ((k[0] == 'o' || k[0] == 'O') && k[1] == 'n' &&
+            (isupper((unsigned char)k[2]) || k[2] == '_' || k[2] == '-')) ||
+           handler_of(k, true) >= 0;
 }
 
 /* The handler a near miss was meant to be ("onmessage", "on_text",
@@ -113,12 +118,8 @@ static const char *misspelled_handler(const char *k)
             squashed[n++] = *p;
     }
     squashed[n] = '\0';
-    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
-        const char *name = handler_names[i].name;
-        if (strcmp(k, name) != 0 && strcasecmp(squashed, name) == 0)
-            return name;
-    }
-    return NULL;
+    int i = handler_of(squashed, true);
+    return i >= 0 && strcmp(k, handler_names[i].name) != 0 ? handler_names[i].name : NULL;
 }
 
 struct load_ctx {
@@ -393,11 +394,8 @@ static bool validate(struct load_ctx *lc, int tbl)
             continue;
         }
         int line = lua_isfunction(L, -1) ? function_line(L, -1) : field_line(lc, k);
-        int found = -1;
-        for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
-            if (strcmp(k, handler_names[i].name) == 0)
-                found = (int)handler_names[i].h;
-        }
+        int entry = handler_of(k, false);
+        int found = entry >= 0 ? (int)handler_names[entry].h : -1;
         if (!lua_isfunction(L, -1)) {
             lua_pop(L, 2);
             return fail(lc, line, "%s must be a function", k);
@@ -649,16 +647,6 @@ static void rt_open(struct svc *s, struct ws_conn *wc)
     lx_call(rt, ls, wc, 1, 0, NULL);
 }
 
-/* True for the name of one of DESIGN.md §2's handlers. */
-static bool reserved_handler(const char *name)
-{
-    for (size_t i = 0; i < sizeof handler_names / sizeof *handler_names; i++) {
-        if (strcmp(name, handler_names[i].name) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* "join_room" / "join-room" / "joinRoom" -> "onJoinRoom". */
 static void handler_name(const char *ev, size_t n, char *out, size_t cap)
 {
@@ -712,7 +700,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
             if (ev)
                 handler_name(ev, en, name, sizeof name);
             /* A client may name custom events only, never onClose & co. */
-            if (ev && !reserved_handler(name)) {
+            if (ev && handler_of(name, false) < 0) {
                 lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
                 int ft = lua_getfield(L, -1, name);
                 lua_remove(L, -2);
