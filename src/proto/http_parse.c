@@ -192,6 +192,22 @@ const struct http_header *http_find_header(const struct http_header *h, size_t n
     return NULL;
 }
 
+size_t http_header_values(const struct http_header *h, size_t n, const char *name,
+                          const char **vals, size_t *lens, size_t cap)
+{
+    size_t nl = strlen(name), found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name_len != nl || strncasecmp(h[i].name, name, nl) != 0)
+            continue;
+        if (found < cap) {
+            vals[found] = h[i].value;
+            lens[found] = h[i].value_len;
+        }
+        found++;
+    }
+    return found;
+}
+
 bool http_has_token(const char *v, size_t len, const char *token)
 {
     size_t tl = strlen(token);

@@ -57,6 +57,10 @@ int http_parse_response(const char *buf, size_t len, struct http_response *res);
 /* The value of the first header called name (case-insensitive), or NULL. */
 const struct http_header *http_find_header(const struct http_header *h, size_t n,
                                            const char *name);
+/* Every header called name, in order: the first cap of them go to vals and
+ * lens (cap may be 0). Returns how many there are, which may be more. */
+size_t http_header_values(const struct http_header *h, size_t n, const char *name,
+                          const char **vals, size_t *lens, size_t cap);
 /* True when a comma-separated header value lists token (case-insensitive),
  * as in "Connection: keep-alive, Upgrade". */
 bool http_has_token(const char *value, size_t len, const char *token);

@@ -286,16 +286,15 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
 {
     *chunked = false;
     *len = 0;
-    const struct http_header *te = NULL;
+    const char *te;
+    size_t te_len;
+    size_t nte = http_header_values(req->headers, req->nheaders, "transfer-encoding", &te,
+                                    &te_len, 1);
+    if (nte > 1)
+        return 400;             /* a second list of codings: one of them is not ours */
     bool have_cl = false;
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
-        if (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) {
-            if (te)
-                return 400;     /* a second list of codings: one of them is not ours */
-            te = h;
-            continue;
-        }
         if (h->name_len != 14 || strncasecmp(h->name, "content-length", 14) != 0)
             continue;
         size_t v = 0;
@@ -311,11 +310,11 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
         have_cl = true;
         *len = v;
     }
-    if (te) {
+    if (nte) {
         /* Both framings at once is how requests get smuggled: refuse. */
         if (have_cl)
             return 400;
-        if (te->value_len != 7 || strncasecmp(te->value, "chunked", 7) != 0)
+        if (te_len != 7 || strncasecmp(te, "chunked", 7) != 0)
             return 501;
         *chunked = true;
         return 0;
@@ -326,14 +325,8 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
 /* HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2). */
 static bool host_ok(const struct http_request *req)
 {
-    if (req->minor_version == 0)
-        return true;
-    int n = 0;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const struct http_header *h = &req->headers[i];
-        n += h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0;
-    }
-    return n == 1;
+    return req->minor_version == 0 ||
+           http_header_values(req->headers, req->nheaders, "host", NULL, NULL, 0) == 1;
 }
 
 /* The body has arrived whole: parse the kept head again and answer. */

@@ -221,48 +221,75 @@ static void append(char *out, size_t cap, size_t *len, const char *fmt, int v)
         *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
 }
 
+/* The elements of every Sec-WebSocket-Extensions value (one per header
+ * line), read as the one list they make together. */
+struct ext_walk {
+    const char *const *values;
+    const size_t *lens;
+    size_t n, line;
+    const char *p, *end;
+};
+
+/* The next element: 1 for a well-formed permessage-deflate one (its
+ * parameters in *o), -1 for anything else (malformed, another extension,
+ * bad parameters), 0 after the last. */
+static int ext_walk_next(struct ext_walk *w, struct pmd_offer *o)
+{
+    for (;;) {
+        if (w->p) {
+            const char *name;
+            size_t nlen, np;
+            struct ext_param ps[MAX_PARAMS];
+            int r = ext_next(&w->p, w->end, &name, &nlen, ps, &np);
+            if (r > 0)
+                return name_is(name, nlen, EXT_NAME) && read_params(ps, np, o) ? 1 : -1;
+            if (r < 0)
+                return -1;
+        }
+        if (w->line == w->n)
+            return 0;
+        w->p = w->values[w->line];
+        w->end = w->p + w->lens[w->line++];
+    }
+}
+
 bool pmd_server_negotiate(const struct pmd_conf *conf, const char *const *values,
                           const size_t *lens, size_t n, struct pmd_params *out,
                           char *resp, size_t respcap)
 {
     int wb = conf->window_bits;
-    for (size_t h = 0; h < n; h++) {
-        const char *p = values[h], *end = values[h] + lens[h];
-        const char *name;
-        size_t nlen, np;
-        struct ext_param ps[MAX_PARAMS];
-        int r;
-        while ((r = ext_next(&p, end, &name, &nlen, ps, &np)) != 0) {
-            struct pmd_offer o;
-            if (r < 0 || !name_is(name, nlen, EXT_NAME) || !read_params(ps, np, &o))
-                continue;
-            /* Acceptable: answer with what will be in force. Either side's
-             * no_context_takeover may be stated by the server unasked. */
-            out->server_no_context_takeover = o.snct || !conf->context_takeover;
-            out->client_no_context_takeover = o.cnct || !conf->context_takeover;
-            out->server_max_window_bits = (uint8_t)(o.smwb > 0 ? imin(o.smwb, wb) : wb);
-            /* Without the parameter in the offer we may not limit the
-             * client, which may then use the full window. */
-            out->client_max_window_bits =
-                (uint8_t)(o.cmwb == -1 ? 15 : imin(o.cmwb > 0 ? o.cmwb : 15, wb));
-            size_t len = 0;
-            if (respcap)
-                resp[0] = '\0';
-            append(resp, respcap, &len, EXT_NAME, 0);
-            if (out->server_no_context_takeover)
-                append(resp, respcap, &len, "; server_no_context_takeover", 0);
-            if (out->client_no_context_takeover)
-                append(resp, respcap, &len, "; client_no_context_takeover", 0);
-            /* The server's window is stated when asked about, and when it is
-             * smaller than the client would assume (RFC 7692 §7.1.2.1). */
-            if (o.smwb > 0 || out->server_max_window_bits < 15)
-                append(resp, respcap, &len, "; server_max_window_bits=%d",
-                       out->server_max_window_bits);
-            if (o.cmwb != -1)
-                append(resp, respcap, &len, "; client_max_window_bits=%d",
-                       out->client_max_window_bits);
-            return true;
-        }
+    struct ext_walk w = { values, lens, n, 0, NULL, NULL };
+    struct pmd_offer o;
+    int r;
+    while ((r = ext_walk_next(&w, &o)) != 0) {
+        if (r < 0)
+            continue;               /* declined: the next offer may do */
+        /* Acceptable: answer with what will be in force. Either side's
+         * no_context_takeover may be stated by the server unasked. */
+        out->server_no_context_takeover = o.snct || !conf->context_takeover;
+        out->client_no_context_takeover = o.cnct || !conf->context_takeover;
+        out->server_max_window_bits = (uint8_t)(o.smwb > 0 ? imin(o.smwb, wb) : wb);
+        /* Without the parameter in the offer we may not limit the
+         * client, which may then use the full window. */
+        out->client_max_window_bits =
+            (uint8_t)(o.cmwb == -1 ? 15 : imin(o.cmwb > 0 ? o.cmwb : 15, wb));
+        size_t len = 0;
+        if (respcap)
+            resp[0] = '\0';
+        append(resp, respcap, &len, EXT_NAME, 0);
+        if (out->server_no_context_takeover)
+            append(resp, respcap, &len, "; server_no_context_takeover", 0);
+        if (out->client_no_context_takeover)
+            append(resp, respcap, &len, "; client_no_context_takeover", 0);
+        /* The server's window is stated when asked about, and when it is
+         * smaller than the client would assume (RFC 7692 §7.1.2.1). */
+        if (o.smwb > 0 || out->server_max_window_bits < 15)
+            append(resp, respcap, &len, "; server_max_window_bits=%d",
+                   out->server_max_window_bits);
+        if (o.cmwb != -1)
+            append(resp, respcap, &len, "; client_max_window_bits=%d",
+                   out->client_max_window_bits);
+        return true;
     }
     return false;
 }
@@ -288,22 +315,10 @@ void pmd_client_offer(const struct pmd_offer_opts *o, char *out, size_t cap)
 bool pmd_client_accept(const struct pmd_offer_opts *offer, const char *const *values,
                        const size_t *lens, size_t n, struct pmd_params *out)
 {
-    struct pmd_offer o;
-    size_t found = 0;
     /* We offered one extension: one element in all the lines together. */
-    for (size_t h = 0; h < n; h++) {
-        const char *p = values[h], *end = values[h] + lens[h];
-        const char *name;
-        size_t nlen, np;
-        struct ext_param ps[MAX_PARAMS];
-        int r;
-        while ((r = ext_next(&p, end, &name, &nlen, ps, &np)) != 0) {
-            if (r < 0 || ++found > 1 || !name_is(name, nlen, EXT_NAME) ||
-                !read_params(ps, np, &o))
-                return false;
-        }
-    }
-    if (found != 1)
+    struct ext_walk w = { values, lens, n, 0, NULL, NULL };
+    struct pmd_offer o;
+    if (ext_walk_next(&w, &o) != 1 || ext_walk_next(&w, &o) != 0)
         return false;
     /* server_max_window_bits: required when offered, at most what we asked. */
     if (offer->server_max_window_bits &&

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -271,19 +270,14 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
     /* Every Sec-WebSocket-Extensions line counts: an extension we did not
      * offer may come on a line of its own. */
     const char *vals[LIM_HTTP_HEADERS_MAX];
-    size_t lens[LIM_HTTP_HEADERS_MAX], n = 0;
-    struct buf all = { 0 };
-    for (size_t i = 0; i < res.nheaders; i++) {
-        h = &res.headers[i];
-        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
-            vals[n] = h->value;
-            lens[n++] = h->value_len;
-            if (h->value_len) {
-                if (all.len)
-                    buf_append(&all, ", ", 2);
-                buf_append(&all, h->value, h->value_len);
-            }
-        }
+    size_t lens[LIM_HTTP_HEADERS_MAX];
+    size_t n = http_header_values(res.headers, res.nheaders, "sec-websocket-extensions", vals,
+                                  lens, LIM_HTTP_HEADERS_MAX);
+    struct buf all = { 0 };             /* every line, joined: for c->extensions */
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] && all.len)
+            buf_append(&all, ", ", 2);
+        buf_append(&all, vals[i], lens[i]);
     }
     buf_append(&all, "", 1);
     if (n) {

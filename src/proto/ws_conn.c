@@ -271,14 +271,9 @@ static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct ht
     if (!conf->pmd.enabled)
         return NULL;
     const char *vals[LIM_HTTP_HEADERS_MAX];
-    size_t lens[LIM_HTTP_HEADERS_MAX], n = 0;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const struct http_header *h = &req->headers[i];
-        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
-            vals[n] = h->value;
-            lens[n++] = h->value_len;
-        }
-    }
+    size_t lens[LIM_HTTP_HEADERS_MAX];
+    size_t n = http_header_values(req->headers, req->nheaders, "sec-websocket-extensions", vals,
+                                  lens, LIM_HTTP_HEADERS_MAX);
     struct pmd_params p;
     if (!n || !pmd_server_negotiate(&conf->pmd, vals, lens, n, &p, resp, cap))
         return NULL;

@@ -341,6 +341,21 @@ TEST(find_header_case_insensitive_first_wins)
     CHECK(http_find_header(req.headers, 0, "host") == NULL);
 }
 
+TEST(header_values_every_line_in_order)
+{
+    struct http_request req;
+    CHECK(REQ("GET / HTTP/1.1\r\nX-A: one\r\nHostname: no\r\nx-a: two\r\nX-A: three\r\n\r\n",
+              &req) > 0);
+    const char *vals[2];
+    size_t lens[2];
+    /* Three of them; only the first two fit. */
+    CHECK_EQ_INT(http_header_values(req.headers, req.nheaders, "x-a", vals, lens, 2), 3);
+    CHECK_STR(vals[0], lens[0], "one");
+    CHECK_STR(vals[1], lens[1], "two");
+    CHECK_EQ_INT(http_header_values(req.headers, req.nheaders, "x-a", NULL, NULL, 0), 3);
+    CHECK_EQ_INT(http_header_values(req.headers, req.nheaders, "host", NULL, NULL, 0), 0);
+}
+
 TEST(has_token)
 {
 #define HT(v, t) http_has_token(guarded(v, sizeof(v) - 1), sizeof(v) - 1, t)
