@@ -247,72 +247,58 @@ static void add_tree(struct dirwatch *dw, const char *rel, bool report)
     closedir(d);
 }
 
-struct prefix_ctx {
-    const char *prefix;
+/* Collects the keys of a map's entries that lie in a folder: by the key
+ * (files, strictly below it) or by the value (watched folders, the folder
+ * itself included). */
+struct under_ctx {
+    const char *rel;
     size_t len;
+    bool by_value;
     char **hits;
     size_t n, cap;
 };
 
-static void collect_prefix(const char *key, size_t len, void *val, void *ud)
+static void collect_under(const char *key, size_t len, void *val, void *ud)
 {
-    (void)val;
-    struct prefix_ctx *pc = ud;
-    if (len > pc->len && strncmp(key, pc->prefix, pc->len) == 0 && key[pc->len] == '/') {
-        if (pc->n == pc->cap) {
-            pc->cap = pc->cap ? pc->cap * 2 : 8;
-            pc->hits = xrealloc(pc->hits, pc->cap * sizeof *pc->hits);
-        }
-        pc->hits[pc->n++] = xstrndup(key, len);
+    struct under_ctx *uc = ud;
+    const char *path = uc->by_value ? val : key;
+    size_t pl = uc->by_value ? strlen(path) : len;
+    bool below = pl > uc->len && path[uc->len] == '/';
+    bool self = uc->by_value && pl == uc->len;
+    if ((!below && !self) || strncmp(path, uc->rel, uc->len) != 0)
+        return;
+    if (uc->n == uc->cap) {
+        uc->cap = uc->cap ? uc->cap * 2 : 8;
+        uc->hits = xrealloc(uc->hits, uc->cap * sizeof *uc->hits);
     }
+    uc->hits[uc->n++] = xstrndup(key, len);
 }
 
 /* A folder went away: every file known under it may be gone. */
 static void tree_gone(struct dirwatch *dw, const char *rel)
 {
-    struct prefix_ctx pc = { rel, strlen(rel), NULL, 0, 0 };
-    strmap_each(&dw->files, collect_prefix, &pc);
-    for (size_t i = 0; i < pc.n; i++) {
-        touch(dw, pc.hits[i], IN_DELETE);
-        free(pc.hits[i]);
+    struct under_ctx uc = { rel, strlen(rel), false, NULL, 0, 0 };
+    strmap_each(&dw->files, collect_under, &uc);
+    for (size_t i = 0; i < uc.n; i++) {
+        touch(dw, uc.hits[i], IN_DELETE);
+        free(uc.hits[i]);
     }
-    free(pc.hits);
-}
-
-struct dir_ctx {
-    const char *rel;
-    size_t len;
-    char **wds;
-    size_t n, cap;
-};
-
-/* The watches of a folder and of every folder below it. */
-static void collect_dir(const char *key, size_t len, void *val, void *ud)
-{
-    struct dir_ctx *dc = ud;
-    const char *rel = val;
-    if (strncmp(rel, dc->rel, dc->len) != 0 || (rel[dc->len] != '\0' && rel[dc->len] != '/'))
-        return;
-    if (dc->n == dc->cap) {
-        dc->cap = dc->cap ? dc->cap * 2 : 8;
-        dc->wds = xrealloc(dc->wds, dc->cap * sizeof *dc->wds);
-    }
-    dc->wds[dc->n++] = xstrndup(key, len);
+    free(uc.hits);
 }
 
 /* A folder left the tree: its watches (and those below it) go, or edits
  * there would keep arriving under its old name. */
 static void forget_tree(struct dirwatch *dw, const char *rel)
 {
-    struct dir_ctx dc = { rel, strlen(rel), NULL, 0, 0 };
-    strmap_each(&dw->dirs, collect_dir, &dc);
-    for (size_t i = 0; i < dc.n; i++) {
-        inotify_rm_watch(dw->io.fd, atoi(dc.wds[i]));
-        free(strmap_del(&dw->dirs, dc.wds[i], strlen(dc.wds[i])));
-        free(dc.wds[i]);
+    struct under_ctx uc = { rel, strlen(rel), true, NULL, 0, 0 };
+    strmap_each(&dw->dirs, collect_under, &uc);
+    for (size_t i = 0; i < uc.n; i++) {
+        inotify_rm_watch(dw->io.fd, atoi(uc.hits[i]));
+        free(strmap_del(&dw->dirs, uc.hits[i], strlen(uc.hits[i])));
+        free(uc.hits[i]);
     }
-    free(dc.wds);
-    if (dc.n)
+    free(uc.hits);
+    if (uc.n)
         log_debug("%s/%s: moved out of the folder, no longer watched", dw->dir, rel);
 }
 
