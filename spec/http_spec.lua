@@ -275,6 +275,20 @@ describe("HTTP", function()
     assert.equal(200, (srv:http("GET", "/sub/site.css")))
   end)
 
+  it("drops a client that stops reading a static file, after 30 s without progress", function()
+    -- 16 MiB is more than the loopback buffers take: the server is left
+    -- holding the rest, with a client that never reads
+    assert(os.execute("head -c 16777216 /dev/zero > " .. static .. "/huge.bin"))
+    local s = assert(srv:tcp())
+    assert(s:send("GET /huge.bin HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert(srv:wait_log("the client stopped reading a static file: dropped", 40, true))
+    local data, why = s:receiveAll(5)
+    s:close()
+    assert.equal("closed", why)
+    assert.is_true(#data < 16777216)
+    os.remove(static .. "/huge.bin")
+  end)
+
   it("answers HEAD with the length and no body", function()
     local resp = exchange(srv, "HEAD /sub/site.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert.equal(200, status_of(resp))

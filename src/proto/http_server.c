@@ -441,7 +441,10 @@ static void http_on_sweep(struct conn *c, ev_tstamp now)
     struct http_conn *hc = c->pdata;
     if (hc->state == HC_FILE) {
         if (now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
-            log_debug("conn %llu: the client stopped reading a file", (unsigned long long)c->id);
+            char addr[80];
+            conn_remote(c, addr, sizeof addr);
+            log_info("conn %llu (%s): the client stopped reading a static file: dropped",
+                     (unsigned long long)c->id, addr);
             conn_close(c);
         }
         return;
