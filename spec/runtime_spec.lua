@@ -407,6 +407,9 @@ describe("the Lua runtime", function()
       local c = open("/runaway")
       c:send("co_fine")         -- coroutines that behave work as ever
       assert.equal("2 10", (c:receive(2)))
+      -- the guard's limit: 64 coroutines inside one another, not 65
+      c:send("co_deep")
+      assert.matches("^true bottom | false .*coroutines nested more than 64 deep$", (c:receive(2)))
       c:close()
     end)
 

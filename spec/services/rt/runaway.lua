@@ -21,6 +21,17 @@ function r.onText(caller, text)
     -- finalizers would run outside every handler's budget: refused
     local ok, err = pcall(setmetatable, {}, { __gc = function() end })
     caller:send(tostring(ok) .. " " .. tostring(err))
+  elseif text == "co_deep" then
+    -- coroutines inside coroutines: the guard lists 64 at most
+    local function nest(depth)
+      if depth == 0 then return "bottom" end
+      local ok, res = coroutine.resume(coroutine.create(nest), depth - 1)
+      if not ok then error(res, 0) end
+      return res
+    end
+    local ok64, r64 = pcall(nest, 64)
+    local ok65, r65 = pcall(nest, 65)
+    caller:send(tostring(ok64) .. " " .. tostring(r64) .. " | " .. tostring(ok65) .. " " .. tostring(r65))
   elseif text == "co_fine" then
     local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1); return b * 2 end)
     caller:send(tostring(co(1)) .. " " .. tostring(co(5)))
