@@ -156,4 +156,116 @@ function testing.until_close(c, timeout)
   end
 end
 
+-- A bystander for attack specs: a separate process that echoes through
+-- path (default "/echo") every 10 ms while the spec does something hostile,
+-- so that the spec can assert everybody else was still served.
+--
+--   local b = testing.bystander(srv, "/echo")
+--   ... the attack ...
+--   local st = b:stop("pipelined GETs")   -- { n, failures, p50, p99, max } in seconds
+--   assert.equal(0, st.failures)
+--
+-- With $MOONWS_ATTACK_LOG set, stop(label) also appends one line per attack
+-- to that file: the figures quoted in issue notes come from there.
+local Bystander = {}
+Bystander.__index = Bystander
+
+local function module_dir()
+  local src = debug.getinfo(1, "S").source
+  return (src:match("^@(.*)/[^/]*$") or ".")
+end
+
+function testing.bystander(srv, path, opts)
+  opts = opts or {}
+  local url = (opts.url or srv.url) .. (path or "/echo")
+  local setup = ("package.path=%q; package.cpath=%q"):format(package.path, package.cpath)
+  local argv = { opts.lua or "lua5.4", "-e", setup, module_dir() .. "/bystander.lua", url }
+  local pid, fd = core.spawn(argv, { stderr = "/dev/null" })
+  if not pid then error(fd, 2) end
+  local b = setmetatable({ pid = pid, fd = fd, rtts = {}, failures = 0, reasons = {} }, Bystander)
+  -- It has begun once its first echo came back.
+  local ok = b:wait(1, opts.timeout or 10)
+  if not ok then
+    core.kill(pid, "KILL")
+    core.wait(pid, 5)
+    core.closefd(fd)
+    error("the bystander could not echo through " .. url .. ": " .. tostring(b.reasons[1]), 2)
+  end
+  return b
+end
+
+-- Takes one line of the bystander's report into account.
+function Bystander:take(line)
+  local us = line:match("^ok (%d+)$")
+  if us then
+    self.rtts[#self.rtts + 1] = tonumber(us) / 1e6
+  elseif line:match("^fail") then
+    self.failures = self.failures + 1
+    self.reasons[#self.reasons + 1] = line
+  end
+end
+
+-- Waits until the bystander has reported n more echoes (or, with
+-- failures = true, n more failures); false, "timeout" when they did not come.
+function Bystander:wait(n, timeout, failures)
+  local deadline = core.now() + (timeout or 5)
+  local function count() return failures and self.failures or #self.rtts end
+  local want = count() + (n or 1)
+  while count() < want do
+    local left = deadline - core.now()
+    if left <= 0 then return false, "timeout" end
+    local line = core.readline(self.fd, left)
+    if not line then return false, "timeout" end
+    self:take(line)
+  end
+  return true
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return nil end
+  return sorted[math.max(1, math.ceil(#sorted * p))]
+end
+
+-- Stops the bystander and returns what it saw: n echoes, failures, and the
+-- round-trip times p50, p99 and max in seconds (reasons: the failure lines).
+function Bystander:stop(label)
+  core.kill(self.pid, "KILL")
+  core.wait(self.pid, 5)
+  while true do
+    local line = core.readline(self.fd, 1)
+    if not line then break end
+    self:take(line)
+  end
+  core.closefd(self.fd)
+  table.sort(self.rtts)
+  local st = { n = #self.rtts, failures = self.failures, reasons = self.reasons,
+               p50 = percentile(self.rtts, 0.5), p99 = percentile(self.rtts, 0.99),
+               max = self.rtts[#self.rtts] }
+  local log = os.getenv("MOONWS_ATTACK_LOG")
+  if log and label then
+    local f = io.open(log, "a")
+    if f then
+      f:write(("%s: %d echoes, %d failures, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"):format(
+        label, st.n, st.failures, (st.p50 or 0) * 1e3, (st.p99 or 0) * 1e3, (st.max or 0) * 1e3))
+      f:close()
+    end
+  end
+  return st
+end
+
+-- The server's resident memory now and at its peak, in bytes (Linux).
+function Server:rss()
+  local s = read_file(("/proc/%d/status"):format(self.pid))
+  local now, peak = s:match("VmRSS:%s*(%d+) kB"), s:match("VmHWM:%s*(%d+) kB")
+  return now and tonumber(now) * 1024, peak and tonumber(peak) * 1024
+end
+
+-- How many file descriptors the server has open (Linux).
+function Server:fds()
+  local p = io.popen(("ls /proc/%d/fd 2>/dev/null | wc -l"):format(self.pid))
+  local n = tonumber(p:read("a"))
+  p:close()
+  return n
+end
+
 return testing
