@@ -130,9 +130,9 @@ function Server:http(method, path, body, headers, timeout)
   return client.http(method, self.http_url .. path, body, headers, timeout)
 end
 
--- A raw TCP connection to this server.
-function Server:tcp(timeout)
-  return client.tcp("127.0.0.1", self.port, timeout)
+-- A raw TCP connection to this server; opts as client.tcp's (bind, rcvbuf).
+function Server:tcp(timeout, opts)
+  return client.tcp("127.0.0.1", self.port, timeout, nil, opts)
 end
 
 function Server:cleanup()
