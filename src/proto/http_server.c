@@ -99,7 +99,7 @@ void http_respond_error(struct conn *c, int status, const char *why, const char 
     int el = snprintf(hdr, sizeof hdr, "Content-Type: text/plain; charset=utf-8\r\n%s",
                       extra ? extra : "");
     http_respond(c, status, hdr, (size_t)el, body, (size_t)bl, false, true);
-    conn_finish(c, 2.0);
+    conn_finish(c, LIM_HTTP_LINGER);
 }
 
 static void hc_free(struct http_conn *hc)
@@ -143,7 +143,7 @@ static void file_refill(struct conn *c)
         hc->state = HC_HEAD;
         conn_pause_read(c, false);
         if (hc->close_after_file)
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
     }
 }
 
@@ -163,7 +163,7 @@ static void serve_static(struct conn *c, struct http_conn *hc, const struct http
     if (head_only || f.size == 0) {
         close(f.fd);
         if (closing)
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
         return;
     }
     /* Stream it: one chunk now, the next whenever the queue drains. Input
@@ -245,7 +245,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
             http_respond(c, rep.status, rep.headers.data, rep.headers.len, rep.body.data,
                          rep.body.len, head_only, closing);
             if (closing)
-                conn_finish(c, 2.0);
+                conn_finish(c, LIM_HTTP_LINGER);
         }
         buf_free(&rep.headers);
         buf_free(&rep.body);

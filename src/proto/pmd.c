@@ -7,11 +7,11 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "../util/limits.h"
 #include "../util/log.h"
 
 #define EXT_NAME "permessage-deflate"
 #define MAX_PARAMS 8
-#define INFLATE_POOL_MAX 32
 #define INFLATE_CHUNK (64 * 1024)       /* the most a first guess at the output takes */
 #define INFLATE_FIRST_MIN 256           /* the least */
 
@@ -360,7 +360,7 @@ static int mem_level_for(int wb)
 
 /* Per thread: shared deflaters by [window bits - 9][level], pooled inflaters. */
 static __thread z_stream *shared_def[7][10];
-static __thread z_stream *inflate_pool[INFLATE_POOL_MAX];
+static __thread z_stream *inflate_pool[LIM_INFLATE_POOL];
 static __thread unsigned inflate_pool_n;
 
 static z_stream *deflater_new(int wb, int level, int mem_level)
@@ -394,7 +394,7 @@ static z_stream *inflater_get(int wb)
 
 static void inflater_put(z_stream *z)
 {
-    if (inflate_pool_n < INFLATE_POOL_MAX) {
+    if (inflate_pool_n < LIM_INFLATE_POOL) {
         inflate_pool[inflate_pool_n++] = z;
         return;
     }

@@ -348,7 +348,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
         if (!ok) {
             http_respond(c, refusal.status, refusal.headers.data, refusal.headers.len,
                          refusal.body.data, refusal.body.len, false, true);
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
             buf_free(&refusal.headers);
             buf_free(&refusal.body);
             return false;

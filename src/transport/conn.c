@@ -28,13 +28,7 @@ struct oseg {
     char data[];
 };
 
-#define SEG_BYTES 16384
-#define SEG_CAP ((uint32_t)(SEG_BYTES - sizeof(struct oseg)))
-#define POOL_MAX 1024           /* data segments kept: 16 MiB */
-/* Shared-block segments kept: one per receiver of a broadcast, 32 bytes
- * each, so a broadcast to 10 000 clients allocates nothing the second time. */
-#define REF_POOL_MAX 16384
-#define IOV_BATCH 64
+#define SEG_CAP ((uint32_t)(LIM_OUT_SEG_BYTES - sizeof(struct oseg)))
 
 /* recv/send rather than read/write: the socket calls skip the VFS layer
  * (file position locking, the generic iterators), which is measurable at
@@ -113,13 +107,13 @@ static void seg_release(struct worker *w, struct oseg *s)
 {
     if (s->sh) {
         shbuf_unref(s->sh);
-        if (w->ref_pool_n < REF_POOL_MAX) {
+        if (w->ref_pool_n < LIM_OUT_REF_POOL) {
             s->next = w->ref_pool;
             w->ref_pool = s;
             w->ref_pool_n++;
             return;
         }
-    } else if (s->cap == SEG_CAP && w->seg_pool_n < POOL_MAX) {
+    } else if (s->cap == SEG_CAP && w->seg_pool_n < LIM_OUT_SEG_POOL) {
         s->next = w->seg_pool;
         w->seg_pool = s;
         w->seg_pool_n++;
@@ -188,10 +182,10 @@ static void write_failed(struct conn *c, int err)
 void conn_flush(struct conn *c)
 {
     while (c->out_head && !conn_is_closed(c)) {
-        struct iovec iov[IOV_BATCH];
+        struct iovec iov[LIM_WRITEV_BATCH];
         int n = 0;
         size_t want = 0;
-        for (struct oseg *s = c->out_head; s && n < IOV_BATCH; s = s->next, n++) {
+        for (struct oseg *s = c->out_head; s && n < LIM_WRITEV_BATCH; s = s->next, n++) {
             iov[n].iov_base = (s->sh ? s->sh->data : s->data) + s->off;
             iov[n].iov_len = s->len - s->off;
             want += iov[n].iov_len;

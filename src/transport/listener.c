@@ -11,10 +11,8 @@
 #include <unistd.h>
 
 #include "../util/buf.h"
+#include "../util/limits.h"
 #include "../util/log.h"
-
-#define ACCEPT_BATCH 64
-#define EMFILE_PAUSE 0.1
 
 bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port,
                     char *err, size_t errcap)
@@ -66,7 +64,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct listener *l = io->data;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < LIM_ACCEPT_BATCH; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -75,9 +73,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 /* Out of descriptors: pending clients wait in the backlog
                  * until some close, instead of the loop spinning. */
                 log_warn("accept: %s; pausing new connections for %.1fs", strerror(errno),
-                         EMFILE_PAUSE);
+                         LIM_ACCEPT_EMFILE_PAUSE);
                 ev_io_stop(loop, &l->io);
-                ev_timer_set(&l->pause_w, EMFILE_PAUSE, 0);
+                ev_timer_set(&l->pause_w, LIM_ACCEPT_EMFILE_PAUSE, 0);
                 ev_timer_start(loop, &l->pause_w);
             } else if (errno != EAGAIN) {
                 log_warn("accept: %s", strerror(errno));
@@ -138,7 +136,7 @@ struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned 
     snprintf(l->host, sizeof l->host, "%s", host);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     l->io.data = l;
-    ev_timer_init(&l->pause_w, resume_cb, EMFILE_PAUSE, 0);
+    ev_timer_init(&l->pause_w, resume_cb, LIM_ACCEPT_EMFILE_PAUSE, 0);
     l->pause_w.data = l;
     return l;
 }
