@@ -13,6 +13,7 @@
 #include "../util/buf.h"
 #include "../util/limits.h"
 #include "../util/log.h"
+#include "admission.h"
 
 bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port,
                     char *err, size_t errcap)
@@ -60,12 +61,34 @@ bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port
     return true;
 }
 
+/* At max_connections: clients wait in the backlog, the loop does not poll
+ * the socket, until a connection leaves. */
+static bool wait_for_room(struct listener *l)
+{
+    ev_io_stop(l->loop, &l->io);
+    l->waiting_room = true;
+    if (!admission_wait(l->adm))
+        return false;
+    /* One left meanwhile: go on at once. */
+    l->waiting_room = false;
+    ev_io_start(l->loop, &l->io);
+    return true;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct listener *l = io->data;
     for (int i = 0; i < LIM_ACCEPT_BATCH; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (l->adm && !admission_reserve(l->adm)) {
+            if (!wait_for_room(l) || !admission_reserve(l->adm))
+                return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && l->adm)
+            admission_unreserve(l->adm);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -84,8 +107,17 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        l->on_accept(l, fd);
+        l->on_accept(l, fd, (struct sockaddr *)&ss);
     }
+}
+
+void listener_resume(struct listener *l)
+{
+    if (!l->waiting_room)
+        return;
+    l->waiting_room = false;
+    ev_io_start(l->loop, &l->io);
+    admission_resumed(l->adm);
 }
 
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)

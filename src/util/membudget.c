@@ -10,6 +10,8 @@ void membudget_init(struct membudget *mb, size_t limit)
     mb->limit = limit;
     atomic_init(&mb->refused.count, 0);
     atomic_init(&mb->refused.last_ms, 0);
+    atomic_init(&mb->last_conn, 0);
+    atomic_init(&mb->last_what, "");
 }
 
 bool membudget_take(struct membudget *mb, size_t n)
@@ -64,6 +66,30 @@ void membudget_buf_free(struct membudget *mb, struct buf *b)
 {
     membudget_give(mb, b->cap);
     buf_free(b);
+}
+
+static void log_full(struct membudget *mb, unsigned long n)
+{
+    log_info("memory for unfinished messages and bodies is full (--max-buffered %zu bytes): "
+             "closed %lu connection%s since the last such line, the last conn %llu (%s)",
+             mb->limit, n, n == 1 ? "" : "s", atomic_load(&mb->last_conn),
+             atomic_load(&mb->last_what));
+}
+
+void membudget_log_refusal(struct membudget *mb, unsigned long long conn_id, const char *what)
+{
+    atomic_store(&mb->last_conn, conn_id);
+    atomic_store(&mb->last_what, what);
+    unsigned long n = log_every_hit(&mb->refused, 1.0);
+    if (n)
+        log_full(mb, n);
+}
+
+void membudget_report(struct membudget *mb)
+{
+    unsigned long n = log_every_flush(&mb->refused, 1.0);
+    if (n)
+        log_full(mb, n);
 }
 
 /* The header in front of each block: its size, padded so that the block

@@ -23,7 +23,9 @@
 struct membudget {
     _Atomic size_t used;
     size_t limit;               /* 0: no ceiling (still counted) */
-    struct log_every refused;   /* rate of the "full" line its users write */
+    struct log_every refused;   /* the rate of the "full" line */
+    _Atomic unsigned long long last_conn;       /* for that line: the last refused */
+    const char *_Atomic last_what;
 };
 
 void membudget_init(struct membudget *mb, size_t limit);
@@ -45,6 +47,14 @@ size_t membudget_used(const struct membudget *mb);
  */
 bool membudget_buf_reserve(struct membudget *mb, struct buf *b, size_t extra, size_t limit);
 void membudget_buf_free(struct membudget *mb, struct buf *b);
+
+/* Logs that connection conn_id was closed because the budget is full
+ * (what: "WebSocket 1008", "HTTP 503"): at info, at most once a second,
+ * with the count since the last such line. */
+void membudget_log_refusal(struct membudget *mb, unsigned long long conn_id, const char *what);
+/* Logs the refusals not reported yet, once a second has passed since the
+ * last such line (for a timer: the tail of a burst). */
+void membudget_report(struct membudget *mb);
 
 /* malloc and free for blocks counted whole (zlib's state and window): a
  * small header keeps each block's size. NULL when the budget refuses. */
