@@ -66,15 +66,6 @@ local function cpu_seconds(pid)
   return (tonumber(fields[12]) + tonumber(fields[13])) / clk_tck
 end
 
--- The whole log's lines that contain `plain`.
-local function count_lines(srv, plain)
-  local n = 0
-  for line in srv:log():gmatch("[^\n]+") do
-    if line:find(plain, 1, true) then n = n + 1 end
-  end
-  return n
-end
-
 -- The budget's account at exit is a debug line: what it still held.
 local function assert_budget_balanced(srv)
   local line = srv:log():match("[^\n]*unfinished messages and bodies at exit[^\n]*")
@@ -101,7 +92,8 @@ describe("pipelined HTTP requests", function()
     -- the client that never reads on is dropped after the keep-alive time
     assert(srv:wait_log("the client stopped reading its answers: dropped", 10, true))
     assert(b:wait(5, 5))
-    local st = b:stop("pipelined GETs of a 1 MB answer, unread")
+    local st = b:stop(("300 pipelined GETs of a 1 MB answer, unread (RSS +%.1f MiB, bound 64)")
+      :format((peak - rss0) / MiB))
     assert.equal(0, st.failures, table.concat(st.reasons, "; "))
     assert.is_true(peak - rss0 < 64 * MiB, ("RSS grew by %.1f MiB"):format((peak - rss0) / MiB))
     s:close()
@@ -177,7 +169,21 @@ describe("pipelined HTTP requests", function()
       rest = rest .. more
     until #responses(rest) == 500
     assert.equal("501", responses(rest)[500].body)
-    local st = b:stop("500 pipelined requests on one connection")
+    -- (this bystander waited for the 0.3 s handler that set the scene)
+    local st = b:stop("500 pipelined requests behind a 0.3 s handler")
+    assert.equal(0, st.failures, table.concat(st.reasons, "; "))
+    -- and piles of 4000 requests (in sends of 1000) for a second, while
+    -- another client echoes
+    b = testing.bystander(srv, "/echo")
+    local one = "GET /h/seq HTTP/1.1\r\nHost: a\r\n\r\n"
+    local deadline, piles = core.now() + 1, 0
+    repeat
+      for _ = 1, 4 do assert(pile:send(string.rep(one, 1000))) end
+      rest = ""
+      repeat rest = rest .. assert(pile:receive(5)) until #responses(rest) == 4000
+      piles = piles + 1
+    until core.now() > deadline or piles == 50
+    st = b:stop(("%d piles of 4000 pipelined requests on one connection"):format(piles))
     assert.equal(0, st.failures, table.concat(st.reasons, "; "))
     spin:close(); pile:close(); other:close()
     assert.equal(0, srv:stop())
@@ -188,6 +194,7 @@ end)
 describe("the keep-alive timeout", function()
   it("does not cut off a client still reading a long answer, steadily", function()
     local srv = testing.start{ dir = DIR, args = { "--keepalive-timeout", "1" } }
+    local b = testing.bystander(srv, "/echo")
     -- A small receive buffer: the client's kernel does not take the answer
     -- for it. The server's kernel takes some 4 MB of it; the rest waits in
     -- the server's queue for as long as the client takes to read it.
@@ -210,6 +217,8 @@ describe("the keep-alive timeout", function()
     assert.equal(200, status_of(head))
     assert.equal(12000000, #body)
     assert.is_true(took > 2, ("read in %.1f s: not slow enough to test the timeout"):format(took))
+    local st = b:stop("a 12 MB answer read slowly for longer than the keep-alive time")
+    assert.equal(0, st.failures, table.concat(st.reasons, "; "))
     assert.equal(0, srv:stop())
     srv:cleanup()
   end)
@@ -299,7 +308,7 @@ describe("connections per client address", function()
     -- the first refusal is logged at once, the rest counted into one line a second
     assert(srv:wait_log("max_connections_per_ip (5) reached: refused 1 connection since", 3, true))
     assert(srv:wait_log("max_connections_per_ip (5) reached: refused 6 connections since", 3, true))
-    assert.equal(2, count_lines(srv, "max_connections_per_ip (5) reached"))
+    assert.equal(2, srv:count_log("max_connections_per_ip (5) reached"))
     -- the admitted ones are served; another address is not counted with them
     for _, c in ipairs(held) do
       assert(c:send("still here"))
@@ -375,6 +384,7 @@ describe("memory for unfinished messages and bodies", function()
     assert.equal(6, #open)                                -- 6 × 600 000 bytes fit in 4 MiB
     assert.equal(6, busy)
     assert(srv:wait_log("--max-buffered", 2, true))
+    assert(b:wait(50, 5))                                 -- while the budget is full
     -- a request body does not fit either: 503
     local status = srv:http("POST", "/h/body", string.rep("q", 900000))
     assert.equal(503, status)
@@ -388,7 +398,8 @@ describe("memory for unfinished messages and bodies", function()
     assert.equal(200, st2)
     assert.equal("900000", body)
     for _, c in ipairs(open) do c:close() end
-    local st = b:stop("12 partial messages of 600 KB, --max-buffered 4M")
+    local st = b:stop(("12 partial messages of 600 KB, --max-buffered 4M (RSS +%.1f MiB, bound 48)")
+      :format((peak - rss0) / MiB))
     assert.equal(0, st.failures, table.concat(st.reasons, "; "))
     assert.is_true(peak - rss0 < 48 * MiB, ("RSS grew by %.1f MiB"):format((peak - rss0) / MiB))
     assert.equal(0, srv:stop())
@@ -418,6 +429,7 @@ describe("memory for unfinished messages and bodies", function()
     -- each held stream takes its window (32 KiB) and state (some 7 KiB)
     assert.is_true(#open >= 10 and #open <= 30, #open .. " streams held")
     assert.equal(40 - #open, busy)
+    assert(b:wait(50, 5))                                 -- while the budget is full
     for _, c in ipairs(open) do c:close() end
     local st = b:stop("40 unfinished compressed messages, --max-buffered 1M")
     assert.equal(0, st.failures, table.concat(st.reasons, "; "))

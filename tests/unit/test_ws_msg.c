@@ -1269,15 +1269,21 @@ TEST(deflate_rsv1_on_continuation_or_control)
 
 /* ---- the memory budget (--max-buffered) ---- */
 
+/* s, receiving into a fresh budget mb of `limit` bytes. */
+static struct side with_budget(struct side s, struct membudget *mb, size_t limit)
+{
+    membudget_init(mb, limit);
+    s.mem = mb;
+    return s;
+}
+
 /* A fragmented message whose next frame the budget cannot hold fails with
  * 1008 "server busy" when that frame's header is complete, before any of
  * its payload is kept; what the first frame took is given back. */
 TEST(budget_refuses_growth_at_the_frame_header)
 {
     struct membudget mb;
-    membudget_init(&mb, 1000);
-    struct side s = server;
-    s.mem = &mb;
+    struct side s = with_budget(server, &mb, 1000);
     static char a[600], b[300];
     memset(a, 'a', sizeof a);
     memset(b, 'b', sizeof b);
@@ -1307,9 +1313,7 @@ TEST(budget_refuses_growth_at_the_frame_header)
 TEST(budget_given_back_when_the_message_completes)
 {
     struct membudget mb;
-    membudget_init(&mb, 1000);
-    struct side s = server;
-    s.mem = &mb;
+    struct side s = with_budget(server, &mb, 1000);
     static char half[400];
     struct buf in = { 0 }, w = { 0 };
     for (int k = 0; k < 5; k++) {
@@ -1338,9 +1342,7 @@ TEST(budget_given_back_when_the_message_completes)
 TEST(budget_given_back_when_the_receiver_is_freed)
 {
     struct membudget mb;
-    membudget_init(&mb, 1 << 20);
-    struct side s = server;
-    s.mem = &mb;
+    struct side s = with_budget(server, &mb, 1 << 20);
     static char a[5000];
     struct buf in = { 0 };
     frame(&in, &s, false, 0, WS_OP_TEXT, a, sizeof a);
@@ -1360,9 +1362,7 @@ TEST(budget_given_back_when_the_receiver_is_freed)
 TEST(budget_not_needed_for_a_message_read_whole)
 {
     struct membudget mb;
-    membudget_init(&mb, 1);
-    struct side s = server;
-    s.mem = &mb;
+    struct side s = with_budget(server, &mb, 1);
     static char a[500];
     struct buf in = { 0 }, w = { 0 };
     frame(&in, &s, true, 0, WS_OP_BINARY, a, sizeof a);
@@ -1387,9 +1387,7 @@ TEST(budget_not_needed_for_a_message_read_whole)
 TEST(budget_counts_inflate_streams)
 {
     struct membudget mb;
-    membudget_init(&mb, 1 << 20);
-    struct side s = pmd_side(false, false, true, 15, 15);
-    s.mem = &mb;
+    struct side s = with_budget(pmd_side(false, false, true, 15, 15), &mb, 1 << 20);
     struct peer p;
     peer_init(&p, &s);
     static char msg[3000];
@@ -1422,9 +1420,7 @@ TEST(budget_refuses_an_inflate_stream)
     static const size_t limits[] = { 4096, 12000 };
     for (size_t k = 0; k < 2; k++) {
         struct membudget mb;
-        membudget_init(&mb, limits[k]);
-        struct side s = pmd_side(false, false, true, 15, 15);
-        s.mem = &mb;
+        struct side s = with_budget(pmd_side(false, false, true, 15, 15), &mb, limits[k]);
         struct peer p;
         peer_init(&p, &s);
         struct buf in = { 0 };
