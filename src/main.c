@@ -29,7 +29,8 @@
 #include "util/membudget.h"
 
 #define MOONWS_VERSION "0.1.0"
-#define MAX_LISTENERS 16
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 static const char usage_text[] =
     "usage: moonws [options] [DIR]\n"
@@ -69,8 +70,8 @@ static const char usage_text[] =
     "WebSocket with 1001, wait up to 5 s, exit 0.\n";
 
 struct options {
-    const char *listen[MAX_LISTENERS];
-    bool listen_tls[MAX_LISTENERS];
+    const char *listen[LIM_LISTENERS];
+    bool listen_tls[LIM_LISTENERS];
     int nlisten, ntls;
     struct tls_options tls;
     char password[1024];
@@ -175,8 +176,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
-            if (o->nlisten == MAX_LISTENERS)
-                usage_error("at most %s listeners", "16");
+            if (o->nlisten == LIM_LISTENERS)
+                usage_error("at most %s listeners", STRINGIFY(LIM_LISTENERS));
             o->listen[o->nlisten++] = optarg;
             break;
         case 'w': {
@@ -210,8 +211,8 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage_error("bad log format '%s' (text|json)", optarg);
             break;
         case OPT_TLS_LISTEN:
-            if (o->nlisten == MAX_LISTENERS)
-                usage_error("at most %s listeners", "16");
+            if (o->nlisten == LIM_LISTENERS)
+                usage_error("at most %s listeners", STRINGIFY(LIM_LISTENERS));
             o->listen_tls[o->nlisten] = true;
             o->listen[o->nlisten++] = optarg;
             o->ntls++;
@@ -398,9 +399,12 @@ static size_t connection_limit(const struct options *o)
                  nofile, reserve);
         return fit;
     }
-    if ((size_t)o->max_connections > fit || o->max_connections == 0)
+    if (o->max_connections == 0)
+        log_warn("--max-connections 0: no limit; past the %zu the open-file limit %zu leaves, "
+                 "accepting pauses whenever descriptors run out", fit, nofile);
+    else if ((size_t)o->max_connections > fit)
         log_warn("--max-connections %lld: the open-file limit %zu leaves %zu for connections; "
-                 "past it accepting pauses when descriptors run out", o->max_connections,
+                 "past it accepting pauses whenever descriptors run out", o->max_connections,
                  nofile, fit);
     return (size_t)o->max_connections;
 }
@@ -441,7 +445,6 @@ static void begin_shutdown(const char *why)
         return;
     srv.stopping = true;
     log_info("%s: closing %zu connections", why, srv.w.nconns);
-    admission_set_wake(srv.adm, NULL, NULL);
     while (srv.listeners) {
         struct listener *next = srv.listeners->next;
         listener_close(srv.listeners);

@@ -35,8 +35,8 @@ struct ws_rx {
     /* Counts the reassembly buffer (NULL: not counted): a message that
      * would grow it past the budget fails with 1008 "server busy". */
     struct membudget *mem;
-    bool client;                /* we are the client: frames arrive unmasked */
     uint64_t frames;            /* complete frames received: data, continuation, control */
+    bool client;                /* we are the client: frames arrive unmasked */
 
     /* The data frame whose payload is arriving. */
     bool in_frame;

@@ -33,7 +33,8 @@ struct adm_entry;               /* one address and its count */
 struct admission *admission_new(size_t max_total, unsigned max_per_ip);
 /* Every connection must have left. */
 void admission_free(struct admission *a);
-/* The hook that wakes waiting listeners (NULL: none); see above. */
+/* The hook that wakes waiting listeners (NULL: none); see above. Set it
+ * before any listener accepts: it is read without a lock. */
 void admission_set_wake(struct admission *a, void (*wake)(void *ud), void *ud);
 
 /* Reserves a slot for a connection about to be accepted. False at

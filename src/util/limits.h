@@ -20,7 +20,8 @@
  * between requests, and an answer (a static file too) may wait for its
  * client to read on: a connection whose queued answer the kernel is still
  * taking is not idle. Past it: dropped, with "conn N (ADDR): the client
- * stopped reading: dropped" at info when an answer was waiting. */
+ * stopped reading its answers: dropped" (or "a static file") at info when
+ * an answer was waiting. */
 #define LIM_HTTP_KEEPALIVE         30.0
 /* Bytes of answers queued for one HTTP connection above which its next
  * pipelined requests are not read (nor parsed) until the queue has
@@ -63,15 +64,16 @@
  * streams, HTTP request bodies being received. 0 = no limit. Past it, the
  * connection that would grow is closed instead: WebSocket close 1008
  * "server busy", HTTP 503; logged at info at most once a second, "memory
- * for unfinished messages and bodies is full (--max-buffered N): closed K
- * connections in S s, the last conn ID". */
+ * for unfinished messages and bodies is full (--max-buffered N bytes):
+ * closed K connections since the last such line, the last conn ID
+ * (WebSocket 1008)". */
 #define LIM_BUFFERED_DEFAULT       (256 * 1024 * 1024)
 
 /* (--max-connections-per-ip) Connections open at once from one client
  * address; 0 = no limit. Past it: the new connection is reset at once
  * (before any byte is read), logged at info at most once a second,
- * "max_connections_per_ip (N) reached: refused K connections in S s, the
- * last from ADDR". */
+ * "max_connections_per_ip (N) reached: refused K connections since the
+ * last such line, the last from ADDR". */
 #define LIM_CONNECTIONS_PER_IP     256
 /* (--max-connections) Connections open at once in the process. The
  * default is the limit of open files (RLIMIT_NOFILE, whose soft limit is
@@ -79,9 +81,10 @@
  * and inotify descriptors, and static files being sent: the larger of
  * LIM_FD_RESERVE_MIN and an eighth of the limit. At it: accepting pauses
  * (the listeners are not watched; clients wait in the kernel's backlog)
- * until a connection closes; logged at info, "max_connections (N)
- * reached: accepting paused" (at most once a second) and "accepting
- * resumed". */
+ * until a connection closes; logged at info at most once a second each,
+ * "max_connections (N) reached: accepting paused (K times since the last
+ * such line)" and "accepting resumed: K connections open (max_connections
+ * N)". */
 #define LIM_FD_RESERVE_MIN         64
 
 /* CPU seconds one handler call may use. Past it: the call is aborted with an
@@ -126,6 +129,13 @@
 #define LIM_OUT_REF_POOL           16384
 /* Segments handed to one writev(2). */
 #define LIM_WRITEV_BATCH           64
+/* Bytes of queued output gathered into one SSL_write at most (TLS has no
+ * writev). */
+#define LIM_TLS_WRITE_GATHER       (256 * 1024)
+
+/* -l and --tls-listen listeners together. Past it: "at most 16
+ * listeners", the usage, exit 2. */
+#define LIM_LISTENERS              16
 /* Inflate streams a worker keeps for reuse between compressed messages
  * (connections without client context takeover); more are freed. */
 #define LIM_INFLATE_POOL           32
