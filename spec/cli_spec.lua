@@ -66,6 +66,7 @@ describe("moonws command line", function()
       { "--max-connections-per-ip", "1.5" },
       { "--max-buffered", "12Q" }, { "--max-buffered", "-1" }, { "--max-buffered", "M" },
       { "--max-buffered", "1MB" }, { "--max-buffered", "99999999999G" },
+      { "--max-buffered", "12 " }, { "--max-buffered", "1T" },
       { "--keepalive-timeout", "0" }, { "--keepalive-timeout", "-2" },
       { "--keepalive-timeout", "soon" }, { "--keepalive-timeout", "1e9" },
     }

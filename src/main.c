@@ -116,10 +116,11 @@ static bool parse_size(const char *arg, size_t *out)
     const char *unit = arg + digits;
     int shift = 0;
     if (*unit) {
-        const char *p = strchr("KMG", unit[0] & ~0x20);
-        if (!p || unit[1])
+        static const char units[] = "KMGkmg";
+        const char *p = strchr(units, unit[0]);
+        if (!p || !*p || unit[1])
             return false;
-        shift = 10 * (int)(p - "KMG" + 1);
+        shift = 10 * (int)((p - units) % 3 + 1);
     }
     if (v > (SIZE_MAX >> shift))
         return false;
