@@ -26,6 +26,7 @@ CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*
 SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) src/main.c
 # The codecs the client shares with the server.
 CODEC_SRC  := src/util/buf.c src/util/crypto.c src/util/log.c src/util/utf8.c src/util/sslio.c \
+              src/util/membudget.c \
               src/proto/http_parse.c src/proto/ws_frame.c src/proto/ws_msg.c \
               src/proto/pmd.c src/proto/ws_handshake.c
 MODULE_SRC := $(CODEC_SRC) $(CLIENT_SRC)

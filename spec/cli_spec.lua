@@ -58,6 +58,38 @@ describe("moonws command line", function()
     assert.matches("one worker", err, 1, true)
   end)
 
+  it("refuses bad values of the limits' flags with usage and exit 2", function()
+    local bad = {
+      { "--max-connections", "x" }, { "--max-connections", "-1" }, { "--max-connections", "" },
+      { "--max-connections", "12abc" }, { "--max-connections", "99999999999" },
+      { "--max-connections-per-ip", "many" }, { "--max-connections-per-ip", "-3" },
+      { "--max-connections-per-ip", "1.5" },
+      { "--max-buffered", "12Q" }, { "--max-buffered", "-1" }, { "--max-buffered", "M" },
+      { "--max-buffered", "1MB" }, { "--max-buffered", "99999999999G" },
+      { "--max-buffered", "12 " }, { "--max-buffered", "1T" },
+      { "--keepalive-timeout", "0" }, { "--keepalive-timeout", "-2" },
+      { "--keepalive-timeout", "soon" }, { "--keepalive-timeout", "1e9" },
+    }
+    for _, b in ipairs(bad) do
+      local code, out, err = run(("%s '%s' examples"):format(b[1], b[2]))
+      assert.equal(2, code, b[1] .. " " .. b[2])
+      assert.equal("", out)
+      assert.matches("bad " .. b[1]:gsub("%-", "%%-") .. " '", err)
+      assert.matches("usage: moonws", err, 1, true)
+    end
+  end)
+
+  it("takes good values of the limits' flags", function()
+    local srv = testing.start{ dir = "examples", args = { "--max-connections", "100",
+      "--max-connections-per-ip", "0", "--max-buffered", "64k", "--keepalive-timeout", "2.5" } }
+    local c = assert(client.connect(srv.url .. "/echo"))
+    c:send("hi")
+    assert.equal("hi", (c:receive(2)))
+    c:close()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+
   it("checks a good folder with --check and exits 0", function()
     local code, out = run("--check examples")
     assert.equal(0, code)

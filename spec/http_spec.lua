@@ -249,6 +249,19 @@ describe("HTTP", function()
     assert.matches("\r\n\r\nbody { }\n$", second)
   end)
 
+  it("answers a request pipelined behind a large file when the client has closed its side", function()
+    local s = assert(srv:tcp())
+    s:send("GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/site.css HTTP/1.1\r\nHost: a\r\n\r\n")
+    s:shutdown()
+    local data, why = s:receiveAll(10)
+    s:close()
+    assert.equal("closed", why)
+    local head, rest = data:match("^(.-\r\n\r\n)(.*)$")
+    assert.equal(200, status_of(head))
+    assert.equal(200, status_of(rest:sub(3000001)))
+    assert.matches("\r\n\r\nbody { }\n$", rest)
+  end)
+
   it("answers hundreds of requests pipelined behind a large file in one send", function()
     -- 400 requests (about 16 KiB) wait while the file streams; then each is
     -- answered in turn, and the server is still there for the next client.

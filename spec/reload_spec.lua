@@ -34,11 +34,7 @@ end
 
 -- Counts log lines matching a plain string.
 local function count(srv, text)
-  local n = 0
-  for line in srv:log():gmatch("[^\n]+") do
-    if line:find(text, 1, true) then n = n + 1 end
-  end
-  return n
+  return srv:count_log(text)
 end
 
 -- Waits until text has appeared n times in the log.

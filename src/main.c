@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lua/runtime.h"
 #include "proto/http_server.h"
+#include "transport/admission.h"
 #include "transport/conn.h"
 #include "transport/dirwatch.h"
 #include "transport/listener.h"
@@ -23,9 +26,11 @@
 #include "util/crypto.h"
 #include "util/limits.h"
 #include "util/log.h"
+#include "util/membudget.h"
 
 #define MOONWS_VERSION "0.1.0"
-#define MAX_LISTENERS 16
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 static const char usage_text[] =
     "usage: moonws [options] [DIR]\n"
@@ -42,6 +47,17 @@ static const char usage_text[] =
     "      --client-ca FILE       require client certificates signed by these CAs\n"
     "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
+    "      --max-connections N    connections open at once (default: the open-file limit\n"
+    "                             less a reserve); at it, accepting pauses until one\n"
+    "                             closes; 0 = no limit\n"
+    "      --max-connections-per-ip N  connections open at once from one client address\n"
+    "                             (default 256); more are reset at once; 0 = no limit\n"
+    "      --max-buffered SIZE    memory for unfinished messages and request bodies, in\n"
+    "                             bytes or with K, M or G (default 256M); past it the\n"
+    "                             connection that would grow is closed (WebSocket 1008,\n"
+    "                             HTTP 503); 0 = no limit\n"
+    "      --keepalive-timeout S  seconds an idle keep-alive connection, or an answer\n"
+    "                             the client does not read on, is kept (default 30)\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
@@ -54,8 +70,8 @@ static const char usage_text[] =
     "WebSocket with 1001, wait up to 5 s, exit 0.\n";
 
 struct options {
-    const char *listen[MAX_LISTENERS];
-    bool listen_tls[MAX_LISTENERS];
+    const char *listen[LIM_LISTENERS];
+    bool listen_tls[LIM_LISTENERS];
     int nlisten, ntls;
     struct tls_options tls;
     char password[1024];
@@ -63,6 +79,10 @@ struct options {
     const char *static_dir;
     bool check;
     bool no_reload;
+    long long max_connections;          /* -1: from the open-file limit */
+    unsigned max_per_ip;
+    size_t max_buffered;
+    double keepalive;
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -73,11 +93,59 @@ static void usage_error(const char *fmt, const char *arg)
     exit(2);
 }
 
+/* A count: digits only, at most max. */
+static bool parse_count(const char *arg, unsigned long long max, unsigned long long *out)
+{
+    if (!*arg || strspn(arg, "0123456789") != strlen(arg))
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(arg, NULL, 10);
+    if (errno || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A size in bytes: digits, then K, M or G (powers of 1024) or nothing. */
+static bool parse_size(const char *arg, size_t *out)
+{
+    size_t digits = strspn(arg, "0123456789");
+    if (!digits || digits > 15)
+        return false;
+    unsigned long long v = strtoull(arg, NULL, 10);
+    const char *unit = arg + digits;
+    int shift = 0;
+    if (*unit) {
+        static const char units[] = "KMGkmg";
+        const char *p = strchr(units, unit[0]);
+        if (!p || !*p || unit[1])
+            return false;
+        shift = 10 * (int)((p - units) % 3 + 1);
+    }
+    if (v > (SIZE_MAX >> shift))
+        return false;
+    *out = (size_t)v << shift;
+    return true;
+}
+
+/* Seconds: a positive number, at most a day. */
+static bool parse_seconds(const char *arg, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || errno || !(v > 0) || v > 86400)
+        return false;
+    *out = v;
+    return true;
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
-           OPT_CLIENT_CA, OPT_REDIS };
+           OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
+           OPT_KEEPALIVE };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -93,18 +161,24 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE },
         { "client-ca", required_argument, NULL, OPT_CLIENT_CA },
         { "redis", required_argument, NULL, OPT_REDIS },
+        { "max-connections", required_argument, NULL, OPT_MAX_CONN },
+        { "max-connections-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
+        { "max-buffered", required_argument, NULL, OPT_MAX_BUFFERED },
+        { "keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (struct options){ .dir = "services" };
+    *o = (struct options){ .dir = "services", .max_connections = -1,
+                           .max_per_ip = LIM_CONNECTIONS_PER_IP,
+                           .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE };
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
-            if (o->nlisten == MAX_LISTENERS)
-                usage_error("at most %s listeners", "16");
+            if (o->nlisten == LIM_LISTENERS)
+                usage_error("at most %s listeners", STRINGIFY(LIM_LISTENERS));
             o->listen[o->nlisten++] = optarg;
             break;
         case 'w': {
@@ -138,8 +212,8 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage_error("bad log format '%s' (text|json)", optarg);
             break;
         case OPT_TLS_LISTEN:
-            if (o->nlisten == MAX_LISTENERS)
-                usage_error("at most %s listeners", "16");
+            if (o->nlisten == LIM_LISTENERS)
+                usage_error("at most %s listeners", STRINGIFY(LIM_LISTENERS));
             o->listen_tls[o->nlisten] = true;
             o->listen[o->nlisten++] = optarg;
             o->ntls++;
@@ -165,6 +239,30 @@ static void parse_args(int argc, char **argv, struct options *o)
         }
         case OPT_CLIENT_CA:
             o->tls.client_ca = optarg;
+            break;
+        case OPT_MAX_CONN: {
+            unsigned long long n;
+            if (!parse_count(optarg, 1ull << 30, &n))
+                usage_error("bad --max-connections '%s' (a count, 0 = no limit)", optarg);
+            o->max_connections = (long long)n;
+            break;
+        }
+        case OPT_MAX_PER_IP: {
+            unsigned long long n;
+            if (!parse_count(optarg, 1ull << 30, &n))
+                usage_error("bad --max-connections-per-ip '%s' (a count, 0 = no limit)", optarg);
+            o->max_per_ip = (unsigned)n;
+            break;
+        }
+        case OPT_MAX_BUFFERED:
+            if (!parse_size(optarg, &o->max_buffered))
+                usage_error("bad --max-buffered '%s' (bytes, or a number with K, M or G; "
+                            "0 = no limit)", optarg);
+            break;
+        case OPT_KEEPALIVE:
+            if (!parse_seconds(optarg, &o->keepalive))
+                usage_error("bad --keepalive-timeout '%s' (seconds, more than 0, at most 86400)",
+                            optarg);
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",
@@ -215,18 +313,101 @@ static struct {
     struct dirwatch *watch;
     ev_timer grace_w;
     ev_prepare drained_w;
+    /* Process-wide, shared by every worker: who may connect, and the
+     * memory held for unfinished work. */
+    struct admission *adm;
+    struct membudget mem;
+    ev_async room_w;            /* a connection left: paused listeners go on */
+    ev_timer report_w;          /* the tail of rate-limited log lines */
 } srv;
 
-static void on_accept(struct listener *l, int fd)
+/* A refused client learns it at once, and we keep no TIME_WAIT for it. */
+static void reset_close(int fd)
+{
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+static void on_accept(struct listener *l, int fd, const struct sockaddr *addr)
 {
     if (srv.stopping) {
+        admission_unreserve(srv.adm);
         close(fd);
         return;
     }
+    struct adm_entry *e = admission_enter(srv.adm, addr);
+    if (!e) {
+        reset_close(fd);
+        return;
+    }
     struct conn *c = conn_new(&srv.w, fd, NULL);
+    c->adm = e;
     http_conn_start(c, runtime_http(srv.rt));
     if (l->tls && !tls_attach(c, srv.tls))
         conn_close(c);
+}
+
+/* The admission's wake hook: it may run on any thread, so it only signals. */
+static void wake_listeners(void *ud)
+{
+    (void)ud;
+    ev_async_send(srv.loop, &srv.room_w);
+}
+
+static void room_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)a;
+    (void)revents;
+    for (struct listener *l = srv.listeners; l; l = l->next)
+        listener_resume(l);
+}
+
+static void report_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    admission_report(srv.adm);
+    membudget_report(&srv.mem);
+}
+
+/* Raises the soft limit of open files to the hard one, and returns it. */
+static size_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        struct rlimit up = { want, rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+}
+
+/* max_connections: as asked, or what the open-file limit leaves after a
+ * reserve for listeners, logs, inotify and static files being sent. */
+static size_t connection_limit(const struct options *o)
+{
+    size_t nofile = raise_nofile();
+    size_t reserve = nofile / 8 > LIM_FD_RESERVE_MIN ? nofile / 8 : LIM_FD_RESERVE_MIN;
+    size_t fit = nofile > reserve ? nofile - reserve : 1;
+    if (o->max_connections < 0) {
+        log_info("max_connections %zu (the open-file limit %zu less %zu for other files)", fit,
+                 nofile, reserve);
+        return fit;
+    }
+    if (o->max_connections == 0)
+        log_warn("--max-connections 0: no limit; past the %zu the open-file limit %zu leaves, "
+                 "accepting pauses whenever descriptors run out", fit, nofile);
+    else if ((size_t)o->max_connections > fit)
+        log_warn("--max-connections %lld: the open-file limit %zu leaves %zu for connections; "
+                 "past it accepting pauses whenever descriptors run out", o->max_connections,
+                 nofile, fit);
+    return (size_t)o->max_connections;
 }
 
 static void stop_loop(void)
@@ -299,6 +480,17 @@ static void files_changed(void *ud, const char *const *paths, size_t n)
         runtime_files_changed(srv.rt, paths, n);
 }
 
+/* After the worker freed its connections: no slot is held any more. */
+static void stop_admission(void)
+{
+    ev_ref(srv.loop);
+    ev_ref(srv.loop);
+    ev_async_stop(srv.loop, &srv.room_w);
+    ev_timer_stop(srv.loop, &srv.report_w);
+    admission_free(srv.adm);
+    srv.adm = NULL;
+}
+
 static int open_listeners(const struct options *o)
 {
     for (int i = 0; i < o->nlisten; i++) {
@@ -311,6 +503,7 @@ static int open_listeners(const struct options *o)
             return -1;
         }
         l->on_accept = on_accept;
+        l->adm = srv.adm;
         l->tls = o->listen_tls[i];
         l->next = srv.listeners;
         srv.listeners = l;
@@ -357,7 +550,10 @@ int main(int argc, char **argv)
 
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     worker_init(&srv.w, srv.loop);
+    membudget_init(&srv.mem, o.max_buffered);
+    srv.w.mem = &srv.mem;
     srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
+    runtime_http(srv.rt)->keepalive = o.keepalive;
 
     /* The budget holds for a file's top level too, when checking as well. */
     runtime_start_watchdog(srv.rt);
@@ -371,6 +567,15 @@ int main(int argc, char **argv)
     }
 
     runtime_load_all(srv.rt, false);
+    srv.adm = admission_new(connection_limit(&o), o.max_per_ip);
+    admission_set_wake(srv.adm, wake_listeners, NULL);
+    ev_async_init(&srv.room_w, room_cb);
+    ev_async_start(srv.loop, &srv.room_w);
+    ev_timer_init(&srv.report_w, report_cb, 1.0, 1.0);
+    ev_timer_start(srv.loop, &srv.report_w);
+    /* Neither should keep the loop alive by itself. */
+    ev_unref(srv.loop);
+    ev_unref(srv.loop);
     /* Signals are watched before the "listening" lines go out: whoever
      * reads them may stop us at once. */
     ev_signal_init(&srv.sigterm_w, signal_cb, SIGTERM);
@@ -389,6 +594,7 @@ int main(int argc, char **argv)
     if (open_listeners(&o) != 0) {
         dirwatch_free(srv.watch);
         worker_free(&srv.w);
+        stop_admission();
         runtime_free(srv.rt);
         runtime_stop_watchdog();
         tls_server_free(srv.tls);
@@ -419,7 +625,12 @@ int main(int argc, char **argv)
         srv.listeners = next;
     }
     worker_free(&srv.w);
+    stop_admission();
     runtime_free(srv.rt);
+    /* Every connection and pooled stream is gone: what the budget still
+     * counts would be a leak in its accounting. */
+    log_debug("memory for unfinished messages and bodies at exit: %zu bytes held",
+              membudget_used(&srv.mem));
     runtime_stop_watchdog();
     tls_server_free(srv.tls);
     ev_loop_destroy(srv.loop);

@@ -8,7 +8,8 @@ local client = {}
 
 -- client.connect(url, opts) -> connection | nil, err [, http_status]
 -- opts: protocols, headers, compression, timeout, auto_pong, max_message,
---       retry = { count = 3, interval = 0.1, backoff = 2 }
+--       retry = { count = 3, interval = 0.1, backoff = 2 },
+--       bind = "127.0.0.2" (the source address), rcvbuf = bytes (SO_RCVBUF)
 -- Retries only when no HTTP answer came (nothing listening yet, timeouts);
 -- a refusal with a status is final.
 function client.connect(url, opts)
@@ -29,9 +30,11 @@ function client.connect(url, opts)
   return c
 end
 
--- client.tcp(host, port [, timeout [, tls]]) -> a raw socket: send, receive,
--- receiveAll, shutdown, close. For feeding a server malformed bytes; with a
--- tls options table the bytes go through TLS.
+-- client.tcp(host, port [, timeout [, tls [, opts]]]) -> a raw socket: send,
+-- receive, receiveAll, shutdown, close. For feeding a server malformed bytes;
+-- with a tls options table the bytes go through TLS. opts: bind = "127.0.0.2"
+-- (the source address), rcvbuf = bytes (a small SO_RCVBUF: a slow reader
+-- whose kernel does not absorb megabytes for it).
 client.tcp = core.tcp
 
 local function parse_url(url)

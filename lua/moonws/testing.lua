@@ -120,6 +120,15 @@ function Server:wait_log(pattern, timeout, plain)
   return nil, "timeout"
 end
 
+-- How many lines of the log so far contain text (a plain string).
+function Server:count_log(text)
+  local n = 0
+  for line in self:log():gmatch("[^\n]+") do
+    if line:find(text, 1, true) then n = n + 1 end
+  end
+  return n
+end
+
 -- client.connect to a path of this server.
 function Server:connect(path, opts)
   return client.connect(self.url .. path, opts)
@@ -130,9 +139,9 @@ function Server:http(method, path, body, headers, timeout)
   return client.http(method, self.http_url .. path, body, headers, timeout)
 end
 
--- A raw TCP connection to this server.
-function Server:tcp(timeout)
-  return client.tcp("127.0.0.1", self.port, timeout)
+-- A raw TCP connection to this server; opts as client.tcp's (bind, rcvbuf).
+function Server:tcp(timeout, opts)
+  return client.tcp("127.0.0.1", self.port, timeout, nil, opts)
 end
 
 function Server:cleanup()

@@ -78,6 +78,25 @@ static const char *json_arg(lua_State *L, int idx, size_t *len)
 
 /* ---- connect ---- */
 
+/* The socket options of an options table at idx (bind, rcvbuf); the bind
+ * string stays referenced by the table. */
+static void read_sock(lua_State *L, int idx, struct wsc_sock_opts *so)
+{
+    *so = (struct wsc_sock_opts){ 0 };
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "bind");
+    so->bind = luaL_optstring(L, -1, NULL);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "rcvbuf") != LUA_TNIL) {
+        lua_Integer n = luaL_checkinteger(L, -1);
+        luaL_argcheck(L, n > 0 && n <= (1 << 30), idx, "rcvbuf must be 1 to 2^30 bytes");
+        so->rcvbuf = (int)n;
+    }
+    lua_pop(L, 1);
+}
+
 /* tls = { verify = true, ca = "file", cert = "file", key = "file", servername = "name" } */
 static void read_tls(lua_State *L, int idx, struct wsc_tls_opts *t)
 {
@@ -131,6 +150,8 @@ static int l_connect(lua_State *L)
     const char *protos[32];
     struct buf extra = { 0 };
     struct wsc_tls_opts tls = { .verify = true };
+    struct wsc_sock_opts so;
+    read_sock(L, 2, &so);
 
     if (has_opts) {
         if (lua_getfield(L, 2, "timeout") == LUA_TNUMBER)
@@ -190,7 +211,7 @@ static int l_connect(lua_State *L)
         buf_free(&extra);
         return luaL_argerror(L, 1, "not a ws:// or wss:// URL");
     }
-    int fd = wsc_tcp_connect(host, port, o.timeout, err, sizeof err);
+    int fd = wsc_tcp_connect(host, port, o.timeout, &so, err, sizeof err);
     if (fd < 0) {
         buf_free(&extra);
         return fail(L, err, 0);
@@ -441,8 +462,8 @@ static struct ltcp *check_tcp(lua_State *L)
     return t;
 }
 
-/* tcp(host, port [, timeout [, tls]]): a raw connection, through TLS when a
- * tls options table is given. */
+/* tcp(host, port [, timeout [, tls [, opts]]]): a raw connection, through
+ * TLS when a tls options table is given; opts: bind, rcvbuf. */
 static int l_tcp(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 1);
@@ -451,8 +472,10 @@ static int l_tcp(lua_State *L)
     bool secure = lua_istable(L, 4);
     struct wsc_tls_opts tls;
     read_tls(L, 4, &tls);
+    struct wsc_sock_opts so;
+    read_sock(L, 5, &so);
     char err[256];
-    int fd = wsc_tcp_connect(host, (unsigned)port, timeout, err, sizeof err);
+    int fd = wsc_tcp_connect(host, (unsigned)port, timeout, &so, err, sizeof err);
     if (fd < 0)
         return fail(L, err, 0);
     struct ltcp *t = lua_newuserdatauv(L, sizeof *t, 0);

@@ -10,6 +10,7 @@
 #include "../transport/worker.h"
 #include "../util/limits.h"
 #include "../util/log.h"
+#include "../util/membudget.h"
 #include "http_static.h"
 #include "svc.h"
 #include "ws_conn.h"
@@ -19,6 +20,7 @@ enum { HC_HEAD, HC_BODY, HC_FILE };
 
 struct http_conn {
     struct http_server *srv;
+    struct membudget *mem;      /* the body is charged to it */
     int state;
     struct buf head;            /* the head, kept while its body arrives */
     struct buf body;
@@ -26,10 +28,14 @@ struct http_conn {
     bool chunked;
     struct http_chunked ch;
     ev_tstamp req_start;        /* when the current request began; 0 between requests */
-    ev_tstamp idle_since;
+    ev_tstamp idle_since;       /* when the last request was answered */
     int file_fd;                /* a static file being sent */
     off_t file_left;
     bool close_after_file;
+    bool drain_wait;            /* reading paused until the answers drain */
+    size_t out_cap;             /* queued bytes above which reading pauses */
+    unsigned batch_iter;        /* the loop iteration batch_n counts for */
+    unsigned batch_n;           /* requests answered in it */
 };
 
 /* One parsed head at a time per thread: big, and never kept across calls. */
@@ -99,13 +105,13 @@ void http_respond_error(struct conn *c, int status, const char *why, const char 
     int el = snprintf(hdr, sizeof hdr, "Content-Type: text/plain; charset=utf-8\r\n%s",
                       extra ? extra : "");
     http_respond(c, status, hdr, (size_t)el, body, (size_t)bl, false, true);
-    conn_finish(c, 2.0);
+    conn_finish(c, LIM_HTTP_LINGER);
 }
 
 static void hc_free(struct http_conn *hc)
 {
     buf_free(&hc->head);
-    buf_free(&hc->body);
+    membudget_buf_free(hc->mem, &hc->body);
     if (hc->file_fd >= 0)
         close(hc->file_fd);
     free(hc);
@@ -136,14 +142,13 @@ static void file_refill(struct conn *c)
     }
     conn_write_commit(c, (size_t)r);
     hc->file_left -= r;
-    hc->idle_since = ev_now(c->w->loop);     /* the client is reading */
     if (hc->file_left == 0) {
         close(hc->file_fd);
         hc->file_fd = -1;
         hc->state = HC_HEAD;
         conn_pause_read(c, false);
         if (hc->close_after_file)
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
     }
 }
 
@@ -153,8 +158,10 @@ static void serve_static(struct conn *c, struct http_conn *hc, const struct http
     struct static_file f;
     static_open(hc->srv->static_root, ex->path, ex->path_len, &f);
     if (f.status != 200) {
-        http_respond_error(c, f.status, f.status == 403 ? "outside the static folder" : "no such file",
-                      NULL);
+        http_respond_error(c, f.status, f.status == 403   ? "outside the static folder"
+                                        : f.status == 503 ? "server busy: out of file descriptors"
+                                                          : "no such file",
+                           NULL);
         return;
     }
     char hdr[160];
@@ -163,7 +170,7 @@ static void serve_static(struct conn *c, struct http_conn *hc, const struct http
     if (head_only || f.size == 0) {
         close(f.fd);
         if (closing)
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
         return;
     }
     /* Stream it: one chunk now, the next whenever the queue drains. Input
@@ -210,6 +217,8 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     struct http_exchange ex = { .conn = c, .req = req, .body = body, .body_len = body_len };
     hc->req_start = 0;
     hc->idle_since = ev_now(c->w->loop);
+    hc->batch_n++;
+    hc->out_cap = LIM_HTTP_BACKPRESSURE;
     if (!split_target(req, path, sizeof path, &ex)) {
         http_respond_error(c, 400, "bad request target", NULL);
         return false;
@@ -239,13 +248,14 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
                                   ex.path_len, &rsvc, &route, allow, sizeof allow);
     if (found == ROUTE_FOUND) {
         struct http_reply rep = { .status = 200 };
+        hc->out_cap = rsvc->conf.max_backpressure;
         rsvc->ops->http(rsvc, route, &ex, &rep);
         buf_append(&rep.headers, keep10, strlen(keep10));
         if (!conn_is_closed(c)) {
             http_respond(c, rep.status, rep.headers.data, rep.headers.len, rep.body.data,
                          rep.body.len, head_only, closing);
             if (closing)
-                conn_finish(c, 2.0);
+                conn_finish(c, LIM_HTTP_LINGER);
         }
         buf_free(&rep.headers);
         buf_free(&rep.body);
@@ -337,12 +347,47 @@ static bool finish_body(struct conn *c, struct http_conn *hc)
     (void)r;
     hc->state = HC_HEAD;
     struct buf head = hc->head, body = hc->body;
+    struct membudget *mem = hc->mem;    /* hc is gone after an upgrade */
     hc->head = (struct buf){ 0 };
     hc->body = (struct buf){ 0 };
     bool upgraded = dispatch(c, hc, req, body.data, body.len);
     buf_free(&head);
-    buf_free(&body);
+    membudget_buf_free(mem, &body);
     return upgraded;
+}
+
+/* The memory budget cannot hold this request's body: 503, logged (at most
+ * once a second). */
+static void refuse_body(struct conn *c, struct http_conn *hc)
+{
+    membudget_log_refusal(hc->mem, (unsigned long long)c->id, "HTTP 503");
+    http_respond_error(c, 503, "server busy", NULL);
+}
+
+/* Between two requests: whether to take the next one now. Not while the
+ * answers already queued pass the cap (reading pauses until they drain:
+ * http_on_drain), and not past this iteration's batch (the connection
+ * yields its turn). */
+static bool take_next_request(struct conn *c, struct http_conn *hc)
+{
+    size_t queued = conn_buffered(c);
+    if (queued > hc->out_cap) {
+        log_debug("conn %llu: %zu bytes queued, over max_backpressure: reading paused",
+                  (unsigned long long)c->id, queued);
+        hc->drain_wait = true;
+        conn_pause_read(c, true);
+        return false;
+    }
+    unsigned it = ev_iteration(c->w->loop);
+    if (hc->batch_iter != it) {
+        hc->batch_iter = it;
+        hc->batch_n = 0;
+    }
+    if (hc->batch_n >= LIM_HTTP_PIPELINE_BATCH) {
+        conn_yield_read(c);
+        return false;
+    }
+    return true;
 }
 
 static size_t http_on_read(struct conn *c, char *data, size_t n)
@@ -350,12 +395,22 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
     struct http_conn *hc = c->pdata;
     if (hc->state == HC_FILE)
         return 0;
+    if (hc->state == HC_HEAD && !hc->req_start && !take_next_request(c, hc))
+        return 0;
     if (!hc->req_start)
         hc->req_start = ev_now(c->w->loop);
 
     if (hc->state == HC_BODY) {
         size_t used;
         if (hc->chunked) {
+            /* Decoded bytes are never more than the bytes fed, and never
+             * past the maximum: room for them, counted, before the feed. */
+            size_t room = LIM_HTTP_BODY_MAX - hc->body.len;
+            if (!membudget_buf_reserve(hc->mem, &hc->body, n < room ? n : room,
+                                       LIM_HTTP_BODY_MAX)) {
+                refuse_body(c, hc);
+                return n;
+            }
             ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, LIM_HTTP_BODY_MAX);
             if (r < 0) {
                 if (r == HTTP_CHUNKED_TOO_BIG)
@@ -369,7 +424,8 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
                 return used;
         } else {
             used = n < hc->body_need ? n : hc->body_need;
-            buf_append(&hc->body, data, used);
+            memcpy(hc->body.data + hc->body.len, data, used);   /* reserved whole */
+            hc->body.len += used;
             hc->body_need -= used;
             if (hc->body_need)
                 return used;
@@ -413,12 +469,14 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
     const struct http_header *expect = http_find_header(req->headers, req->nheaders, "expect");
     if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0)
         conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (!hc->chunked && !membudget_buf_reserve(hc->mem, &hc->body, len, len)) {
+        refuse_body(c, hc);
+        return n;
+    }
     buf_append(&hc->head, data, (size_t)hl);
     hc->state = HC_BODY;
     hc->body_need = len;
     hc->ch = (struct http_chunked){ 0 };
-    if (!hc->chunked)
-        buf_reserve(&hc->body, len);
     return (size_t)hl;
 }
 
@@ -430,27 +488,36 @@ static void http_on_eof(struct conn *c)
 
 static void http_on_drain(struct conn *c)
 {
+    struct http_conn *hc = c->pdata;
+    if (hc->drain_wait) {
+        hc->drain_wait = false;
+        conn_pause_read(c, false);
+    }
     file_refill(c);
 }
 
-/* A request must arrive whole within the handshake timeout; an idle
- * keep-alive connection is closed after LIM_HTTP_KEEPALIVE, and so is one
- * whose client stopped reading the file it asked for. */
+/* A request must arrive whole within the handshake timeout. A keep-alive
+ * connection is closed after the keep-alive time without a request — and
+ * one with an answer waiting, after that time without the kernel taking
+ * any of it: a client still reading a long answer is not idle, one that
+ * stopped is dropped. */
 static void http_on_sweep(struct conn *c, ev_tstamp now)
 {
     struct http_conn *hc = c->pdata;
-    if (hc->state == HC_FILE) {
-        if (now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
+    ev_tstamp last = hc->idle_since > c->out_progress ? hc->idle_since : c->out_progress;
+    if (hc->state == HC_FILE || conn_buffered(c)) {
+        if (now - last > hc->srv->keepalive) {
             char addr[80];
             conn_remote(c, addr, sizeof addr);
-            log_info("conn %llu (%s): the client stopped reading a static file: dropped",
-                     (unsigned long long)c->id, addr);
+            log_info("conn %llu (%s): the client stopped reading %s: dropped",
+                     (unsigned long long)c->id, addr,
+                     hc->state == HC_FILE ? "a static file" : "its answers");
             conn_close(c);
         }
         return;
     }
     if (hc->req_start ? now - hc->req_start > LIM_HANDSHAKE_TIMEOUT
-                      : now - hc->idle_since > LIM_HTTP_KEEPALIVE) {
+                      : now - last > hc->srv->keepalive) {
         log_debug("conn %llu: %s timed out", (unsigned long long)c->id,
                   hc->req_start ? "request" : "keep-alive");
         conn_close(c);
@@ -488,6 +555,8 @@ void http_conn_start(struct conn *c, struct http_server *srv)
 {
     struct http_conn *hc = xcalloc(1, sizeof *hc);
     hc->srv = srv;
+    hc->mem = c->w->mem;
+    hc->out_cap = LIM_HTTP_BACKPRESSURE;
     hc->file_fd = -1;
     hc->req_start = ev_now(c->w->loop);
     hc->idle_since = hc->req_start;

@@ -4,6 +4,14 @@
  * choosing what answers them (a WebSocket upgrade, a service's endpoint, a
  * static file) and writing responses. Every limit of DESIGN.md §9 that
  * concerns HTTP ends here with its status.
+ *
+ * Pipelined requests are answered in order, but not without bound: while
+ * the answers queued for a connection pass the backpressure cap of the
+ * service that made the last one (LIM_HTTP_BACKPRESSURE for others), its
+ * next requests are neither read nor parsed until the queue drains; and
+ * LIM_HTTP_PIPELINE_BATCH of them are answered per loop iteration before
+ * other connections get their turn. Request bodies are charged to the
+ * worker's memory budget (503 when it is full).
  */
 #ifndef MOONWS_HTTP_SERVER_H
 #define MOONWS_HTTP_SERVER_H
@@ -20,6 +28,7 @@ struct http_server {
     struct router *router;
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
+    double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
 };
 
 /* Starts speaking HTTP on a newly accepted connection. */

@@ -1,5 +1,6 @@
 #include "http_static.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -90,7 +91,8 @@ void static_open(const char *root, const char *path, size_t len, struct static_f
      * refused as not a regular file). */
     int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0) {
-        out->status = 403;
+        /* Out of descriptors is our state, not the file's. */
+        out->status = errno == EMFILE || errno == ENFILE ? 503 : 403;
         return;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

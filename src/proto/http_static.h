@@ -15,7 +15,8 @@ struct static_file {
     int fd;                     /* open file, -1 on failure */
     off_t size;
     const char *content_type;
-    int status;                 /* 200, or the error status (403, 404) */
+    int status;                 /* 200, or the error status (403, 404; 503 when the
+                                 * process is out of file descriptors) */
 };
 
 /* Resolves a percent-decoded path under root (a realpath). */

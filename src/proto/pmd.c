@@ -7,11 +7,12 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "../util/limits.h"
 #include "../util/log.h"
+#include "../util/membudget.h"
 
 #define EXT_NAME "permessage-deflate"
 #define MAX_PARAMS 8
-#define INFLATE_POOL_MAX 32
 #define INFLATE_CHUNK (64 * 1024)       /* the most a first guess at the output takes */
 #define INFLATE_FIRST_MIN 256           /* the least */
 
@@ -360,7 +361,7 @@ static int mem_level_for(int wb)
 
 /* Per thread: shared deflaters by [window bits - 9][level], pooled inflaters. */
 static __thread z_stream *shared_def[7][10];
-static __thread z_stream *inflate_pool[INFLATE_POOL_MAX];
+static __thread z_stream *inflate_pool[LIM_INFLATE_POOL];
 static __thread unsigned inflate_pool_n;
 
 static z_stream *deflater_new(int wb, int level, int mem_level)
@@ -374,18 +375,45 @@ static z_stream *deflater_new(int wb, int level, int mem_level)
     return z;
 }
 
-static z_stream *inflater_get(int wb)
+/* zlib's allocations for an inflate stream, counted by the budget in
+ * opaque (membudget_alloc keeps each block's size for the free). */
+static voidpf budget_zalloc(voidpf opaque, uInt items, uInt size)
+{
+    if (size && items > SIZE_MAX / size)
+        return Z_NULL;
+    return membudget_alloc(opaque, (size_t)items * size);
+}
+
+static void budget_zfree(voidpf opaque, voidpf p)
+{
+    membudget_free(opaque, p);
+}
+
+/* An inflate stream of wb window bits whose memory counts against mem:
+ * from the pool when one there counts against the same budget. NULL when
+ * the budget refuses it. */
+static z_stream *inflater_get(int wb, struct membudget *mem)
 {
     int bits = wb < 9 ? 9 : wb;
     if (inflate_pool_n) {
         z_stream *z = inflate_pool[--inflate_pool_n];
-        if (inflateReset2(z, -bits) == Z_OK)
+        if (z->opaque == (voidpf)mem && inflateReset2(z, -bits) == Z_OK)
             return z;
         inflateEnd(z);
         free(z);
     }
     z_stream *z = xcalloc(1, sizeof *z);
-    if (inflateInit2(z, -bits) != Z_OK) {
+    if (mem) {
+        z->zalloc = budget_zalloc;
+        z->zfree = budget_zfree;
+        z->opaque = mem;
+    }
+    int rc = inflateInit2(z, -bits);
+    if (rc == Z_MEM_ERROR && mem) {
+        free(z);
+        return NULL;
+    }
+    if (rc != Z_OK) {
         log_error("zlib inflateInit2 failed (window %d)", bits);
         abort();
     }
@@ -394,7 +422,7 @@ static z_stream *inflater_get(int wb)
 
 static void inflater_put(z_stream *z)
 {
-    if (inflate_pool_n < INFLATE_POOL_MAX) {
+    if (inflate_pool_n < LIM_INFLATE_POOL) {
         inflate_pool[inflate_pool_n++] = z;
         return;
     }
@@ -437,10 +465,10 @@ void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def)
 }
 
 int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
-                size_t max)
+                size_t max, struct membudget *out_mem)
 {
-    if (!inf->z)
-        inf->z = inflater_get(inf->window_bits);
+    if (!inf->z && !(inf->z = inflater_get(inf->window_bits, inf->mem)))
+        return PMD_BUSY;
     z_stream *z = inf->z;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
@@ -457,8 +485,9 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
         guess = INFLATE_FIRST_MIN;
     for (;;) {
         size_t room = limit - out->len;
-        if (out->cap == out->len)
-            buf_reserve_within(out, guess < room ? guess : room, limit);
+        if (out->cap == out->len &&
+            !membudget_buf_reserve(out_mem, out, guess < room ? guess : room, limit))
+            return PMD_BUSY;
         size_t chunk = out->cap - out->len;
         if (chunk > room)
             chunk = room;
@@ -479,6 +508,8 @@ int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *
         } else if (rc == Z_BUF_ERROR) {
             if (z->avail_in == 0)
                 return PMD_OK;  /* all input used, nothing more to write */
+        } else if (rc == Z_MEM_ERROR) {
+            return PMD_BUSY;    /* the window, allocated at the first need */
         } else if (rc != Z_OK) {
             return PMD_CORRUPT;
         }

@@ -78,10 +78,16 @@ bool pmd_client_accept(const struct pmd_offer_opts *o, const char *const *values
 #define PMD_OK 0
 #define PMD_TOO_BIG 1           /* inflated size passed the limit */
 #define PMD_CORRUPT 2           /* not a valid deflate stream */
+#define PMD_BUSY 3              /* a memory budget refused the stream or the output */
+
+struct membudget;
 
 /* The receiving stream of one connection. */
 struct pmd_inflater {
     void *z;                    /* z_stream *, NULL between messages without takeover */
+    /* Counts the stream's zlib memory (state and window) while it exists,
+     * pooled or not (NULL: not counted). Set after pmd_init. */
+    struct membudget *mem;
     uint8_t window_bits;
     bool reset_each_message;
     /* A final (BFINAL) block ended the stream during this message, and
@@ -105,9 +111,11 @@ void pmd_init(const struct pmd_params *p, const struct pmd_conf *conf, bool serv
 void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def);
 
 /* Inflates n bytes of a message's compressed payload, appending to out;
- * fails once out would pass max bytes. */
+ * fails once out would pass max bytes (PMD_TOO_BIG). out grows through
+ * out_mem (membudget_buf_reserve; NULL: not counted): PMD_BUSY when it or
+ * inf->mem refuses memory. */
 int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
-                size_t max);
+                size_t max, struct membudget *out_mem);
 /* The message ended (its 00 00 ff ff tail was fed, last). Returns false
  * when the compressed data was truncated: the stream did not stop between
  * two blocks (or right after a final block). Either way, without takeover
@@ -119,7 +127,8 @@ bool pmd_inflate_end_message(struct pmd_inflater *inf);
  * message is at least the byte 00. */
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out);
 
-/* Releases this thread's shared deflaters and pooled inflaters. */
+/* Releases this thread's shared deflaters and pooled inflaters (giving
+ * the pooled ones' memory back to their budget). */
 void pmd_thread_cleanup(void);
 
 #endif

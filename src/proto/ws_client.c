@@ -67,7 +67,27 @@ static void plain_free(void *ctx)
 
 const struct wsc_io wsc_plain_io = { plain_read, plain_write, plain_pending, plain_free };
 
-int wsc_tcp_connect(const char *host, unsigned port, double timeout, char *err, size_t errcap)
+/* Binds fd to the source address so->bind (port 0: any), for a socket of
+ * family `family`. Returns false with a message in err. */
+static bool bind_source(int fd, int family, const char *addr, char *err, size_t errcap)
+{
+    struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
+    struct addrinfo *res;
+    int rc = getaddrinfo(addr, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errcap, "bad source address %s: %s", addr, gai_strerror(rc));
+        return false;
+    }
+    bool ok = bind(fd, res->ai_addr, res->ai_addrlen) == 0;
+    if (!ok)
+        snprintf(err, errcap, "cannot bind to %s: %s", addr, strerror(errno));
+    freeaddrinfo(res);
+    return ok;
+}
+
+int wsc_tcp_connect(const char *host, unsigned port, double timeout,
+                    const struct wsc_sock_opts *so, char *err, size_t errcap)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICSERV };
@@ -85,6 +105,13 @@ int wsc_tcp_connect(const char *host, unsigned port, double timeout, char *err, 
         fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
             continue;
+        if (so && so->rcvbuf > 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &so->rcvbuf, sizeof so->rcvbuf);
+        if (so && so->bind && !bind_source(fd, ai->ai_family, so->bind, err, errcap)) {
+            close(fd);
+            fd = -1;
+            continue;
+        }
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
             break;
         if (errno == EINPROGRESS) {

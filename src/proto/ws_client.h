@@ -81,9 +81,17 @@ struct ws_client {
     char error[256];            /* why the connection failed */
 };
 
-/* Opens a connection to host:port (the fd is non-blocking). Returns the fd
- * or -1 with a message in err. */
-int wsc_tcp_connect(const char *host, unsigned port, double timeout, char *err, size_t errcap);
+/* How the socket of a connection is set up (both optional; for tests). */
+struct wsc_sock_opts {
+    const char *bind;           /* numeric source address ("127.0.0.2"), or NULL */
+    int rcvbuf;                 /* SO_RCVBUF in bytes before connecting (it then stays
+                                 * small: no autotuning), 0 = the kernel's */
+};
+
+/* Opens a connection to host:port (the fd is non-blocking); so may be
+ * NULL. Returns the fd or -1 with a message in err. */
+int wsc_tcp_connect(const char *host, unsigned port, double timeout,
+                    const struct wsc_sock_opts *so, char *err, size_t errcap);
 
 /* Splits ws://host[:port]/path?query (or wss://, http://, https://). */
 bool wsc_parse_url(const char *url, bool *secure, char *host, size_t hostcap, unsigned *port,

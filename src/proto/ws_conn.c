@@ -8,6 +8,7 @@
 #include "../transport/worker.h"
 #include "../util/limits.h"
 #include "../util/log.h"
+#include "../util/membudget.h"
 #include "../util/shbuf.h"
 #include "http_server.h"
 #include "pubsub.h"
@@ -181,9 +182,15 @@ static size_t ws_on_read(struct conn *c, char *data, size_t n)
 {
     struct ws_conn *wc = c->pdata;
     struct ws_rx_error err;
-    wc->last_rx = ev_now(c->w->loop);
+    uint64_t frames = wc->rx.frames;
     ssize_t r = ws_rx_feed(&wc->rx, data, n, &rx_events, wc, &err);
+    /* Idle is measured in complete frames: bytes trickled into one that
+     * never ends do not count. */
+    if (wc->rx.frames != frames)
+        wc->last_rx = ev_now(c->w->loop);
     if (r < 0) {
+        if (err.busy)
+            membudget_log_refusal(c->w->mem, (unsigned long long)c->id, "WebSocket 1008");
         ws_fail(wc, err.code, err.reason);
         return n;
     }
@@ -348,7 +355,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
         if (!ok) {
             http_respond(c, refusal.status, refusal.headers.data, refusal.headers.len,
                          refusal.body.data, refusal.body.len, false, true);
-            conn_finish(c, 2.0);
+            conn_finish(c, LIM_HTTP_LINGER);
             buf_free(&refusal.headers);
             buf_free(&refusal.body);
             return false;
@@ -369,6 +376,11 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     wc->head = keep_head(req, &wc->head_len);
     wc->rx.max_message = svc->conf.max_message;
     wc->rx.inf = z ? &z->inf : NULL;
+    /* Partial messages and inflate streams count against the process's
+     * budget for unfinished work. */
+    wc->rx.mem = c->w->mem;
+    if (z)
+        z->inf.mem = c->w->mem;
     wc->last_rx = ev_now(c->w->loop);
     wc->svc_next = svc->conns;
     if (svc->conns)

@@ -49,7 +49,7 @@ struct ws_conn {
     struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
     char *head;                 /* a copy of the upgrade request head */
     char *protocol;             /* the negotiated sub-protocol or NULL */
-    ev_tstamp last_rx;
+    ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */          /* the last complete frame (or idle timeout) */
     uint32_t head_len;
     int app_ref;                /* the runtime's handle (the caller), or -2 */
     uint8_t state;

@@ -2,13 +2,25 @@
 
 #include <string.h>
 
+#include "../util/limits.h"
+#include "../util/membudget.h"
 #include "pmd.h"
 
 #define FAIL(c, r) do { err->code = (c); err->reason = (r); return -1; } while (0)
 
+/* The budget refused memory for the message: not a protocol error, but the
+ * connection cannot go on with its message either. */
+static bool busy(struct ws_rx_error *err)
+{
+    err->code = WS_CLOSE_POLICY;
+    err->reason = "server busy";
+    err->busy = true;
+    return false;
+}
+
 void ws_rx_free(struct ws_rx *rx)
 {
-    buf_free(&rx->msg);
+    membudget_buf_free(rx->mem, &rx->msg);
 }
 
 void ws_close_payload_parse(const char *data, size_t len, unsigned *code,
@@ -62,7 +74,7 @@ static int deliver(struct ws_rx *rx, char *data, size_t len, const struct ws_rx_
         return -1;
     }
     bool go_on = ev->message(ctx, op, data, len);
-    buf_free(&rx->msg);
+    membudget_buf_free(rx->mem, &rx->msg);
     return go_on ? 1 : 0;
 }
 
@@ -74,9 +86,13 @@ static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx
     int rc = PMD_OK;
     if (rx->msg_deflated) {
         rx->msg_zdata = rx->msg_zdata || n > 0;
-        rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message);
-    } else
-        buf_append(&rx->msg, p, n);
+        rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message, rx->mem);
+    } else {
+        if (!membudget_buf_reserve(rx->mem, &rx->msg, n, rx->max_message))
+            return busy(err);
+        memcpy(rx->msg.data + rx->msg.len, p, n);
+        rx->msg.len += n;
+    }
     /* Whatever came out is checked first, so the close code does not
      * depend on how the bytes were split into reads. */
     if (rx->msg_op == WS_OP_TEXT && rx->msg.len > before &&
@@ -85,6 +101,8 @@ static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx
         err->reason = "text message is not UTF-8";
         return false;
     }
+    if (rc == PMD_BUSY)
+        return busy(err);
     if (rc != PMD_OK) {
         err->code = rc == PMD_TOO_BIG ? WS_CLOSE_TOO_BIG : WS_CLOSE_INVALID_DATA;
         err->reason = rc == PMD_TOO_BIG ? "message too big" : "corrupt compressed data";
@@ -103,6 +121,7 @@ static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx
                       struct ws_rx_error *err)
 {
     rx->in_frame = false;
+    rx->frames++;
     if (!rx->frame_fin)
         return 1;
     if (rx->msg_deflated && rx->msg_zdata) {
@@ -122,6 +141,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
                    void *ctx, struct ws_rx_error *err)
 {
     size_t off = 0;
+    err->busy = false;
     while (off < n) {
         if (rx->in_frame) {
             size_t take = n - off < rx->remaining ? n - off : (size_t)rx->remaining;
@@ -169,6 +189,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             if (h.opcode == WS_OP_CLOSE && !check_close(p, h.len, err))
                 return -1;
             off += (size_t)hl + h.len;
+            rx->frames++;
             if (!ev->control(ctx, h.opcode, p, h.len))
                 return (ssize_t)off;
             continue;
@@ -203,6 +224,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             if (h.masked)
                 ws_mask((uint8_t *)p, (uint8_t *)p, h.len, h.mask, 0);
             off += h.len;
+            rx->frames++;
             if (h.opcode == WS_OP_TEXT && !utf8_feed(&rx->utf8, p, h.len))
                 FAIL(WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
             int r = deliver(rx, p, h.len, ev, ctx, err);
@@ -217,9 +239,16 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
         rx->phase = 0;
         memcpy(rx->mask, h.mask, 4);
         /* Reserve for the announced payload, but not more than a megabyte
-         * up front: a peer announcing a huge frame must also send it. */
-        if (!rx->msg_deflated && h.len)
-            buf_reserve(&rx->msg, h.len < (1u << 20) ? h.len : (1u << 20));
+         * up front: a peer announcing a huge frame must also send it. The
+         * budget is asked here, so a message it cannot hold fails at its
+         * frame header, before any of the payload is kept. */
+        if (!rx->msg_deflated && h.len &&
+            !membudget_buf_reserve(rx->mem, &rx->msg,
+                                   h.len < LIM_WS_FRAME_PREALLOC ? h.len : LIM_WS_FRAME_PREALLOC,
+                                   rx->max_message)) {
+            busy(err);
+            return -1;
+        }
         if (h.len == 0) {
             int r = frame_done(rx, ev, ctx, err);
             if (r <= 0)

@@ -7,7 +7,9 @@
  * messages checked as bytes arrive (failing on the first bad byte, even
  * across fragments), and max_message checked against each frame header so
  * the excess is never buffered. Compressed messages (RFC 7692) are inflated
- * through pmd as their frames arrive.
+ * through pmd as their frames arrive. The reassembly buffer is charged to
+ * the budget in rx->mem as it grows, and given back when the message is
+ * delivered or the receiver freed.
  *
  * It owns no socket: the caller feeds bytes and receives events. State
  * survives between calls, so bytes may arrive one at a time.
@@ -24,11 +26,16 @@
 #include "../util/utf8.h"
 #include "ws_frame.h"
 
+struct membudget;
 struct pmd_inflater;
 
 struct ws_rx {
     size_t max_message;         /* bytes after reassembly and inflation */
     struct pmd_inflater *inf;   /* non-NULL when permessage-deflate was negotiated */
+    /* Counts the reassembly buffer (NULL: not counted): a message that
+     * would grow it past the budget fails with 1008 "server busy". */
+    struct membudget *mem;
+    uint64_t frames;            /* complete frames received: data, continuation, control */
     bool client;                /* we are the client: frames arrive unmasked */
 
     /* The data frame whose payload is arriving. */
@@ -50,6 +57,7 @@ struct ws_rx {
 struct ws_rx_error {
     uint16_t code;
     const char *reason;
+    bool busy;                  /* the budget refused memory (1008 "server busy") */
 };
 
 /*
@@ -72,7 +80,8 @@ struct ws_rx_events {
 ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_events *ev,
                    void *ctx, struct ws_rx_error *err);
 
-/* Releases the reassembly buffer (not the inflater, which pmd owns). */
+/* Releases the reassembly buffer, giving its memory back to the budget
+ * (not the inflater, which pmd owns). */
 void ws_rx_free(struct ws_rx *rx);
 
 /* Parses a validated close payload into code (1005 when absent) and reason. */

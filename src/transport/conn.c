@@ -13,6 +13,7 @@
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/shbuf.h"
+#include "admission.h"
 #include "worker.h"
 
 /*
@@ -28,13 +29,7 @@ struct oseg {
     char data[];
 };
 
-#define SEG_BYTES 16384
-#define SEG_CAP ((uint32_t)(SEG_BYTES - sizeof(struct oseg)))
-#define POOL_MAX 1024           /* data segments kept: 16 MiB */
-/* Shared-block segments kept: one per receiver of a broadcast, 32 bytes
- * each, so a broadcast to 10 000 clients allocates nothing the second time. */
-#define REF_POOL_MAX 16384
-#define IOV_BATCH 64
+#define SEG_CAP ((uint32_t)(LIM_OUT_SEG_BYTES - sizeof(struct oseg)))
 
 /* recv/send rather than read/write: the socket calls skip the VFS layer
  * (file position locking, the generic iterators), which is measurable at
@@ -113,13 +108,13 @@ static void seg_release(struct worker *w, struct oseg *s)
 {
     if (s->sh) {
         shbuf_unref(s->sh);
-        if (w->ref_pool_n < REF_POOL_MAX) {
+        if (w->ref_pool_n < LIM_OUT_REF_POOL) {
             s->next = w->ref_pool;
             w->ref_pool = s;
             w->ref_pool_n++;
             return;
         }
-    } else if (s->cap == SEG_CAP && w->seg_pool_n < POOL_MAX) {
+    } else if (s->cap == SEG_CAP && w->seg_pool_n < LIM_OUT_SEG_POOL) {
         s->next = w->seg_pool;
         w->seg_pool = s;
         w->seg_pool_n++;
@@ -141,7 +136,7 @@ static void seg_append(struct conn *c, struct oseg *s)
  * writability only while the kernel refuses our output. */
 static void update_watch(struct conn *c, bool want_write)
 {
-    int ev = (c->flags & (CONN_RD_EOF | CONN_RD_PAUSED) ? 0 : EV_READ) |
+    int ev = (c->flags & (CONN_RD_EOF | CONN_RD_PAUSED | CONN_YIELD) ? 0 : EV_READ) |
              (want_write ? EV_WRITE : 0);
     int cur = c->io.events & (EV_READ | EV_WRITE);
     if (ev == cur && ev_is_active(&c->io))
@@ -171,6 +166,7 @@ static void maybe_shut(struct conn *c)
         return;
     c->tp->shutdown(c);
     c->flags |= CONN_SHUT_WR;
+    c->deadline = ev_now(c->w->loop) + c->linger_ms / 1000.0;
     if (c->flags & CONN_RD_EOF)
         conn_close(c);          /* both directions are done */
 }
@@ -188,10 +184,10 @@ static void write_failed(struct conn *c, int err)
 void conn_flush(struct conn *c)
 {
     while (c->out_head && !conn_is_closed(c)) {
-        struct iovec iov[IOV_BATCH];
+        struct iovec iov[LIM_WRITEV_BATCH];
         int n = 0;
         size_t want = 0;
-        for (struct oseg *s = c->out_head; s && n < IOV_BATCH; s = s->next, n++) {
+        for (struct oseg *s = c->out_head; s && n < LIM_WRITEV_BATCH; s = s->next, n++) {
             iov[n].iov_base = (s->sh ? s->sh->data : s->data) + s->off;
             iov[n].iov_len = s->len - s->off;
             want += iov[n].iov_len;
@@ -209,6 +205,8 @@ void conn_flush(struct conn *c)
         }
         size_t left = (size_t)r;
         c->out_bytes -= left;
+        if (left)
+            c->out_progress = ev_now(c->w->loop);
         while (left) {
             struct oseg *s = c->out_head;
             size_t avail = s->len - s->off;
@@ -245,6 +243,8 @@ static void uncork(struct worker *w, struct conn *c)
     w->cork.len = 0;
     if (conn_is_closed(c))
         return;
+    if (len)
+        c->out_progress = ev_now(w->loop);
     if (!len) {
         /* Nothing new to send, but the protocol may have asked to finish
          * while corked (the peer answered our close frame). */
@@ -299,21 +299,38 @@ static void feed(struct conn *c, char *base, size_t total)
     struct worker *w = c->w;
     size_t off = 0;
     w->corked = c;
-    while (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
+    while (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING | CONN_YIELD))) {
         size_t used = c->proto->on_read(c, base + off, total - off);
         if (used == 0)
             break;
         off += used;
     }
-    uncork(w, c);
+    /* The rest is kept first: writing the output may drain the queue,
+     * and a protocol that paused for it resumes from on_drain. */
     if (off < total && !(c->flags & (CONN_CLOSED | CONN_FINISHING))) {
         /* A protocol leaves at most a request head or a frame header with a
          * control payload unparsed; anything longer it must refuse itself.
-         * Only a protocol that paused reading (a response streaming) leaves
-         * more: the rest of this read, pipelined behind it. */
-        assert(total - off <= LIM_HTTP_HEAD_MAX || (c->flags & CONN_RD_PAUSED));
+         * Only a protocol that paused reading (a response streaming) or
+         * yielded its turn leaves more: the rest of this read, pipelined
+         * behind it. */
+        assert(total - off <= LIM_HTTP_HEAD_MAX || (c->flags & (CONN_RD_PAUSED | CONN_YIELD)));
         keep_input(c, base + off, total - off);
     }
+    uncork(w, c);
+}
+
+/* The peer's end of stream reaches the protocol once everything it sent
+ * before it has been offered, and not while the protocol has paused
+ * reading, yielded its turn or resumed with its input to be offered again
+ * (CONN_REFEED): pipelined requests it will come back to are answered
+ * first, and it hears of the end then. (Input the protocol left unparsed
+ * otherwise, a partial request or frame, will never be completed.) */
+static void eof_when_taken(struct conn *c)
+{
+    if (c->flags & (CONN_RD_PAUSED | CONN_YIELD | CONN_REFEED | CONN_CLOSED | CONN_FINISHING |
+                    CONN_SHUT_WR))
+        return;
+    c->proto->on_eof(c);
 }
 
 static void conn_readable(struct conn *c)
@@ -330,12 +347,15 @@ static void conn_readable(struct conn *c)
     }
     /* Kept input longer than a request head came in while reading was
      * paused: it is offered alone, so that it and a new read fit the
-     * buffer, and nothing is read while the protocol still waits. */
-    if (have > LIM_HTTP_HEAD_MAX || (c->flags & CONN_RD_PAUSED)) {
+     * buffer, and nothing is read while the protocol still waits. After
+     * the peer's end of stream there is nothing more to read either. */
+    if (have > LIM_HTTP_HEAD_MAX || (c->flags & (CONN_RD_PAUSED | CONN_RD_EOF))) {
         if (!(c->flags & (CONN_RD_PAUSED | CONN_SHUT_WR | CONN_FINISHING)))
             feed(c, base, have);
         else
             keep_input(c, base, have);
+        if (c->flags & CONN_RD_EOF)
+            eof_when_taken(c);
         return;
     }
     ssize_t r;
@@ -355,11 +375,18 @@ static void conn_readable(struct conn *c)
             log_debug("conn %llu: read failed: %s", (unsigned long long)c->id, strerror(errno));
         c->flags |= CONN_RD_EOF;
         update_watch(c, c->flags & CONN_WATCH_WRITE);
-        if (c->flags & CONN_SHUT_WR)
+        if (c->flags & CONN_SHUT_WR) {
             conn_close(c);
-        else if (!(c->flags & CONN_FINISHING))
-            c->proto->on_eof(c);
+            return;
+        }
         /* finishing: the queue drains, then maybe_shut closes */
+        if (c->flags & CONN_FINISHING)
+            return;
+        /* A clean end of stream after requests still kept: they go first.
+         * After a failed read no answer could reach the peer anyway. */
+        if (r == 0 && have)
+            feed(c, base, have);
+        eof_when_taken(c);
         return;
     }
     if (c->flags & (CONN_SHUT_WR | CONN_FINISHING))
@@ -387,6 +414,17 @@ static bool handshake(struct conn *c)
     }
 }
 
+/* Reads and offers until the socket has nothing more for now. TLS may hold
+ * whole records it already took off the socket; they wait in TLS while
+ * reading is paused or yielded (the resume comes back here). */
+static void read_all(struct conn *c)
+{
+    conn_readable(c);
+    while (!(c->flags & (CONN_CLOSED | CONN_RD_PAUSED | CONN_YIELD | CONN_RD_EOF)) &&
+           c->tp->pending(c))
+        conn_readable(c);
+}
+
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -399,13 +437,8 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (revents & EV_WRITE)
         conn_flush(c);
-    if ((revents & EV_READ) && !conn_is_closed(c)) {
-        conn_readable(c);
-        /* TLS may hold whole records it already took off the socket; they
-         * wait in TLS while reading is paused (the resume comes back here). */
-        while (!(c->flags & (CONN_CLOSED | CONN_RD_PAUSED)) && c->tp->pending(c))
-            conn_readable(c);
-    }
+    if ((revents & EV_READ) && !(c->flags & (CONN_CLOSED | CONN_YIELD)))
+        read_all(c);
 }
 
 struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
@@ -489,12 +522,36 @@ void conn_pause_read(struct conn *c, bool pause)
         return;
     c->flags ^= CONN_RD_PAUSED;
     update_watch(c, c->flags & CONN_WATCH_WRITE);
-    if (!pause && c->in_len && ev_is_active(&c->io)) {
-        /* Bytes that came while paused (a pipelined request) get no new
-         * readiness event: make one, handled from the loop, not from here. */
+    /* (A yielded connection's kept input is offered at its next turn.) */
+    if (!pause && (c->in_len || (c->flags & CONN_RD_EOF)) && !(c->flags & CONN_YIELD)) {
+        /* Bytes that came while paused (a pipelined request), or the
+         * peer's end of stream behind them, get no new readiness event:
+         * make one, handled from the loop, not from here. */
         c->flags |= CONN_REFEED;
         ev_feed_event(c->w->loop, &c->io, EV_READ);
     }
+}
+
+void conn_yield_read(struct conn *c)
+{
+    if (c->flags & (CONN_CLOSED | CONN_YIELD))
+        return;
+    c->flags |= CONN_YIELD;
+    update_watch(c, c->flags & CONN_WATCH_WRITE);
+    worker_yield(c->w, c);
+}
+
+void conn_resume_yielded(struct conn *c)
+{
+    c->flags &= (uint16_t)~CONN_YIELD;
+    if (conn_is_closed(c))
+        return;
+    update_watch(c, c->flags & CONN_WATCH_WRITE);
+    if (c->flags & (CONN_HANDSHAKE | CONN_RD_PAUSED))
+        return;
+    /* What was kept goes first; whatever arrived meanwhile follows it. */
+    c->flags |= CONN_REFEED;
+    read_all(c);
 }
 
 size_t conn_buffered(const struct conn *c)
@@ -507,6 +564,7 @@ void conn_finish(struct conn *c, ev_tstamp linger)
     if (c->flags & (CONN_CLOSED | CONN_FINISHING))
         return;
     c->flags |= CONN_FINISHING;
+    c->linger_ms = (uint16_t)(linger < 65 ? linger * 1000 : 65000);
     c->deadline = ev_now(c->w->loop) + linger;
     free(c->in);
     c->in = NULL;
@@ -520,6 +578,8 @@ void conn_close(struct conn *c)
     if (conn_is_closed(c))
         return;
     struct worker *w = c->w;
+    if (c->flags & CONN_YIELD)
+        worker_unyield(w, c);
     c->flags |= CONN_CLOSED;
     ev_io_stop(w->loop, &c->io);
     if (c->prev)
@@ -540,6 +600,8 @@ void conn_destroy(struct conn *c)
         c->proto->on_close(c);
     c->tp->free(c);
     close(c->io.fd);
+    if (c->adm)
+        admission_leave(c->adm);
     while (c->out_head) {
         struct oseg *s = c->out_head;
         c->out_head = s->next;

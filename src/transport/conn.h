@@ -17,6 +17,11 @@
  * Closing never frees: conn_close() stops the watcher, closes the socket and
  * queues the connection; the worker frees it after the loop iteration, so a
  * callback may close its own connection and return safely.
+ *
+ * Taking turns: a protocol that has handled its share of one connection's
+ * input for this loop iteration (pipelined requests) yields; the rest is
+ * kept and offered again in the next iteration, after every other ready
+ * connection has had its turn.
  */
 #ifndef MOONWS_CONN_H
 #define MOONWS_CONN_H
@@ -81,9 +86,11 @@ enum {
     CONN_RD_PAUSED = 1 << 7,    /* the protocol does not want input now */
     CONN_HANDSHAKE = 1 << 8,    /* the transport's handshake is not done */
     CONN_REFEED = 1 << 9,       /* unparsed input waits for the protocol again */
+    CONN_YIELD = 1 << 10,       /* not read until the worker's next iteration */
 };
 
 struct oseg;
+struct adm_entry;
 
 struct conn {
     ev_io io;
@@ -99,8 +106,14 @@ struct conn {
     char *in;                           /* unparsed input, NULL when none */
     uint32_t in_len;
     uint16_t flags;
+    uint16_t linger_ms;                 /* conn_finish's linger, from the shutdown on */
     uint64_t id;
     ev_tstamp deadline;                 /* the protocol's timeout, 0 = none */
+    /* When queued output last moved: the kernel took some, or the output
+     * of a handled read was written or queued. A protocol tells a client
+     * still reading from one that stopped by it. */
+    ev_tstamp out_progress;
+    struct adm_entry *adm;              /* the admission slot held, given back at the free */
 };
 
 /* Takes ownership of fd (non-blocking) and starts reading with proto. */
@@ -121,8 +134,10 @@ size_t conn_buffered(const struct conn *c);
 void conn_flush(struct conn *c);
 
 /* Ends the connection gracefully: once the queue drains, shut down our
- * side, read and discard until the peer closes or `linger` seconds pass,
- * then close. The protocol gets no more on_read calls. */
+ * side, read and discard until the peer closes or `linger` seconds (at
+ * most 65) pass, then close. The protocol gets no more on_read calls;
+ * while its output is still leaving, its on_sweep judges whether the
+ * peer still reads (without one: `linger` seconds from now). */
 void conn_finish(struct conn *c, ev_tstamp linger);
 /* Closes at once; what is queued is dropped. */
 void conn_close(struct conn *c);
@@ -139,6 +154,15 @@ static inline bool conn_is_secure(const struct conn *c)
 /* Stops or resumes reading (a protocol busy with a long response). On
  * resume, input already received is offered again (a pipelined request). */
 void conn_pause_read(struct conn *c, bool pause);
+
+/* From on_read: the protocol has handled its share of this connection's
+ * input for this loop iteration. It returns what it used; the rest is kept
+ * and, like anything more the peer sends, offered in the next iteration
+ * after the other connections' turns (the worker calls
+ * conn_resume_yielded). */
+void conn_yield_read(struct conn *c);
+/* The worker's next iteration: read again, and offer what was kept. */
+void conn_resume_yielded(struct conn *c);
 
 /* The peer's address as "ip:port" ("[ip6]:port"); empty on failure. */
 void conn_remote(const struct conn *c, char *out, size_t cap);

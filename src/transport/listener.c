@@ -11,10 +11,9 @@
 #include <unistd.h>
 
 #include "../util/buf.h"
+#include "../util/limits.h"
 #include "../util/log.h"
-
-#define ACCEPT_BATCH 64
-#define EMFILE_PAUSE 0.1
+#include "admission.h"
 
 bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port,
                     char *err, size_t errcap)
@@ -62,12 +61,34 @@ bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port
     return true;
 }
 
+/* At max_connections: clients wait in the backlog, the loop does not poll
+ * the socket, until a connection leaves. */
+static bool wait_for_room(struct listener *l)
+{
+    ev_io_stop(l->loop, &l->io);
+    l->waiting_room = true;
+    if (!admission_wait(l->adm))
+        return false;
+    /* One left meanwhile: go on at once. */
+    l->waiting_room = false;
+    ev_io_start(l->loop, &l->io);
+    return true;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct listener *l = io->data;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int i = 0; i < LIM_ACCEPT_BATCH; i++) {
+        if (l->adm && !admission_reserve(l->adm)) {
+            if (!wait_for_room(l) || !admission_reserve(l->adm))
+                return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && l->adm)
+            admission_unreserve(l->adm);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -75,9 +96,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 /* Out of descriptors: pending clients wait in the backlog
                  * until some close, instead of the loop spinning. */
                 log_warn("accept: %s; pausing new connections for %.1fs", strerror(errno),
-                         EMFILE_PAUSE);
+                         LIM_ACCEPT_EMFILE_PAUSE);
                 ev_io_stop(loop, &l->io);
-                ev_timer_set(&l->pause_w, EMFILE_PAUSE, 0);
+                ev_timer_set(&l->pause_w, LIM_ACCEPT_EMFILE_PAUSE, 0);
                 ev_timer_start(loop, &l->pause_w);
             } else if (errno != EAGAIN) {
                 log_warn("accept: %s", strerror(errno));
@@ -86,8 +107,17 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        l->on_accept(l, fd);
+        l->on_accept(l, fd, (struct sockaddr *)&ss);
     }
+}
+
+void listener_resume(struct listener *l)
+{
+    if (!l->waiting_room)
+        return;
+    l->waiting_room = false;
+    ev_io_start(l->loop, &l->io);
+    admission_resumed(l->adm);
 }
 
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -138,7 +168,7 @@ struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned 
     snprintf(l->host, sizeof l->host, "%s", host);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     l->io.data = l;
-    ev_timer_init(&l->pause_w, resume_cb, EMFILE_PAUSE, 0);
+    ev_timer_init(&l->pause_w, resume_cb, LIM_ACCEPT_EMFILE_PAUSE, 0);
     l->pause_w.data = l;
     return l;
 }

@@ -1,7 +1,12 @@
 /*
  * listener: a listening TCP socket on the loop. Accepted sockets are made
- * non-blocking with TCP_NODELAY and handed to on_accept; the listener knows
- * nothing of what is spoken on them.
+ * non-blocking with TCP_NODELAY and handed to on_accept with the client's
+ * address; the listener knows nothing of what is spoken on them.
+ *
+ * With an admission (admission.h) a slot is reserved before each accept:
+ * at max_connections the listener stops watching its socket until
+ * listener_resume, and on_accept must turn the slot into an entry
+ * (admission_enter) or give it back (admission_unreserve).
  */
 #ifndef MOONWS_LISTENER_H
 #define MOONWS_LISTENER_H
@@ -9,9 +14,11 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
+struct admission;
 struct listener;
-typedef void (*listener_accept_fn)(struct listener *l, int fd);
+typedef void (*listener_accept_fn)(struct listener *l, int fd, const struct sockaddr *addr);
 
 struct listener {
     ev_io io;
@@ -19,6 +26,8 @@ struct listener {
     struct ev_loop *loop;
     listener_accept_fn on_accept;
     void *data;                 /* for on_accept */
+    struct admission *adm;      /* slots to reserve before accepting, or NULL */
+    bool waiting_room;          /* paused at max_connections */
     bool tls;
     char host[64];              /* as given, for the "listening on" line */
     unsigned port;              /* the bound port (the real one for port 0) */
@@ -35,6 +44,9 @@ bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port
 struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned port,
                                char *err, size_t errcap);
 void listener_start(struct listener *l);
+/* Accepts again after a pause at max_connections (the admission's wake
+ * hook leads here); nothing when it was not paused. */
+void listener_resume(struct listener *l);
 /* Stops accepting and closes the socket. */
 void listener_close(struct listener *l);
 

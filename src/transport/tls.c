@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "../util/buf.h"
+#include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/sslio.h"
 #include "conn.h"
@@ -21,9 +22,6 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                 \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                 \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-
-/* Bytes gathered from the queue into one SSL_write at most. */
-#define TLS_WRITE_MAX (256 * 1024)
 
 struct tls_server {
     SSL_CTX *ctx;
@@ -259,7 +257,7 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
     if (n > 1) {
         /* SSL has no writev: gather, so a flush is one SSL_write. */
         gather.len = 0;
-        for (int i = 0; i < n && gather.len < TLS_WRITE_MAX; i++)
+        for (int i = 0; i < n && gather.len < LIM_TLS_WRITE_GATHER; i++)
             buf_append(&gather, iov[i].iov_base, iov[i].iov_len);
         p = gather.data;
         len = gather.len;

@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "../util/limits.h"
 #include "conn.h"
@@ -27,6 +28,49 @@ void worker_flush(struct worker *w)
     }
 }
 
+void worker_yield(struct worker *w, struct conn *c)
+{
+    if (w->nyielded == w->yielded_cap) {
+        w->yielded_cap = w->yielded_cap ? w->yielded_cap * 2 : 16;
+        w->yielded = xrealloc(w->yielded, w->yielded_cap * sizeof *w->yielded);
+    }
+    w->yielded[w->nyielded++] = c;
+    ev_idle_start(w->loop, &w->yield_w);
+}
+
+void worker_unyield(struct worker *w, struct conn *c)
+{
+    for (size_t i = 0; i < w->nyielded; i++) {
+        if (w->yielded[i] == c)
+            w->yielded[i] = NULL;
+    }
+}
+
+/*
+ * The turn of the connections that yielded in an earlier iteration. The
+ * idle watcher has the highest priority, so libev queues it in every
+ * iteration (idle watchers run only when nothing of their priority or
+ * above is pending) and never blocks while it is active; the connections
+ * that were ready in this iteration have had their turn already or get
+ * it in this same round. Connections that yield again wait for the next.
+ */
+static void yield_cb(struct ev_loop *loop, ev_idle *i, int revents)
+{
+    (void)revents;
+    struct worker *w = i->data;
+    size_t n = w->nyielded;
+    for (size_t k = 0; k < n; k++) {
+        struct conn *c = w->yielded[k];
+        w->yielded[k] = NULL;
+        if (c)
+            conn_resume_yielded(c);
+    }
+    w->nyielded -= n;
+    memmove(w->yielded, w->yielded + n, w->nyielded * sizeof *w->yielded);
+    if (!w->nyielded)
+        ev_idle_stop(loop, &w->yield_w);
+}
+
 /* Before the loop blocks: everything queued this iteration leaves, and what
  * was closed this iteration is freed. */
 static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
@@ -46,11 +90,15 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct conn *next;
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (c->flags & (CONN_FINISHING | CONN_SHUT_WR)) {
+        if (c->flags & CONN_SHUT_WR) {
             if (now >= c->deadline)
                 conn_close(c);
         } else if (c->proto->on_sweep) {
+            /* finishing too: the protocol knows how long a peer may take
+             * to read the last of its output */
             c->proto->on_sweep(c, now);
+        } else if ((c->flags & CONN_FINISHING) && now >= c->deadline) {
+            conn_close(c);
         }
     }
     if (w->on_sweep)
@@ -61,6 +109,9 @@ void worker_init(struct worker *w, struct ev_loop *loop)
 {
     *w = (struct worker){ .loop = loop };
     w->rbuf = xmalloc(LIM_HTTP_HEAD_MAX + LIM_READ_CHUNK);
+    ev_idle_init(&w->yield_w, yield_cb);
+    ev_set_priority(&w->yield_w, EV_MAXPRI);
+    w->yield_w.data = w;
     ev_prepare_init(&w->prepare_w, prepare_cb);
     w->prepare_w.data = w;
     ev_prepare_start(loop, &w->prepare_w);
@@ -81,6 +132,8 @@ void worker_free(struct worker *w)
     ev_ref(w->loop);
     ev_prepare_stop(w->loop, &w->prepare_w);
     ev_timer_stop(w->loop, &w->sweep_w);
+    ev_idle_stop(w->loop, &w->yield_w);
+    free(w->yielded);
     conn_pools_free(w);
     buf_free(&w->cork);
     free(w->rbuf);

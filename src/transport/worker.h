@@ -1,7 +1,8 @@
 /*
  * worker: one event loop and everything shared by the connections on it —
  * the receive buffer, the cork buffer, the flush list, the list of closed
- * connections to free, pools of output segments, and the sweep timer that
+ * connections to free, pools of output segments, the connections waiting
+ * for their next turn to read (conn_yield_read), and the sweep timer that
  * checks every connection's timeouts (one timer, not one per connection).
  */
 #ifndef MOONWS_WORKER_H
@@ -16,6 +17,7 @@
 
 struct conn;
 struct oseg;
+struct membudget;
 
 struct worker {
     struct ev_loop *loop;
@@ -31,8 +33,15 @@ struct worker {
     unsigned seg_pool_n;
     struct oseg *ref_pool;      /* free segments that point at shared blocks */
     unsigned ref_pool_n;
+    /* Connections that yielded their turn, in order; a slot is NULL once
+     * its connection closed. */
+    struct conn **yielded;
+    size_t nyielded, yielded_cap;
+    ev_idle yield_w;            /* active while some wait: the loop does not block */
     ev_prepare prepare_w;
     ev_timer sweep_w;
+    /* The process's budget for unfinished work (set by main; NULL: none). */
+    struct membudget *mem;
     uint64_t next_id;
     void *app;                  /* the layer above (the Lua runtime) */
     /* Called on every sweep after the connections (optional). */
@@ -48,5 +57,11 @@ void worker_mark_dirty(struct worker *w, struct conn *c);
 /* Flushes the flush list and frees closed connections; the loop does this
  * before it blocks, shutdown code may call it directly. */
 void worker_flush(struct worker *w);
+
+/* c yielded its turn (conn_yield_read): conn_resume_yielded(c) runs in the
+ * next loop iteration, after the connections ready in this one. */
+void worker_yield(struct worker *w, struct conn *c);
+/* c closes: it no longer waits for its turn. */
+void worker_unyield(struct worker *w, struct conn *c);
 
 #endif

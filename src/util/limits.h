@@ -16,21 +16,76 @@
 /* Seconds for a request to arrive whole (head and body) from its first
  * byte, or from the connection's start. Past it: the socket is dropped. */
 #define LIM_HANDSHAKE_TIMEOUT      10.0
-/* Seconds a keep-alive HTTP connection may stay idle between requests, and
- * a static file may wait for its client to read on. Past it: dropped. */
+/* (--keepalive-timeout) Seconds a keep-alive HTTP connection may stay idle
+ * between requests, and an answer (a static file too) may wait for its
+ * client to read on: a connection whose queued answer the kernel is still
+ * taking is not idle. Past it: dropped, with "conn N (ADDR): the client
+ * stopped reading its answers: dropped" (or "a static file") at info when
+ * an answer was waiting. */
 #define LIM_HTTP_KEEPALIVE         30.0
+/* Bytes of answers queued for one HTTP connection above which its next
+ * pipelined requests are not read (nor parsed) until the queue has
+ * drained, for requests no service answers (404s, static files, errors);
+ * a service's endpoint uses the service's max_backpressure instead. The
+ * queue holds at most this plus one answer. Logged at debug: "conn N: X
+ * bytes queued, over max_backpressure: reading paused". */
+#define LIM_HTTP_BACKPRESSURE      (1024 * 1024)
+/* Pipelined requests of one connection answered in one loop iteration;
+ * the rest wait for the next iteration, after every other ready
+ * connection has had its turn. */
+#define LIM_HTTP_PIPELINE_BATCH    16
+/* Seconds a connection we end after an answer (an error, Connection:
+ * close, a refused upgrade) keeps reading and discarding what the client
+ * still sends, so that our answer is not lost to a TCP reset. Past it:
+ * closed. */
+#define LIM_HTTP_LINGER            2.0
 
 /* (svc max_message) A WebSocket message after reassembly and inflation.
  * Past it: close 1009, without buffering the excess. */
 #define LIM_WS_MESSAGE_DEFAULT     (1024 * 1024)
-/* (svc idle_timeout) Seconds without a frame from the client; 0 = never.
- * Past it: onIdleTimeout, or close 1001 without one. */
+/* (svc idle_timeout) Seconds without a complete frame from the client (a
+ * data, continuation or control frame counts when its last byte arrives;
+ * the bytes of an unfinished frame do not); 0 = never. Checked at each
+ * sweep (LIM_SWEEP_INTERVAL), so it fires up to that much later. Past it:
+ * onIdleTimeout, or close 1001 "idle timeout" without one. */
 #define LIM_WS_IDLE_DEFAULT        120.0
 /* (svc max_backpressure) Bytes queued for one client and not yet written.
  * Past it: close 1008. */
 #define LIM_WS_BACKPRESSURE        (1024 * 1024)
 /* Seconds to wait for the peer's close frame after ours, then drop. */
 #define LIM_WS_CLOSE_TIMEOUT       5.0
+/* Bytes reserved for a message when a frame header announces its payload:
+ * that length, but not more than this (a peer announcing a huge frame must
+ * also send it); past it the buffer grows as the bytes arrive. */
+#define LIM_WS_FRAME_PREALLOC      (1024 * 1024)
+
+/* (--max-buffered) Bytes the whole process may hold for unfinished work:
+ * WebSocket messages being reassembled, the zlib memory of inflate
+ * streams, HTTP request bodies being received. 0 = no limit. Past it, the
+ * connection that would grow is closed instead: WebSocket close 1008
+ * "server busy", HTTP 503; logged at info at most once a second, "memory
+ * for unfinished messages and bodies is full (--max-buffered N bytes):
+ * closed K connections since the last such line, the last conn ID
+ * (WebSocket 1008)". */
+#define LIM_BUFFERED_DEFAULT       (256 * 1024 * 1024)
+
+/* (--max-connections-per-ip) Connections open at once from one client
+ * address; 0 = no limit. Past it: the new connection is reset at once
+ * (before any byte is read), logged at info at most once a second,
+ * "max_connections_per_ip (N) reached: refused K connections since the
+ * last such line, the last from ADDR". */
+#define LIM_CONNECTIONS_PER_IP     256
+/* (--max-connections) Connections open at once in the process. The
+ * default is the limit of open files (RLIMIT_NOFILE, whose soft limit is
+ * raised to the hard one at start) minus a reserve for listeners, log
+ * and inotify descriptors, and static files being sent: the larger of
+ * LIM_FD_RESERVE_MIN and an eighth of the limit. At it: accepting pauses
+ * (the listeners are not watched; clients wait in the kernel's backlog)
+ * until a connection closes; logged at info at most once a second each,
+ * "max_connections (N) reached: accepting paused (K times since the last
+ * such line)" and "accepting resumed: K connections open (max_connections
+ * N)". */
+#define LIM_FD_RESERVE_MIN         64
 
 /* CPU seconds one handler call may use. Past it: the call is aborted with an
  * error, onError runs, the connection closes 1011. */
@@ -54,6 +109,36 @@
 
 /* Bytes read from a socket at once into the loop's shared receive buffer. */
 #define LIM_READ_CHUNK             (64 * 1024)
+
+/* Connections accepted per readiness event of a listener, before the loop
+ * serves the others. */
+#define LIM_ACCEPT_BATCH           64
+/* Seconds accepting pauses when the process is out of file descriptors
+ * (EMFILE, ENFILE) or memory for sockets: clients wait in the backlog.
+ * Logged at warn: "accept: ERROR; pausing new connections for 0.1s". */
+#define LIM_ACCEPT_EMFILE_PAUSE    0.1
+
+/* Output is queued in segments of this many bytes (header included);
+ * larger writes get a segment of their own size. */
+#define LIM_OUT_SEG_BYTES          16384
+/* Free data segments a worker keeps for reuse (16 MiB); more are freed. */
+#define LIM_OUT_SEG_POOL           1024
+/* Free segments that point at a shared block (a broadcast frame), 32
+ * bytes each, a worker keeps: a broadcast to 10 000 clients allocates
+ * nothing the second time. */
+#define LIM_OUT_REF_POOL           16384
+/* Segments handed to one writev(2). */
+#define LIM_WRITEV_BATCH           64
+/* Bytes of queued output gathered into one SSL_write at most (TLS has no
+ * writev). */
+#define LIM_TLS_WRITE_GATHER       (256 * 1024)
+
+/* -l and --tls-listen listeners together. Past it: "at most 16
+ * listeners", the usage, exit 2. */
+#define LIM_LISTENERS              16
+/* Inflate streams a worker keeps for reuse between compressed messages
+ * (connections without client context takeover); more are freed. */
+#define LIM_INFLATE_POOL           32
 
 /* Static files: bytes read from disk per refill of a connection's output. */
 #define LIM_STATIC_CHUNK           (64 * 1024)

@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -101,4 +102,32 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     /* stderr may be a pipe a test reads; a short write is not worth retrying in a loop. */
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+}
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+unsigned long log_every_flush(struct log_every *e, double interval)
+{
+    if (atomic_load(&e->count) == 0)
+        return 0;
+    long long now = monotonic_ms() | 1;         /* never 0, which means "none yet" */
+    long long last = atomic_load(&e->last_ms);
+    if (last && now - last < (long long)(interval * 1000))
+        return 0;
+    /* One thread wins the right to write this line; the others' counts go
+     * into it or into the next one. */
+    if (!atomic_compare_exchange_strong(&e->last_ms, &last, now))
+        return 0;
+    return atomic_exchange(&e->count, 0);
+}
+
+unsigned long log_every_hit(struct log_every *e, double interval)
+{
+    atomic_fetch_add(&e->count, 1);
+    return log_every_flush(e, interval);
 }

@@ -21,6 +21,27 @@ bool log_enabled(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * A line an attacker could make the server repeat (a refused connection, a
+ * limit hit by many clients): at most one per interval. The occurrences in
+ * between are counted, and the next line written reports them all.
+ * Process-wide and thread-safe: C11 atomics, zero-initialized.
+ */
+struct log_every {
+    _Atomic unsigned long count;        /* occurrences not reported yet */
+    _Atomic long long last_ms;          /* monotonic ms of the last line, 0: none yet */
+};
+
+/* Counts one occurrence. Returns the number of occurrences (this one
+ * included) the caller should report in a line now, or 0 when a line was
+ * written less than interval seconds ago (this one is then reported by a
+ * later line). */
+unsigned long log_every_hit(struct log_every *e, double interval);
+/* For a timer, so that the last occurrences of a burst are reported too:
+ * the number still unreported once interval seconds have passed since the
+ * last line, else 0. */
+unsigned long log_every_flush(struct log_every *e, double interval);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...)  do { if (log_enabled(LOG_INFO)) log_msg(LOG_INFO, __VA_ARGS__); } while (0)

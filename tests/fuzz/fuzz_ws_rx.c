@@ -9,6 +9,10 @@
  * bytes, close payloads are valid, no message passes max_message, and what
  * is left unconsumed is at most WS_HEADER_MAX + WS_CONTROL_MAX bytes.
  *
+ * Everything the receiver buffers is charged to a memory budget too large
+ * to refuse anything: once the receiver and the inflate pool are freed,
+ * the budget must be back at 0 (no drift, whatever the input).
+ *
  * Input: 1 byte of settings (max_message; window bits and takeover with
  * FUZZ_PMD), 1 byte of piece-size seed and stop pattern, then the stream.
  */
@@ -16,6 +20,7 @@
 
 #include "proto/pmd.h"
 #include "proto/ws_msg.h"
+#include "util/membudget.h"
 
 #ifndef FUZZ_CLIENT
 #define FUZZ_CLIENT 0
@@ -84,6 +89,8 @@ static bool on_control(void *ctx, uint8_t op, char *data, size_t len)
 
 static const struct ws_rx_events events = { on_message, on_control };
 
+static struct membudget budget = { .limit = (size_t)1 << 40 };
+
 static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int mode,
                 struct run *r)
 {
@@ -97,6 +104,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
     memset(&rx, 0, sizeof rx);
     rx.max_message = r->max_message;
     rx.client = FUZZ_CLIENT;
+    rx.mem = &budget;
 #if FUZZ_PMD
     struct pmd_params params;
     params.server_no_context_takeover = settings & 0x10;
@@ -107,6 +115,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
     struct pmd_inflater inf;
     struct pmd_deflater def;
     pmd_init(&params, &conf, !FUZZ_CLIENT, &inf, &def);
+    inf.mem = &budget;
     rx.inf = &inf;
 #endif
     struct buf pend = { 0 };
@@ -119,7 +128,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
         buf_append(&pend, in + off, k);
         off += k;
         for (;;) {
-            struct ws_rx_error err = { 0, NULL };
+            struct ws_rx_error err = { 0, NULL, false };
             r->stopped = false;
             ssize_t used = ws_rx_feed(&rx, pend.data, pend.len, &events, r, &err);
             FUZZ_ASSERT(rx.msg.len <= r->max_message + 1);
@@ -144,7 +153,9 @@ out:
     ws_rx_free(&rx);
 #if FUZZ_PMD
     pmd_free(&inf, &def);
+    pmd_thread_cleanup();
 #endif
+    FUZZ_ASSERT(membudget_used(&budget) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

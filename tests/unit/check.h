@@ -98,6 +98,8 @@ static inline void check_hex(char *out, size_t cap, const void *p, size_t n)
 {
     const unsigned char *b = p;
     size_t o = 0;
+    if (cap)
+        out[0] = '\0';         /* nothing to show: an empty string, not garbage */
     for (size_t i = 0; i < n && o + 4 < cap; i++)
         o += (size_t)snprintf(out + o, cap - o, "%02x", b[i]);
     if (o + 4 >= cap && cap >= 4)

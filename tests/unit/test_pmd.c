@@ -619,9 +619,9 @@ TEST(offer_negotiate_accept_round_trip)
 static int inflate_msg(struct pmd_inflater *inf, const char *p, size_t n, struct buf *out,
                        size_t max)
 {
-    int rc = pmd_inflate(inf, p, n, out, max);
+    int rc = pmd_inflate(inf, p, n, out, max, NULL);
     if (rc == PMD_OK)
-        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, max);
+        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, max, NULL);
     if (rc == PMD_OK && !pmd_inflate_end_message(inf))
         rc = PMD_CORRUPT;
     return rc;
@@ -833,13 +833,13 @@ TEST(inflate_limit_and_corrupt)
     pmd_init(&p, &conf, true, &inf, &def);
     int rc = PMD_OK;
     for (size_t i = 0; i < zb.len && rc == PMD_OK; i++)
-        rc = pmd_inflate(&inf, zb.data + i, 1, &out, 100);
+        rc = pmd_inflate(&inf, zb.data + i, 1, &out, 100, NULL);
     CHECK_EQ_INT(rc, PMD_TOO_BIG);
     CHECK(out.len <= 101);
     buf_free(&out);
     pmd_free(&inf, NULL);
     pmd_init(&p, &conf, true, &inf, &def);
-    CHECK_EQ_INT(pmd_inflate(&inf, "\xff\xff\xff", 3, &out, 1000), PMD_CORRUPT);
+    CHECK_EQ_INT(pmd_inflate(&inf, "\xff\xff\xff", 3, &out, 1000, NULL), PMD_CORRUPT);
     buf_free(&out);
     pmd_free(&inf, &def);
     buf_free(&zb);
@@ -917,11 +917,11 @@ static void zraw(struct buf *out, const char *in, size_t n, int level, int strat
 static int inflate_cut(struct pmd_inflater *inf, const char *p, size_t n, size_t cut,
                        struct buf *out)
 {
-    int rc = pmd_inflate(inf, p, cut, out, 1 << 20);
+    int rc = pmd_inflate(inf, p, cut, out, 1 << 20, NULL);
     if (rc == PMD_OK)
-        rc = pmd_inflate(inf, p + cut, n - cut, out, 1 << 20);
+        rc = pmd_inflate(inf, p + cut, n - cut, out, 1 << 20, NULL);
     if (rc == PMD_OK)
-        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, 1 << 20);
+        rc = pmd_inflate(inf, "\x00\x00\xff\xff", 4, out, 1 << 20, NULL);
     bool clean = pmd_inflate_end_message(inf);
     if (inf->reset_each_message)
         CHECK(inf->z == NULL);          /* back to the pool, clean or not */

@@ -14,6 +14,7 @@
 
 #include "proto/pmd.h"
 #include "proto/ws_msg.h"
+#include "util/membudget.h"
 
 /* ---- the receiver under test ---- */
 
@@ -22,10 +23,11 @@ struct side {
     size_t max_message;
     bool pmd;                   /* an inflater is set up */
     struct pmd_params params;
+    struct membudget *mem;      /* the budget of the buffer and the inflater, or NULL */
 };
 
-static const struct side server = { false, 1 << 20, false, { false, false, 15, 15 } };
-static const struct side client = { true, 1 << 20, false, { false, false, 15, 15 } };
+static const struct side server = { false, 1 << 20, false, { false, false, 15, 15 }, NULL };
+static const struct side client = { true, 1 << 20, false, { false, false, 15, 15 }, NULL };
 
 /* What one feeding produced. */
 struct run {
@@ -36,6 +38,9 @@ struct run {
     bool failed;
     uint16_t code;
     const char *reason;
+    bool busy;                  /* it failed because the budget refused memory */
+    size_t max_used;            /* the most the budget held between feeds */
+    size_t used_end;            /* what it held after the last feed, before the free */
     size_t fed;                 /* input bytes handed over when it failed or stopped */
     size_t left;                /* bytes still pending at the end */
     size_t max_msg_len;         /* largest rx.msg.len seen between feeds */
@@ -84,10 +89,12 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
     struct ws_rx rx = { 0 };
     rx.max_message = s->max_message;
     rx.client = s->client;
+    rx.mem = s->mem;
     struct pmd_inflater inf;
     struct pmd_deflater def;
     if (s->pmd) {
         pmd_init(&s->params, &conf_default, !s->client, &inf, &def);
+        inf.mem = s->mem;
         rx.inf = &inf;
     }
     struct buf pend = { 0 };
@@ -98,16 +105,19 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
             k = n - off;
         buf_append(&pend, (const char *)in + off, k);
         off += k;
-        struct ws_rx_error err = { 0, NULL };
+        struct ws_rx_error err = { 0, NULL, false };
         ssize_t used = ws_rx_feed(&rx, pend.data, pend.len, &events, r, &err);
         if (rx.msg.len > r->max_msg_len)
             r->max_msg_len = rx.msg.len;
         if (rx.msg.cap > r->max_msg_cap)
             r->max_msg_cap = rx.msg.cap;
+        if (membudget_used(s->mem) > r->max_used)
+            r->max_used = membudget_used(s->mem);
         if (used < 0) {
             r->failed = true;
             r->code = err.code;
             r->reason = err.reason;
+            r->busy = err.busy;
             r->fed = off;
             break;
         }
@@ -120,6 +130,7 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
         }
     }
     r->left = pend.len;
+    r->used_end = membudget_used(s->mem);
     buf_free(&pend);
     ws_rx_free(&rx);
     if (s->pmd)
@@ -785,7 +796,7 @@ TEST(callback_false_stops_after_that_frame)
             rx.client = s->client;
             struct run r = { 0 };
             r.stop_at = stop;
-            struct ws_rx_error err = { 0, NULL };
+            struct ws_rx_error err = { 0, NULL, false };
             ssize_t used = ws_rx_feed(&rx, copy.data, copy.len, &events, &r, &err);
             CHECK_EQ_INT(used, (ssize_t)ends[stop]);
             CHECK_EQ_INT(r.events, stop + 1);
@@ -817,7 +828,7 @@ TEST(callback_false_stops_after_that_frame)
 
 static struct side pmd_side(bool is_client, bool snct, bool cnct, uint8_t smwb, uint8_t cmwb)
 {
-    struct side s = { is_client, 1 << 20, true, { snct, cnct, smwb, cmwb } };
+    struct side s = { is_client, 1 << 20, true, { snct, cnct, smwb, cmwb }, NULL };
     return s;
 }
 
@@ -1252,6 +1263,180 @@ TEST(deflate_rsv1_on_continuation_or_control)
         in = (struct buf){ 0 };
         FS(&in, &s, true, WS_RSV1 | WS_RSV3, WS_OP_TEXT, "x");
         expect_fail(&s, &in, NULL, WS_CLOSE_PROTOCOL);
+        buf_free(&in);
+    }
+}
+
+/* ---- the memory budget (--max-buffered) ---- */
+
+/* s, receiving into a fresh budget mb of `limit` bytes. */
+static struct side with_budget(struct side s, struct membudget *mb, size_t limit)
+{
+    membudget_init(mb, limit);
+    s.mem = mb;
+    return s;
+}
+
+/* A fragmented message whose next frame the budget cannot hold fails with
+ * 1008 "server busy" when that frame's header is complete, before any of
+ * its payload is kept; what the first frame took is given back. */
+TEST(budget_refuses_growth_at_the_frame_header)
+{
+    struct membudget mb;
+    struct side s = with_budget(server, &mb, 1000);
+    static char a[600], b[300];
+    memset(a, 'a', sizeof a);
+    memset(b, 'b', sizeof b);
+    struct buf in = { 0 };
+    frame(&in, &s, false, 0, WS_OP_BINARY, a, sizeof a);
+    size_t first = in.len;
+    frame(&in, &s, false, 0, WS_OP_CONT, b, sizeof b);
+    /* 2 bytes, a 16-bit length and the mask: the header ends at first + 7 */
+    struct run r;
+    feed(&s, in.data, in.len, 1, 0, -1, &r);
+    CHECK(r.failed);
+    CHECK(r.busy);
+    CHECK_EQ_INT(r.code, WS_CLOSE_POLICY);
+    CHECK(r.reason && strcmp(r.reason, "server busy") == 0);
+    CHECK_EQ_INT(r.fed, first + 8);
+    CHECK_EQ_INT(r.max_used, 600);
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    run_free(&r);
+    /* Whole, or split anywhere: the same verdict. */
+    expect_fail(&s, &in, NULL, WS_CLOSE_POLICY);
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    buf_free(&in);
+}
+
+/* What a message took is given back when it is delivered: message after
+ * message, the count does not drift. */
+TEST(budget_given_back_when_the_message_completes)
+{
+    struct membudget mb;
+    struct side s = with_budget(server, &mb, 1000);
+    static char half[400];
+    struct buf in = { 0 }, w = { 0 };
+    for (int k = 0; k < 5; k++) {
+        memset(half, 'a' + k, sizeof half);
+        frame(&in, &s, false, 0, WS_OP_BINARY, half, sizeof half);
+        frame(&in, &s, true, 0, WS_OP_CONT, half, sizeof half);
+        char whole[800];
+        memcpy(whole, half, 400);
+        memcpy(whole + 400, half, 400);
+        want(&w, 'M', WS_OP_BINARY, whole, sizeof whole);
+    }
+    struct run r;
+    feed(&s, in.data, in.len, 7, 0, -1, &r);
+    CHECK(!r.failed);
+    CHECK_MEM(r.log.data, r.log.len, w.data, w.len);
+    CHECK_EQ_INT(r.max_used, 800);          /* 400 exactly, then doubled to 800 */
+    CHECK_EQ_INT(r.used_end, 0);
+    run_free(&r);
+    expect_ok(&s, &in, &w);
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    buf_free(&in);
+    buf_free(&w);
+}
+
+/* A message cut short by the end of the connection gives back what it held. */
+TEST(budget_given_back_when_the_receiver_is_freed)
+{
+    struct membudget mb;
+    struct side s = with_budget(server, &mb, 1 << 20);
+    static char a[5000];
+    struct buf in = { 0 };
+    frame(&in, &s, false, 0, WS_OP_TEXT, a, sizeof a);
+    FS(&in, &s, true, 0, WS_OP_CONT, "x");
+    in.len -= 3;                            /* the last frame never ends */
+    struct run r;
+    feed(&s, in.data, in.len, 100, 0, -1, &r);
+    CHECK(!r.failed);
+    CHECK_EQ_INT(r.used_end, 5000);
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    run_free(&r);
+    buf_free(&in);
+}
+
+/* The budget counts what is kept: a message that arrives whole in one read
+ * is handed over from the caller's buffer and needs none of it. */
+TEST(budget_not_needed_for_a_message_read_whole)
+{
+    struct membudget mb;
+    struct side s = with_budget(server, &mb, 1);
+    static char a[500];
+    struct buf in = { 0 }, w = { 0 };
+    frame(&in, &s, true, 0, WS_OP_BINARY, a, sizeof a);
+    want(&w, 'M', WS_OP_BINARY, a, sizeof a);
+    struct run r;
+    feed(&s, in.data, in.len, 0, 0, -1, &r);
+    CHECK(!r.failed);
+    CHECK_MEM(r.log.data, r.log.len, w.data, w.len);
+    CHECK_EQ_INT(r.max_used, 0);
+    run_free(&r);
+    /* In pieces it must be kept, and the budget of 1 byte refuses. */
+    expect_fail_at(&s, &in, 7, WS_CLOSE_POLICY);
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    buf_free(&in);
+    buf_free(&w);
+}
+
+/* An inflate stream's zlib memory (state and window) counts while the
+ * stream exists; without client context takeover it goes back to the
+ * pool after the message, still counted, and is given back when the pool
+ * is emptied. */
+TEST(budget_counts_inflate_streams)
+{
+    struct membudget mb;
+    struct side s = with_budget(pmd_side(false, false, true, 15, 15), &mb, 1 << 20);
+    struct peer p;
+    peer_init(&p, &s);
+    static char msg[3000];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (char)('a' + i % 7);
+    struct buf in = { 0 }, w = { 0 };
+    deflated(&in, &p, &s, WS_OP_TEXT, msg, sizeof msg, 3);
+    want(&w, 'M', WS_OP_TEXT, msg, sizeof msg);
+    struct run r;
+    feed(&s, in.data, in.len, 5, 0, -1, &r);
+    CHECK(!r.failed);
+    CHECK_MEM(r.log.data, r.log.len, w.data, w.len);
+    /* the 32 KiB window, the state, and the message */
+    CHECK(r.max_used > 32768 + sizeof msg);
+    CHECK(r.used_end > 32768 && r.used_end < 32768 + 16384);      /* the pooled stream */
+    run_free(&r);
+    CHECK_EQ_INT(membudget_used(&mb), r.used_end);
+    pmd_thread_cleanup();
+    CHECK_EQ_INT(membudget_used(&mb), 0);
+    peer_free(&p);
+    buf_free(&in);
+    buf_free(&w);
+}
+
+/* A budget too small for an inflate stream fails the compressed message
+ * with 1008 when its first payload byte arrives; too small for the window
+ * (allocated when the first output is written), a little later. */
+TEST(budget_refuses_an_inflate_stream)
+{
+    static const size_t limits[] = { 4096, 12000 };
+    for (size_t k = 0; k < 2; k++) {
+        struct membudget mb;
+        struct side s = with_budget(pmd_side(false, false, true, 15, 15), &mb, limits[k]);
+        struct peer p;
+        peer_init(&p, &s);
+        struct buf in = { 0 };
+        deflated(&in, &p, &s, WS_OP_TEXT, "Hello, Hello, Hello", 19, 1);
+        struct run r;
+        feed(&s, in.data, in.len, 1, 0, -1, &r);
+        CHECK(r.failed);
+        CHECK(r.busy);
+        CHECK_EQ_INT(r.code, WS_CLOSE_POLICY);
+        if (k == 0)
+            CHECK_EQ_INT(r.fed, 7);             /* header 6, then the first payload byte */
+        run_free(&r);
+        expect_fail(&s, &in, NULL, WS_CLOSE_POLICY);
+        pmd_thread_cleanup();
+        CHECK_EQ_INT(membudget_used(&mb), 0);
+        peer_free(&p);
         buf_free(&in);
     }
 }
