@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,12 @@ static const char usage_text[] =
     "      --static DIR           serve files under DIR for plain GET requests\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
+    "      --lua-memory SIZE      memory each worker's Lua state may hold (default 512M;\n"
+    "                             K, M, G suffixes, at least 1M); past it a handler fails\n"
+    "                             with \"not enough memory\" and its connection closes 1011\n"
+    "      --unsafe-lua           give every service io, os.execute/remove/rename/tmpname,\n"
+    "                             loadfile, dofile and C modules (a service alone: its\n"
+    "                             field sandbox = false)\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
     "  -h, --help                 this text\n"
@@ -63,7 +70,29 @@ struct options {
     const char *static_dir;
     bool check;
     bool no_reload;
+    struct runtime_options runtime;
 };
+
+/* A size: digits, then nothing (bytes) or K, M or G (KiB, MiB, GiB). */
+static bool parse_size(const char *s, size_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (errno || *end || n > (SIZE_MAX >> shift))
+        return false;
+    *out = (size_t)(n << shift);
+    return true;
+}
 
 static void usage_error(const char *fmt, const char *arg)
 {
@@ -77,7 +106,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
-           OPT_CLIENT_CA, OPT_REDIS };
+           OPT_CLIENT_CA, OPT_REDIS, OPT_LUA_MEMORY, OPT_UNSAFE_LUA };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -93,11 +122,13 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE },
         { "client-ca", required_argument, NULL, OPT_CLIENT_CA },
         { "redis", required_argument, NULL, OPT_REDIS },
+        { "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
+        { "unsafe-lua", no_argument, NULL, OPT_UNSAFE_LUA },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (struct options){ .dir = "services" };
+    *o = (struct options){ .dir = "services", .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
@@ -165,6 +196,15 @@ static void parse_args(int argc, char **argv, struct options *o)
         }
         case OPT_CLIENT_CA:
             o->tls.client_ca = optarg;
+            break;
+        case OPT_LUA_MEMORY:
+            if (!parse_size(optarg, &o->runtime.lua_memory) ||
+                o->runtime.lua_memory < LIM_LUA_MEMORY_MIN)
+                usage_error("bad --lua-memory '%s' (a size of at least 1M, like 64M or 2G)",
+                            optarg);
+            break;
+        case OPT_UNSAFE_LUA:
+            o->runtime.unsafe_lua = true;
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",
@@ -357,7 +397,7 @@ int main(int argc, char **argv)
 
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     worker_init(&srv.w, srv.loop);
-    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
+    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL, &o.runtime);
 
     /* The budget holds for a file's top level too, when checking as well. */
     runtime_start_watchdog(srv.rt);
