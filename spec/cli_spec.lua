@@ -90,6 +90,23 @@ describe("moonws command line", function()
     srv:cleanup()
   end)
 
+  it("refuses a bad --lua-memory with usage and exit 2", function()
+    for _, bad in ipairs({ "12X", "0", "1023K", "-5M", "M", "1.5G", "64MB", "99999999999999999999G" }) do
+      local code, out, err = run("--lua-memory " .. bad .. " --check examples")
+      assert.equal(2, code, bad)
+      assert.equal("", out)
+      assert.matches("bad --lua-memory '" .. bad .. "' (a size of at least 1M, like 64M or 2G)", err,
+                     1, true)
+      assert.matches("usage: moonws", err, 1, true)
+    end
+    for _, good in ipairs({ "1M", "1024k", "2g", "67108864" }) do
+      assert.equal(0, (run("--lua-memory " .. good .. " --check examples")), good)
+    end
+    local _, out = run("-h")
+    assert.matches("--lua-memory SIZE", out, 1, true)
+    assert.matches("--unsafe-lua", out, 1, true)
+  end)
+
   it("checks a good folder with --check and exits 0", function()
     local code, out = run("--check examples")
     assert.equal(0, code)
@@ -112,6 +129,7 @@ describe("moonws command line", function()
     assert.matches("runtime_error.lua:3: attempt to index a nil value", err, 1, true)
     assert.matches("claim_b.lua:2: path /claimed is already served by claim_a.lua", err, 1, true)
     assert.matches("badroute.lua:3: bad route \"FETCH /x\"", err, 1, true)
+    assert.matches("badsandbox.lua:3: `sandbox` must be true or false", err, 1, true)
   end)
 
   it("prints one listening line per listener", function()

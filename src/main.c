@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,12 @@ static const char usage_text[] =
     "                             the client does not read on, is kept (default 30)\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
+    "      --lua-memory SIZE      memory each worker's Lua state may hold (default 512M;\n"
+    "                             K, M, G suffixes, at least 1M); past it a handler fails\n"
+    "                             with \"not enough memory\" and its connection closes 1011\n"
+    "      --unsafe-lua           give every service io, os.execute/remove/rename/tmpname,\n"
+    "                             loadfile, dofile and C modules (a service alone: its\n"
+    "                             field sandbox = false)\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
     "  -h, --help                 this text\n"
@@ -83,6 +90,7 @@ struct options {
     unsigned max_per_ip;
     size_t max_buffered;
     double keepalive;
+    struct runtime_options runtime;
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -145,7 +153,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
-           OPT_KEEPALIVE };
+           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -165,13 +173,16 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "max-connections-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
         { "max-buffered", required_argument, NULL, OPT_MAX_BUFFERED },
         { "keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE },
+        { "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
+        { "unsafe-lua", no_argument, NULL, OPT_UNSAFE_LUA },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     *o = (struct options){ .dir = "services", .max_connections = -1,
                            .max_per_ip = LIM_CONNECTIONS_PER_IP,
-                           .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE };
+                           .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE,
+                           .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
@@ -263,6 +274,15 @@ static void parse_args(int argc, char **argv, struct options *o)
             if (!parse_seconds(optarg, &o->keepalive))
                 usage_error("bad --keepalive-timeout '%s' (seconds, more than 0, at most 86400)",
                             optarg);
+            break;
+        case OPT_LUA_MEMORY:
+            if (!parse_size(optarg, &o->runtime.lua_memory) ||
+                o->runtime.lua_memory < LIM_LUA_MEMORY_MIN)
+                usage_error("bad --lua-memory '%s' (a size of at least 1M, like 64M or 2G)",
+                            optarg);
+            break;
+        case OPT_UNSAFE_LUA:
+            o->runtime.unsafe_lua = true;
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",
@@ -552,7 +572,7 @@ int main(int argc, char **argv)
     worker_init(&srv.w, srv.loop);
     membudget_init(&srv.mem, o.max_buffered);
     srv.w.mem = &srv.mem;
-    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL);
+    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL, &o.runtime);
     runtime_http(srv.rt)->keepalive = o.keepalive;
 
     /* The budget holds for a file's top level too, when checking as well. */

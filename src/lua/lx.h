@@ -11,6 +11,7 @@
 #include <lua.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,12 +20,10 @@
 #include "../proto/router.h"
 #include "../proto/svc.h"
 #include "../proto/ws_conn.h"
+#include "../util/limits.h"
 
 struct worker;
 struct lx_timer;
-
-/* Coroutines that may be running inside one another (lx_sandbox.c). */
-#define LX_CO_MAX 64
 
 enum lx_handler {
     H_UPGRADE,
@@ -60,6 +59,36 @@ struct lx_service {
     int shared_undo_ref;
     struct lx_timer *timers;    /* active timers it created */
     bool mounted;
+    bool unsafe;                /* `sandbox = false`: the unsafe extras (lx_sandbox.c) */
+};
+
+/* The CPU budget of one runtime (lx_budget.c). The worker thread writes;
+ * the watchdog thread reads the atomics; the worker's own signal handler
+ * reads everything. */
+struct lx_budget {
+    pthread_t thread;
+    double seconds;                 /* CPU seconds per outermost call */
+    _Atomic int depth;              /* calls into Lua under way, nested */
+    _Atomic uint64_t seq;           /* the number of the outermost call */
+    _Atomic uint64_t interrupted;   /* seq of the call found over budget; 0: none */
+    _Atomic uint64_t named;         /* seq of the call `file` names */
+    char file[256];                 /* the interrupted call's service, for the log */
+    /* Coroutines resumed and not yet returned, innermost last: an
+     * interrupt must reach whichever of them runs. */
+    lua_State *co_running[LIM_LUA_COROUTINES];
+    volatile sig_atomic_t co_depth;
+};
+
+/* The memory of one runtime's Lua state (lx_memory.c). */
+struct lx_memory {
+    size_t used;                    /* bytes the state holds */
+    size_t limit;                   /* --lua-memory */
+    /* The limit holds: Lua code (or C called from it) runs inside
+     * lx_call's protected call, where a failed allocation is an error of
+     * that call. Elsewhere an allocation must not fail: it would raise
+     * outside any protected call, and Lua would abort the process. */
+    bool strict;
+    double logged_at;               /* the last "is full" line, rate-limited */
 };
 
 /* The runtime of one worker. */
@@ -86,30 +115,17 @@ struct lx_rt {
     const char *valid_text;
     size_t valid_len;
 
-    /* CPU budget (lx_call.c): the watchdog thread reads these. */
-    pthread_t thread;
-    volatile sig_atomic_t in_call;  /* depth of calls into Lua */
-    volatile uint64_t call_seq;     /* bumps at each outermost call */
-    volatile sig_atomic_t interrupted;
-    double budget;                  /* CPU seconds per handler call */
-    /* Coroutines resumed and not yet returned, innermost last (lx_sandbox.c):
-     * an interrupt must reach whichever of them runs. */
-    lua_State *co_running[LX_CO_MAX];
-    volatile sig_atomic_t co_depth;
+    bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
+    struct lx_budget budget;
+    struct lx_memory mem;
 };
 
 /* ---- lx_call.c: the one way into Lua ---- */
 
 /* Prepares L: the traceback handler at stack index 1. */
 void lx_call_init(struct lx_rt *rt);
-/* Starts the watchdog that interrupts a handler over its CPU budget. */
-void lx_watchdog_start(struct lx_rt *rt);
-void lx_watchdog_stop(void);
-/* Makes co raise the budget error at its next instruction (an interrupted
- * call's coroutines). Safe in a signal handler. */
-void lx_budget_arm(lua_State *co);
 /* Calls the function below nargs arguments on the stack, as service ls, with
- * the traceback handler and the CPU budget. On error: logs the traceback;
+ * the traceback handler, the CPU budget and the memory cap. On error: logs the traceback;
  * when wc is given, runs onError(caller, err) and closes the connection
  * 1011. Leaves nres results on success, nothing on failure (returns false;
  * then *errmsg, when not NULL, gets the message, valid until the next call). */
@@ -120,6 +136,33 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
  * version is validated before anything changes, and it may yet be refused
  * — so its top level may not act on connections; `what` names the call. */
 void lx_check_serving(lua_State *L, const char *what);
+
+/* ---- lx_budget.c: the CPU budget ---- */
+
+/* Starts the watchdog that interrupts a handler over its CPU budget. */
+void lx_watchdog_start(struct lx_rt *rt);
+/* The runtime goes: the watchdog no longer looks at it (on its thread,
+ * before it is freed). */
+void lx_watchdog_forget(struct lx_rt *rt);
+/* Stops the watchdog thread (at exit, after every runtime). */
+void lx_watchdog_stop(void);
+/* Puts the coroutine guard into the state's coroutine library itself, so
+ * that every alias of it (a service's copy, package.loaded.coroutine,
+ * require "coroutine") runs coroutines where an interrupt reaches them. */
+void lx_budget_guard_coroutines(lua_State *L);
+/* The call that ran at depth 0 has returned: its hook, if it was
+ * interrupted, goes. */
+void lx_budget_disarm(struct lx_rt *rt);
+
+/* ---- lx_memory.c: the memory cap ---- */
+
+/* The lua_Alloc of every runtime's state (ud: the struct lx_rt). */
+void *lx_memory_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* For C code that may run inside a handler's call but outside Lua (a
+ * callback of the protocol layer): lifts the cap until lx_memory_restore,
+ * returning what to restore. */
+bool lx_memory_relax(struct lx_rt *rt);
+void lx_memory_restore(struct lx_rt *rt, bool strict);
 
 /* ---- lx_caller.c ---- */
 
@@ -135,19 +178,27 @@ void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
  * returns the opcode to use. Raises for values that cannot be sent. */
 uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
 
-/* ---- lx_sandbox.c ---- */
+/* ---- lx_sandbox.c: what a service sees ---- */
 
 /* Pushes a shallow copy of the table at idx (raw: no metamethods). */
 void lx_push_copy(lua_State *L, int idx);
 /* Builds the base every service environment reads through to (after the
- * moonws module exists). */
+ * moonws module exists), and guards the state's own libraries. */
 void lx_sandbox_init(struct lx_rt *rt);
-/* Gives the environment at env its copies of the standard library tables
- * and its metatable. */
+/* Gives the environment at env (its `moonws` set) its libraries, package,
+ * load, require and metatable; with --unsafe-lua the unsafe extras too. */
 void lx_sandbox_fill(struct lx_rt *rt, int env);
-/* For require inside a service: pushes the environment's own copy of a
- * standard library and returns true, or returns false for other names. */
-bool lx_sandbox_lib(lua_State *L, int env, const char *name);
+/* Adds the unsafe extras to the environment at env (`sandbox = false`):
+ * io, os.execute/remove/rename/tmpname, loadfile, dofile, C modules. */
+void lx_sandbox_unsafe(struct lx_rt *rt, int env);
+
+/* ---- lx_require.c ---- */
+
+/* Keeps what require needs from the state's own package library. */
+void lx_require_init(struct lx_rt *rt);
+/* Pushes the require of the environment at env, whose package table is at
+ * pkg. */
+void lx_require_push(lua_State *L, int env, int pkg);
 
 /* ---- lx_module.c ---- */
 

@@ -308,23 +308,6 @@ static int log_warn_f(lua_State *L) { return do_log(L, LOG_WARN); }
 static int log_info_f(lua_State *L) { return do_log(L, LOG_INFO); }
 static int log_debug_f(lua_State *L) { return do_log(L, LOG_DEBUG); }
 
-/* require inside a service: "moonws" is the service's own module table,
- * a standard library its own copy (upvalues: the module, the env). */
-static int service_require(lua_State *L)
-{
-    const char *name = luaL_checkstring(L, 1);
-    if (strcmp(name, "moonws") == 0) {
-        lua_pushvalue(L, lua_upvalueindex(1));
-        return 1;
-    }
-    if (lx_sandbox_lib(L, lua_upvalueindex(2), name))
-        return 1;
-    lua_getglobal(L, "require");
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
 void lx_module_init(struct lx_rt *rt)
 {
     lua_State *L = rt->L;
@@ -425,12 +408,7 @@ void lx_env_new(struct lx_rt *rt, struct lx_service *ls)
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, mod);
     lua_pop(L, 1);                      /* the common module */
-    lua_pushvalue(L, mod);
     lua_setfield(L, env, "moonws");
-    lua_pushvalue(L, env);
-    lua_pushcclosure(L, service_require, 2);
-    lua_setfield(L, env, "require");
-
     lx_sandbox_fill(rt, env);
 }
 

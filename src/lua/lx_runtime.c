@@ -22,19 +22,32 @@
 #include "lx_service.h"
 #include "runtime.h"
 
-struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root)
+/* An error outside every protected call: Lua aborts the process after
+ * this. lx_memory.c sees to it that allocations cannot be that error. */
+static int panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    log_error("Lua panic: %s", msg ? msg : "(an error object that is not a string)");
+    return 0;
+}
+
+struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root,
+                          const struct runtime_options *opt)
 {
     struct lx_rt *rt = xcalloc(1, sizeof *rt);
     rt->w = w;
     rt->dir = xstrdup(dir);
-    rt->budget = LIM_HANDLER_CPU;
+    rt->budget.seconds = LIM_HANDLER_CPU;
+    rt->mem.limit = opt->lua_memory;
+    rt->unsafe_lua = opt->unsafe_lua;
     rt->http.router = &rt->router;
     rt->http.static_root = static_root ? xstrdup(static_root) : NULL;
-    rt->L = luaL_newstate();
+    rt->L = lua_newstate(lx_memory_alloc, rt);
     if (!rt->L) {
         log_error("cannot create a Lua state");
         abort();
     }
+    lua_atpanic(rt->L, panic);
     *(struct lx_rt **)lua_getextraspace(rt->L) = rt;
     luaL_openlibs(rt->L);
     /* Generational collection suits many short-lived message strings. */
@@ -442,6 +455,7 @@ void runtime_shutdown(struct lx_rt *rt)
 
 void runtime_free(struct lx_rt *rt)
 {
+    lx_watchdog_forget(rt);
     /* The worker is freed first (its connections' onClose still runs). */
     while (rt->nsvcs)
         lx_service_unload(rt, rt->svcs[rt->nsvcs - 1], "server stopped");

@@ -158,12 +158,22 @@ static int function_line(lua_State *L, int idx)
     return ar.linedefined > 0 ? ar.linedefined : 0;
 }
 
+/* Pushes t[key], t at idx, raw. A service's tables are read outside any
+ * handler call, where a metamethod would run unprotected and without a
+ * budget: their metatables are not consulted. */
+static int raw_field(lua_State *L, int idx, const char *key)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, key);
+    return lua_rawget(L, idx);
+}
+
 static bool string_list(struct load_ctx *lc, int tbl, const char *key, char ***out, size_t *n)
 {
     lua_State *L = lc->rt->L;
     *out = NULL;
     *n = 0;
-    int t = lua_getfield(L, tbl, key);
+    int t = raw_field(L, tbl, key);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -199,7 +209,7 @@ static bool number_field(struct load_ctx *lc, int tbl, const char *key, double l
                          bool integer, double *out)
 {
     lua_State *L = lc->rt->L;
-    int t = lua_getfield(L, tbl, key);
+    int t = raw_field(L, tbl, key);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -219,7 +229,7 @@ static bool parse_compression(struct load_ctx *lc, int tbl, struct pmd_conf *pc)
 {
     lua_State *L = lc->rt->L;
     *pc = (struct pmd_conf)PMD_CONF_DEFAULT;
-    int t = lua_getfield(L, tbl, "compression");
+    int t = raw_field(L, tbl, "compression");
     if (t == LUA_TNIL || t == LUA_TBOOLEAN) {
         pc->enabled = t == LUA_TNIL || lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -255,7 +265,7 @@ static bool parse_compression(struct load_ctx *lc, int tbl, struct pmd_conf *pc)
     static const char *const flags[] = { "context_takeover", "enabled" };
     bool *dest[] = { &pc->context_takeover, &pc->enabled };
     for (size_t i = 0; i < 2; i++) {
-        int ft = lua_getfield(L, ct, flags[i]);
+        int ft = raw_field(L, ct, flags[i]);
         if (ft == LUA_TBOOLEAN)
             *dest[i] = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -300,7 +310,7 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
 {
     lua_State *L = lc->rt->L;
     struct lx_service *ls = lc->ls;
-    int t = lua_getfield(L, tbl, "http");
+    int t = raw_field(L, tbl, "http");
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -357,7 +367,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     struct svc_conf *conf = &ls->svc.conf;
 
     /* path */
-    int t = lua_getfield(L, tbl, "path");
+    int t = raw_field(L, tbl, "path");
     ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
@@ -373,12 +383,19 @@ static bool validate(struct load_ctx *lc, int tbl)
     lua_pop(L, 1);
 
     /* dispatch: with it, any on<Name> function is an event handler */
-    t = lua_getfield(L, tbl, "dispatch");
+    t = raw_field(L, tbl, "dispatch");
     if (t == LUA_TSTRING && lua_rawlen(L, -1) > 0)
         ls->dispatch_key = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     if (t != LUA_TNIL && !ls->dispatch_key)
         return fail(lc, field_line(lc, "dispatch"), "`dispatch` must be the name of a JSON field");
+
+    /* sandbox = false: the unsafe extras for this service (lx_sandbox.c) */
+    t = raw_field(L, tbl, "sandbox");
+    ls->unsafe = t == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        return fail(lc, field_line(lc, "sandbox"), "`sandbox` must be true or false");
 
     /* handlers */
     const char *seen[H_COUNT] = { 0 };
@@ -436,7 +453,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     if (!string_list(lc, tbl, "protocols", &conf->protocols, &conf->nprotocols) ||
         !string_list(lc, tbl, "origins", &conf->origins, &conf->norigins))
         return false;
-    lua_getfield(L, tbl, "origins");
+    raw_field(L, tbl, "origins");
     conf->any_origin = lua_isnil(L, -1);
     lua_pop(L, 1);
     double idle = LIM_WS_IDLE_DEFAULT, maxmsg = LIM_WS_MESSAGE_DEFAULT,
@@ -576,6 +593,13 @@ struct lx_service *lx_service_load(struct lx_rt *rt, const char *file, const cha
     lua_settop(L, tbl);
     if (ok) {
         ls->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (ls->unsafe && !rt->unsafe_lua) {
+            /* Known only now that the file has returned its table: the
+             * top level ran without them, handlers have them. */
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ls->env_ref);
+            lx_sandbox_unsafe(rt, -1);
+            lua_pop(L, 1);
+        }
     } else {
         lua_pop(L, 1);
     }
@@ -702,7 +726,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
             /* A client may name custom events only, never onClose & co. */
             if (ev && handler_of(name, false) < 0) {
                 lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
-                int ft = lua_getfield(L, -1, name);
+                int ft = raw_field(L, -1, name);
                 lua_remove(L, -2);
                 if (ft == LUA_TFUNCTION) {
                     lua_remove(L, -2);                  /* the event name */
@@ -787,12 +811,17 @@ static bool rt_idle(struct svc *s, struct ws_conn *wc)
     return true;
 }
 
+/* The one handler that can run inside another's call: a send, broadcast or
+ * publish that closes a connection for backpressure reaches it. Its
+ * arguments are pushed with the memory cap lifted, so that a failure
+ * cannot raise through the protocol layer's frames (lx_memory.c). */
 static void rt_close(struct svc *s, struct ws_conn *wc, unsigned code, const char *reason,
                      size_t len)
 {
     struct lx_service *ls = s->rt;
     struct lx_rt *rt = ls->rt;
     lua_State *L = rt->L;
+    bool strict = lx_memory_relax(rt);
     if (ls->handler[H_CLOSE] != LUA_NOREF) {
         lx_push_handler(rt, ls, H_CLOSE);
         lx_caller_push(rt, wc);
@@ -801,6 +830,7 @@ static void rt_close(struct svc *s, struct ws_conn *wc, unsigned code, const cha
         lx_call(rt, ls, NULL, 3, 0, NULL);
     }
     lx_caller_release(rt, wc);
+    lx_memory_restore(rt, strict);
 }
 
 /* Header lines from a handler's table: names are tokens, values one line. */
@@ -990,6 +1020,7 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     cand->svc.routes = NULL;
     cand->svc.nroutes = 0;
     old->path_line = cand->path_line;
+    old->unsafe = cand->unsafe;
     if (strcmp(old->file, cand->file) != 0) {
         /* Moved to another file: the service goes by its new name, and its
          * moonws.shared (the one the candidate was loaded with) follows. */

@@ -137,6 +137,8 @@ void lx_timer_init(struct lx_rt *rt)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, timer_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0);              /* one metatable for every service's timers: hidden */
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &timer_mt_key);
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->module_ref);

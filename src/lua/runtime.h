@@ -13,9 +13,16 @@ struct lx_rt;
 struct worker;
 struct http_server;
 
+/* What the command line says about the Lua side. */
+struct runtime_options {
+    size_t lua_memory;          /* bytes per Lua state: --lua-memory */
+    bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
+};
+
 /* A runtime on worker w for the services in dir; static_root (a realpath)
  * or NULL for --static. */
-struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root);
+struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root,
+                          const struct runtime_options *opt);
 /* Loads every *.lua under the folder. Errors are logged, or printed to
  * stderr when `check` is set (with a line per good service on stdout).
  * Returns the number of files that failed. */

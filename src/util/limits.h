@@ -90,6 +90,33 @@
 /* CPU seconds one handler call may use. Past it: the call is aborted with an
  * error, onError runs, the connection closes 1011. */
 #define LIM_HANDLER_CPU            1.0
+/* Seconds between the watchdog's looks at each worker's handler call. A
+ * call over its budget is interrupted within this much more, and signalled
+ * again at this interval for as long as it has not unwound. */
+#define LIM_BUDGET_TICK            0.05
+/* Seconds an interrupted call may go on without unwinding — it is inside
+ * one C function, such as a backtracking string.find, where no hook runs —
+ * before the log says once, at warn, "the handler of FILE is stuck inside a
+ * C function ...". Nothing more can be done: the call ends (1011) when the
+ * function returns. */
+#define LIM_BUDGET_STUCK           5.0
+/* Worker threads the watchdog watches. Past it: a worker's handlers run
+ * without a CPU budget, with the warning "CPU budget not enforced". */
+#define LIM_BUDGET_WORKERS         64
+/* Coroutines running inside one another (each resumed from the one before).
+ * Past it: that resume raises "coroutines nested more than 64 deep". */
+#define LIM_LUA_COROUTINES         64
+
+/* Bytes one worker's Lua state may hold (--lua-memory). Past it, inside a
+ * handler call: the allocation fails, the handler gets Lua's "not enough
+ * memory" error (onError, close 1011; 500 from an endpoint), and the log
+ * says "Lua memory of this worker is full" (at info, once a second at
+ * most). Between calls the runtime's own pushes (a message, a request
+ * table) may pass it by their size: they cannot fail. */
+#define LIM_LUA_MEMORY_DEFAULT     (512ULL * 1024 * 1024)
+/* The smallest --lua-memory accepted; less: usage, exit 2. (A state with the
+ * libraries, the moonws module and one empty service holds about 40 KiB.) */
+#define LIM_LUA_MEMORY_MIN         (1024 * 1024)
 
 /* Seconds between sweeps of all connections for the timeouts above. */
 #define LIM_SWEEP_INTERVAL         0.5
