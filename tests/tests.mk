@@ -6,8 +6,10 @@
 #   make fuzz                 build the fuzzers with clang, run each FUZZ_SECONDS
 #   make fuzz-build           only build them (build/fuzz/fuzz_*)
 #
-# Unit tests compile the codecs again with the sanitizers into build/unit/obj,
-# so they never mix with the objects of `make all`.
+# Unit tests compile the codecs (and the thread-safe util pieces they
+# test) again with the sanitizers into build/unit/obj, so they never
+# mix with the objects of `make all`. The objects go into one archive: each
+# test binary links only the ones it uses (none pulls conn.c in).
 
 .PHONY: unit fuzz fuzz-build
 
@@ -15,25 +17,37 @@ UNIT_DIR    := $(BUILD)/unit
 UNIT_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 UNIT_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(UNIT_SAN) -Isrc
-UNIT_LIBS   := -lssl -lcrypto -lz
+UNIT_LIBS   := -lssl -lcrypto -lz -lpthread
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
-UNIT_OBJ    := $(CODEC_SRC:src/%.c=$(UNIT_DIR)/obj/%.o)
+UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c
 
-$(UNIT_DIR)/obj/%.o: src/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+# The rules of one build of the unit tests: $(1) its folder, $(2) the
+# compiler flags, $(3) the sanitizer flags to link with.
+define unit_build
+$(1)/obj/%.o: src/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -c -o $$@ $$<
 
-$(UNIT_DIR)/%.o: tests/unit/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+$(1)/%.o: tests/unit/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -c -o $$@ $$<
 
-$(UNIT_DIR)/test_%: $(UNIT_DIR)/test_%.o $(UNIT_OBJ)
-	$(CC) $(UNIT_SAN) -o $@ $^ $(UNIT_LIBS)
+$(1)/libmoonws.a: $(UNIT_LIBSRC:src/%.c=$(1)/obj/%.o)
+	@rm -f $$@
+	$$(AR) rcs $$@ $$^
 
-.PRECIOUS: $(UNIT_DIR)/%.o $(UNIT_DIR)/obj/%.o
+$(1)/test_%: $(1)/test_%.o $(1)/libmoonws.a
+	$$(CC) $(3) -o $$@ $$< $(1)/libmoonws.a $$(UNIT_LIBS)
+
+.PRECIOUS: $(1)/%.o $(1)/obj/%.o
+
+-include $$(wildcard $(1)/*.d $(1)/obj/*/*.d)
+endef
+
+$(eval $(call unit_build,$(UNIT_DIR),$(UNIT_CFLAGS),$(UNIT_SAN)))
 
 # Each binary's output goes to build/unit/NAME.log; its summary line is
 # printed, the whole log only when it failed or crashed (no summary line).
@@ -54,59 +68,3 @@ unit: $(UNIT_BIN)
 	 done; \
 	 echo "unit: $$cases cases, $$failed failed, $$broken of $(words $(UNIT_BIN)) binaries failed"; \
 	 [ $$broken -eq 0 ]
-
--include $(wildcard $(UNIT_DIR)/*.d $(UNIT_DIR)/obj/*/*.d)
-
-# ---- libFuzzer ----
-
-FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 30
-FUZZ_DIR     := $(BUILD)/fuzz
-FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-                -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -Isrc
-FUZZ_OBJ     := $(CODEC_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
-# target name = binary name = corpus folder; fuzz_ws_rx.c is built four ways.
-FUZZ_PLAIN   := fuzz_http_request fuzz_http_response fuzz_http_chunked \
-                fuzz_pmd_negotiate fuzz_pmd_accept fuzz_utf8
-FUZZ_WS      := fuzz_ws_rx_server fuzz_ws_rx_client fuzz_ws_rx_server_pmd fuzz_ws_rx_client_pmd
-FUZZ_TARGETS := $(FUZZ_PLAIN) $(FUZZ_WS)
-FUZZ_BIN     := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
-
-fuzz_ws_rx_server_DEFS     := -DFUZZ_CLIENT=0 -DFUZZ_PMD=0
-fuzz_ws_rx_client_DEFS     := -DFUZZ_CLIENT=1 -DFUZZ_PMD=0
-fuzz_ws_rx_server_pmd_DEFS := -DFUZZ_CLIENT=0 -DFUZZ_PMD=1
-fuzz_ws_rx_client_pmd_DEFS := -DFUZZ_CLIENT=1 -DFUZZ_PMD=1
-
-$(FUZZ_DIR)/obj/%.o: src/%.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
-
-$(addprefix $(FUZZ_DIR)/,$(FUZZ_PLAIN)): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_OBJ)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
-
-$(addprefix $(FUZZ_DIR)/,$(FUZZ_WS)): $(FUZZ_DIR)/%: tests/fuzz/fuzz_ws_rx.c $(FUZZ_OBJ)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
-
-fuzz-build: $(FUZZ_BIN)
-
-# The seed corpus stays read-only: new inputs go to build/fuzz/corpus/TARGET,
-# crashes to build/fuzz/artifacts/.
-fuzz: $(FUZZ_BIN)
-	@mkdir -p $(FUZZ_DIR)/artifacts; bad=0; \
-	 for t in $(FUZZ_TARGETS); do \
-	   mkdir -p $(FUZZ_DIR)/corpus/$$t; \
-	   echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	   if ! $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	          -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
-	          $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t \
-	          >$(FUZZ_DIR)/$$t.log 2>&1; then \
-	     tail -n 40 $(FUZZ_DIR)/$$t.log; echo "fuzz: $$t FAILED, log in $(FUZZ_DIR)/$$t.log"; \
-	     bad=$$((bad + 1)); \
-	   else \
-	     grep -E "stat::number_of_executed_units|cov:" $(FUZZ_DIR)/$$t.log | tail -n 2; \
-	   fi; \
-	 done; \
-	 echo "fuzz: $$bad of $(words $(FUZZ_TARGETS)) targets failed"; [ $$bad -eq 0 ]
