@@ -6,8 +6,8 @@
 #   make fuzz                 build the fuzzers with clang, run each FUZZ_SECONDS
 #   make fuzz-build           only build them (build/fuzz/fuzz_*)
 #
-# Unit tests compile the codecs (and the thread-safe util pieces they
-# test) again with the sanitizers into build/unit/obj, so they never
+# Unit tests compile the codecs (and the thread-safe util/transport pieces
+# they test) again with the sanitizers into build/unit/obj, so they never
 # mix with the objects of `make all`. The objects go into one archive: each
 # test binary links only the ones it uses (none pulls conn.c in).
 
@@ -17,12 +17,13 @@ UNIT_DIR    := $(BUILD)/unit
 UNIT_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 UNIT_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(UNIT_SAN) -Isrc
-UNIT_LIBS   := -lssl -lcrypto -lz -lpthread
+UNIT_LIBS   := -lev -lssl -lcrypto -lz -lpthread
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
-UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c
+UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
+               src/transport/inbox.c
 
 # The rules of one build of the unit tests: $(1) its folder, $(2) the
 # compiler flags, $(3) the sanitizer flags to link with.

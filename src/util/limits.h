@@ -85,4 +85,17 @@
  * ones among them (stopping at the first live one). */
 #define LIM_DICT_SWEEP             3
 
+/* Worker inboxes (src/transport/inbox.h): work posted from other threads. */
+/* Bytes queued in one inbox (each item's payload plus its node). Past it:
+ * the post is refused (the poster gets false and keeps the payload), and
+ * the drops are logged at info at most once per LIM_INBOX_LOG_INTERVAL with
+ * the count since the last line: "inbox of NAME full (CAP bytes): K items
+ * dropped". */
+#define LIM_INBOX_BYTES            (16 * 1024 * 1024)
+/* Items one wake-up of an inbox runs; the rest waits for the next loop
+ * iteration, so a busy inbox cannot starve the connections. */
+#define LIM_INBOX_BATCH            256
+/* Seconds between two log lines about one inbox's drops. */
+#define LIM_INBOX_LOG_INTERVAL     1.0
+
 #endif
