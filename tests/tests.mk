@@ -6,12 +6,15 @@
 #   make fuzz                 build the fuzzers with clang, run each FUZZ_SECONDS
 #   make fuzz-build           only build them (build/fuzz/fuzz_*)
 #
+#   make tsan                 the threaded unit tests under ThreadSanitizer, and
+#                             the server built with it as build/tsan/moonws
+#
 # Unit tests compile the codecs (and the thread-safe util/transport pieces
 # they test) again with the sanitizers into build/unit/obj, so they never
 # mix with the objects of `make all`. The objects go into one archive: each
 # test binary links only the ones it uses (none pulls conn.c in).
 
-.PHONY: unit fuzz fuzz-build
+.PHONY: unit fuzz fuzz-build tsan
 
 UNIT_DIR    := $(BUILD)/unit
 UNIT_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -69,3 +72,83 @@ unit: $(UNIT_BIN)
 	 done; \
 	 echo "unit: $$cases cases, $$failed failed, $$broken of $(words $(UNIT_BIN)) binaries failed"; \
 	 [ $$broken -eq 0 ]
+
+# ---- ThreadSanitizer ----
+# The unit tests that start threads, built again with -fsanitize=thread (it
+# cannot be combined with ASan), and the server as build/tsan/moonws (run
+# specs against it with MOONWS_BIN=build/tsan/moonws). A report fails the run.
+
+TSAN_DIR    := $(BUILD)/tsan/unit
+TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
+TSAN_UNIT   := test_shdict test_inbox
+TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
+
+$(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))
+
+tsan: $(TSAN_BIN)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread OPT=-O1 $(BUILD)/tsan/moonws
+	@export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"; bad=0; \
+	 for t in $(TSAN_BIN); do \
+	   name=$${t##*/}; log=$(TSAN_DIR)/$$name.log; \
+	   if $$t >$$log 2>&1; then \
+	     echo "tsan: $$(grep -E "^$$name: [0-9]+ cases" $$log)"; \
+	   else \
+	     cat $$log; echo "tsan: $$name FAILED, log in $$log"; bad=$$((bad + 1)); \
+	   fi; \
+	 done; \
+	 echo "tsan: $$bad of $(words $(TSAN_BIN)) binaries failed"; [ $$bad -eq 0 ]
+
+# ---- libFuzzer ----
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -Isrc
+FUZZ_OBJ     := $(CODEC_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
+# target name = binary name = corpus folder; fuzz_ws_rx.c is built four ways.
+FUZZ_PLAIN   := fuzz_http_request fuzz_http_response fuzz_http_chunked \
+                fuzz_pmd_negotiate fuzz_pmd_accept fuzz_utf8
+FUZZ_WS      := fuzz_ws_rx_server fuzz_ws_rx_client fuzz_ws_rx_server_pmd fuzz_ws_rx_client_pmd
+FUZZ_TARGETS := $(FUZZ_PLAIN) $(FUZZ_WS)
+FUZZ_BIN     := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+
+fuzz_ws_rx_server_DEFS     := -DFUZZ_CLIENT=0 -DFUZZ_PMD=0
+fuzz_ws_rx_client_DEFS     := -DFUZZ_CLIENT=1 -DFUZZ_PMD=0
+fuzz_ws_rx_server_pmd_DEFS := -DFUZZ_CLIENT=0 -DFUZZ_PMD=1
+fuzz_ws_rx_client_pmd_DEFS := -DFUZZ_CLIENT=1 -DFUZZ_PMD=1
+
+$(FUZZ_DIR)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(addprefix $(FUZZ_DIR)/,$(FUZZ_PLAIN)): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+
+$(addprefix $(FUZZ_DIR)/,$(FUZZ_WS)): $(FUZZ_DIR)/%: tests/fuzz/fuzz_ws_rx.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+# The seed corpus stays read-only: new inputs go to build/fuzz/corpus/TARGET,
+# crashes to build/fuzz/artifacts/.
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FUZZ_DIR)/artifacts; bad=0; \
+	 for t in $(FUZZ_TARGETS); do \
+	   mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	   echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	   if ! $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	          -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	          $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t \
+	          >$(FUZZ_DIR)/$$t.log 2>&1; then \
+	     tail -n 40 $(FUZZ_DIR)/$$t.log; echo "fuzz: $$t FAILED, log in $(FUZZ_DIR)/$$t.log"; \
+	     bad=$$((bad + 1)); \
+	   else \
+	     grep -E "stat::number_of_executed_units|cov:" $(FUZZ_DIR)/$$t.log | tail -n 2; \
+	   fi; \
+	 done; \
+	 echo "fuzz: $$bad of $(words $(FUZZ_TARGETS)) targets failed"; [ $$bad -eq 0 ]
