@@ -23,6 +23,7 @@
 #include "util/crypto.h"
 #include "util/limits.h"
 #include "util/log.h"
+#include "util/shdict.h"
 
 #define MOONWS_VERSION "0.1.0"
 #define MAX_LISTENERS 16
@@ -42,6 +43,8 @@ static const char usage_text[] =
     "      --client-ca FILE       require client certificates signed by these CAs\n"
     "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
+    "      --dict NAME=SIZE       the shared dictionary NAME (moonws.dict) holds SIZE\n"
+    "                             bytes (K, M, G suffixes), repeatable\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
@@ -73,11 +76,37 @@ static void usage_error(const char *fmt, const char *arg)
     exit(2);
 }
 
+/* --dict NAME=SIZE: the dictionary is made now, with its capacity fixed
+ * before any service asks for one. */
+static void declare_dict(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    size_t size;
+    if (!eq || !shdict_parse_size(eq + 1, &size))
+        usage_error("bad --dict '%s' (NAME=SIZE, SIZE in bytes or with K, M, G: sessions=10M)", arg);
+    char name[LIM_DICT_NAME_MAX + 2];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+    struct shdict *d;
+    switch (shdict_open(name, size, &d)) {
+    case SHDICT_BAD_NAME:
+        usage_error("bad --dict '%s': a name is 1 to 64 letters, digits or _ . : -", arg);
+        break;
+    case SHDICT_TOO_MANY:
+        usage_error("--dict %s: too many dictionaries", arg);
+        break;
+    case SHDICT_CONFLICT:
+        usage_error("--dict %s: that dictionary was given another size before", arg);
+        break;
+    default:
+        break;
+    }
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
-           OPT_CLIENT_CA, OPT_REDIS };
+           OPT_CLIENT_CA, OPT_REDIS, OPT_DICT };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -93,6 +122,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE },
         { "client-ca", required_argument, NULL, OPT_CLIENT_CA },
         { "redis", required_argument, NULL, OPT_REDIS },
+        { "dict", required_argument, NULL, OPT_DICT },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -165,6 +195,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         }
         case OPT_CLIENT_CA:
             o->tls.client_ca = optarg;
+            break;
+        case OPT_DICT:
+            declare_dict(optarg);
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",
