@@ -28,6 +28,7 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/membudget.h"
+#include "util/shdict.h"
 
 #define MOONWS_VERSION "0.1.0"
 #define STRINGIFY_(x) #x
@@ -59,6 +60,8 @@ static const char usage_text[] =
     "                             HTTP 503); 0 = no limit\n"
     "      --keepalive-timeout S  seconds an idle keep-alive connection, or an answer\n"
     "                             the client does not read on, is kept (default 30)\n"
+    "      --dict NAME=SIZE       the shared dictionary NAME (moonws.dict) holds SIZE\n"
+    "                             bytes (K, M, G suffixes), repeatable\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
     "      --check                load and validate every service, report, exit 0/1\n"
     "      --lua-memory SIZE      memory each worker's Lua state may hold (default 512M;\n"
@@ -148,12 +151,38 @@ static bool parse_seconds(const char *arg, double *out)
     return true;
 }
 
+/* --dict NAME=SIZE: the dictionary is made now, with its capacity fixed
+ * before any service asks for one. */
+static void declare_dict(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    size_t size;
+    if (!eq || !shdict_parse_size(eq + 1, &size))
+        usage_error("bad --dict '%s' (NAME=SIZE, SIZE in bytes or with K, M, G: sessions=10M)", arg);
+    char name[LIM_DICT_NAME_MAX + 2];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+    struct shdict *d;
+    switch (shdict_open(name, size, &d)) {
+    case SHDICT_BAD_NAME:
+        usage_error("bad --dict '%s': a name is 1 to 64 letters, digits or _ . : -", arg);
+        break;
+    case SHDICT_TOO_MANY:
+        usage_error("--dict %s: too many dictionaries", arg);
+        break;
+    case SHDICT_CONFLICT:
+        usage_error("--dict %s: that dictionary was given another size before", arg);
+        break;
+    default:
+        break;
+    }
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
-           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA };
+           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -175,6 +204,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE },
         { "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
         { "unsafe-lua", no_argument, NULL, OPT_UNSAFE_LUA },
+        { "dict", required_argument, NULL, OPT_DICT },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -283,6 +313,9 @@ static void parse_args(int argc, char **argv, struct options *o)
             break;
         case OPT_UNSAFE_LUA:
             o->runtime.unsafe_lua = true;
+            break;
+        case OPT_DICT:
+            declare_dict(optarg);
             break;
         case OPT_REDIS:
             usage_error("%s: clustering through Redis is not available in this version",

@@ -6,34 +6,52 @@
 #   make fuzz                 build the fuzzers with clang, run each FUZZ_SECONDS
 #   make fuzz-build           only build them (build/fuzz/fuzz_*)
 #
-# Unit tests compile the codecs again with the sanitizers into build/unit/obj,
-# so they never mix with the objects of `make all`.
+#   make tsan                 the threaded unit tests under ThreadSanitizer, and
+#                             the server built with it as build/tsan/moonws
+#
+# Unit tests compile the codecs (and the thread-safe util/transport pieces
+# they test) again with the sanitizers into build/unit/obj, so they never
+# mix with the objects of `make all`. The objects go into one archive: each
+# test binary links only the ones it uses (none pulls conn.c in).
 
-.PHONY: unit fuzz fuzz-build
+.PHONY: unit fuzz fuzz-build tsan
 
 UNIT_DIR    := $(BUILD)/unit
 UNIT_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 UNIT_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(UNIT_SAN) -Isrc
-UNIT_LIBS   := -lssl -lcrypto -lz
+UNIT_LIBS   := -lev -lssl -lcrypto -lz -lpthread
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
-UNIT_OBJ    := $(CODEC_SRC:src/%.c=$(UNIT_DIR)/obj/%.o)
+UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
+               src/transport/inbox.c
 
-$(UNIT_DIR)/obj/%.o: src/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+# The rules of one build of the unit tests: $(1) its folder, $(2) the
+# compiler flags, $(3) the sanitizer flags to link with.
+define unit_build
+$(1)/obj/%.o: src/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -c -o $$@ $$<
 
-$(UNIT_DIR)/%.o: tests/unit/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+$(1)/%.o: tests/unit/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -c -o $$@ $$<
 
-$(UNIT_DIR)/test_%: $(UNIT_DIR)/test_%.o $(UNIT_OBJ)
-	$(CC) $(UNIT_SAN) -o $@ $^ $(UNIT_LIBS)
+$(1)/libmoonws.a: $(UNIT_LIBSRC:src/%.c=$(1)/obj/%.o)
+	@rm -f $$@
+	$$(AR) rcs $$@ $$^
 
-.PRECIOUS: $(UNIT_DIR)/%.o $(UNIT_DIR)/obj/%.o
+$(1)/test_%: $(1)/test_%.o $(1)/libmoonws.a
+	$$(CC) $(3) -o $$@ $$< $(1)/libmoonws.a $$(UNIT_LIBS)
+
+.PRECIOUS: $(1)/%.o $(1)/obj/%.o
+
+-include $$(wildcard $(1)/*.d $(1)/obj/*/*.d)
+endef
+
+$(eval $(call unit_build,$(UNIT_DIR),$(UNIT_CFLAGS),$(UNIT_SAN)))
 
 # Each binary's output goes to build/unit/NAME.log; its summary line is
 # printed, the whole log only when it failed or crashed (no summary line).
@@ -55,7 +73,31 @@ unit: $(UNIT_BIN)
 	 echo "unit: $$cases cases, $$failed failed, $$broken of $(words $(UNIT_BIN)) binaries failed"; \
 	 [ $$broken -eq 0 ]
 
--include $(wildcard $(UNIT_DIR)/*.d $(UNIT_DIR)/obj/*/*.d)
+# ---- ThreadSanitizer ----
+# The unit tests that start threads, built again with -fsanitize=thread (it
+# cannot be combined with ASan), and the server as build/tsan/moonws (run
+# specs against it with MOONWS_BIN=build/tsan/moonws). A report fails the run.
+
+TSAN_DIR    := $(BUILD)/tsan/unit
+TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
+TSAN_UNIT   := test_shdict test_inbox
+TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
+
+$(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))
+
+tsan: $(TSAN_BIN)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread OPT=-O1 $(BUILD)/tsan/moonws
+	@export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"; bad=0; \
+	 for t in $(TSAN_BIN); do \
+	   name=$${t##*/}; log=$(TSAN_DIR)/$$name.log; \
+	   if $$t >$$log 2>&1; then \
+	     echo "tsan: $$(grep -E "^$$name: [0-9]+ cases" $$log)"; \
+	   else \
+	     cat $$log; echo "tsan: $$name FAILED, log in $$log"; bad=$$((bad + 1)); \
+	   fi; \
+	 done; \
+	 echo "tsan: $$bad of $(words $(TSAN_BIN)) binaries failed"; [ $$bad -eq 0 ]
 
 # ---- libFuzzer ----
 

@@ -246,6 +246,11 @@ void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls);
 /* Hands the timers of `from` to `to` (a new version taking over). */
 void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *from);
 
+/* ---- lx_dict.c ---- */
+
+/* Adds moonws.dict (process-wide shared dictionaries) to the module. */
+void lx_dict_init(struct lx_rt *rt);
+
 /* ---- lx_service.c ---- */
 
 extern const struct svc_ops lx_svc_ops;

@@ -364,6 +364,7 @@ void lx_module_init(struct lx_rt *rt)
 
     lua_newtable(L);
     rt->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lx_dict_init(rt);
 }
 
 void lx_env_new(struct lx_rt *rt, struct lx_service *ls)

@@ -170,4 +170,44 @@
 /* Static files: bytes read from disk per refill of a connection's output. */
 #define LIM_STATIC_CHUNK           (64 * 1024)
 
+/* Shared dictionaries (moonws.dict, src/util/shdict.h), process-wide. */
+/* Dictionaries in the process. Past it: moonws.dict raises "at most 64
+ * dictionaries" (logged with the handler's traceback). */
+#define LIM_DICTS                  64
+/* Bytes of a dictionary's name. Longer: moonws.dict raises. */
+#define LIM_DICT_NAME_MAX          64
+/* Capacity of a dictionary used before any capacity was given for it
+ * (--dict NAME=SIZE or moonws.dict(name, size)). Past any capacity: the
+ * least recently used entries are evicted, and a value larger than the
+ * whole capacity is refused with nil, "no memory"; each is logged at info at
+ * most once per LIM_DICT_LOG_INTERVAL per dictionary, with the count since
+ * the last line: "dict NAME: full (C bytes): N live entries evicted to make
+ * room", "dict NAME: N values larger than its capacity (C bytes) refused". */
+#define LIM_DICT_DEFAULT           (1024 * 1024)
+/* Seconds between two log lines of one dictionary about evictions and
+ * refused values (each line gives the counts since the last). */
+#define LIM_DICT_LOG_INTERVAL      1.0
+/* Bytes of a key. Longer: the call raises. */
+#define LIM_DICT_KEY_MAX           65535
+/* Seconds of a time to live. Longer: the call raises. */
+#define LIM_DICT_TTL_MAX           (1e9)
+/* Keys dict:keys() returns without an explicit max (0 means all). */
+#define LIM_DICT_KEYS_DEFAULT      1024
+/* Least recently used entries each write looks at, removing the expired
+ * ones among them (stopping at the first live one). */
+#define LIM_DICT_SWEEP             3
+
+/* Worker inboxes (src/transport/inbox.h): work posted from other threads. */
+/* Bytes queued in one inbox (each item's payload plus its node). Past it:
+ * the post is refused (the poster gets false and keeps the payload), and
+ * the drops are logged at info at most once per LIM_INBOX_LOG_INTERVAL with
+ * the count since the last line: "inbox of NAME full (CAP bytes): K items
+ * dropped". */
+#define LIM_INBOX_BYTES            (16 * 1024 * 1024)
+/* Items one wake-up of an inbox runs; the rest waits for the next loop
+ * iteration, so a busy inbox cannot starve the connections. */
+#define LIM_INBOX_BATCH            256
+/* Seconds between two log lines about one inbox's drops. */
+#define LIM_INBOX_LOG_INTERVAL     1.0
+
 #endif
