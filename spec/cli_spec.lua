@@ -1,4 +1,4 @@
--- The command line (DESIGN.md §1).
+-- The command line (docs/reference.md, "Command line").
 local testing = require "moonws.testing"
 local client = require "moonws.client"
 

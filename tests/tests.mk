@@ -24,14 +24,17 @@ UNIT_OBJ    := $(CODEC_SRC:src/%.c=$(UNIT_DIR)/obj/%.o)
 
 $(UNIT_DIR)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(UNIT_CFLAGS) -c -o $@ $<
 
 $(UNIT_DIR)/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(UNIT_CFLAGS) -c -o $@ $<
 
 $(UNIT_DIR)/test_%: $(UNIT_DIR)/test_%.o $(UNIT_OBJ)
-	$(CC) $(UNIT_SAN) -o $@ $^ $(UNIT_LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(UNIT_SAN) -o $@ $^ $(UNIT_LIBS)
 
 .PRECIOUS: $(UNIT_DIR)/%.o $(UNIT_DIR)/obj/%.o
 
@@ -80,15 +83,18 @@ fuzz_ws_rx_client_pmd_DEFS := -DFUZZ_CLIENT=1 -DFUZZ_PMD=1
 
 $(FUZZ_DIR)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(addprefix $(FUZZ_DIR)/,$(FUZZ_PLAIN)): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
 
 $(addprefix $(FUZZ_DIR)/,$(FUZZ_WS)): $(FUZZ_DIR)/%: tests/fuzz/fuzz_ws_rx.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
