@@ -80,6 +80,7 @@ describe("moonws.testing", function()
 
   it("leaves no server, bystander or log file behind when a spec fails before srv:stop()", function()
     local record = os.tmpname()
+    finally(function() os.remove(record) end)
     local ok, bad = child_busted(([[
       local testing = require "moonws.testing"
       local function note(what, pid, file)
@@ -135,7 +136,6 @@ describe("moonws.testing", function()
       assert.is_false(alive(tonumber(pid)), what .. " " .. pid .. " is still running")
       if file ~= "-" then assert.is_nil(read(file), file .. " is still there") end
     end
-    os.remove(record)
     assert.equal(4, n)
   end)
 
@@ -152,6 +152,7 @@ describe("moonws.testing", function()
 
   it("finds the binary in opts.bin, $MOONWS_BIN, ./build/moonws, then on PATH", function()
     local dir = tmpdir()
+    finally(function() os.execute("rm -rf " .. dir) end)
     os.execute(("mkdir %s/bin %s/elsewhere && echo '#!/bin/sh' >%s/bin/moonws && chmod +x %s/bin/moonws"):format(dir, dir, dir, dir))
     local function find(cwd, env, arg)
       local setup = ("package.path=%q; package.cpath=%q"):format(
@@ -165,6 +166,5 @@ describe("moonws.testing", function()
     assert.equal("build/moonws", find(top, path))
     assert.equal(dir .. "/bin/moonws", find(dir .. "/elsewhere", path))
     assert.matches("no moonws binary", find(dir .. "/elsewhere", "PATH=/usr/bin:/bin"), 1, true)
-    os.execute("rm -rf " .. dir)
   end)
 end)
