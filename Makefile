@@ -79,12 +79,12 @@ run: deps
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=address,undefined OPT=-O1 all
 
-# scripts/test: the unit tests, the specs against both builds, and one
-# closing line; `scripts/test spec/x_spec.lua` runs one spec file.
+# scripts/test builds both trees (quietly when they are up to date), runs
+# the unit tests and the specs against both builds, and ends with one
+# closing line; `scripts/test spec/x_spec.lua` runs one spec file. `+`: it
+# runs make itself, and may share our jobs.
 test: test-deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory sanitize
-	@scripts/test
+	+@scripts/test
 
 clean:
 	rm -rf build

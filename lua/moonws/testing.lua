@@ -59,16 +59,13 @@ function testing.find_bin(bin)
         .. "or on PATH (make install puts it in PREFIX/bin)", 3)
 end
 
--- Ends the process at once and frees what it holds: for a server that
--- never came up.
-function Server:kill()
-  if not self.stopped then
-    core.kill(self.pid, "KILL")
-    core.wait(self.pid, 5)
-    core.closefd(self.fd)
-    self.stopped, self.why = true, "killed"
-  end
-  os.remove(self.logfile)
+-- Ends a server that never came up at once, and frees what it holds.
+local function kill_now(srv)
+  core.kill(srv.pid, "KILL")
+  core.wait(srv.pid, 5)
+  core.closefd(srv.fd)
+  srv.stopped, srv.why = true, "killed"
+  os.remove(srv.logfile)
 end
 
 -- opts: dir (default "examples"), bin, args (a list of extra arguments),
@@ -108,7 +105,7 @@ function testing.start(opts)
     local line, err = core.readline(fd, deadline - core.now())
     if not line then
       local log = srv:log()
-      srv:kill()
+      kill_now(srv)
       error(("moonws did not start (%s): %s"):format(err, log), 2)
     end
     local url = line:match("^moonws: listening on (%S+)$")
