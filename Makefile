@@ -1,5 +1,6 @@
 # moonws — see README.md. `make run` serves the examples, `make test` runs
 # every test; both install missing Debian packages first (scripts/deps).
+# `make install` / `make uninstall` (PREFIX, DESTDIR) are at the end.
 
 CC      ?= cc
 BUILD   ?= build
@@ -14,12 +15,23 @@ WARN = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
 CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC -MMD -MP $(WARN) $(LUA_CFLAGS)
 LDLIBS  = -lev $(LUA_LIBS) -lssl -lcrypto -lz -lpthread -lm
 
+# Build lines are short, kernel style ("  CC      src/util/buf.c"); V=1
+# prints every command in full instead.
+V ?= 0
+ifeq ($(V),1)
+  Q :=
+  say := @true
+else
+  Q := @
+  say := @printf '  %-7s %s\n'
+endif
+
 ifneq ($(SANITIZE),)
   CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-# Layers (DESIGN.md §7): util <- transport <- proto <- lua <- main.
+# Layers (docs/architecture.md): util <- transport <- proto <- lua <- main.
 # The client (proto/ws_client.c) and its Lua module go into core.so only.
 CLIENT_SRC := src/proto/ws_client.c src/proto/wsc_tls.c src/lua/lx_client.c src/lua/lx_process.c
 CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*.c src/proto/*.c))
@@ -37,20 +49,23 @@ MODULE_OBJ := $(MODULE_SRC:src/%.c=$(BUILD)/obj/%.o)
 MOONWS := $(BUILD)/moonws
 MODULE := $(BUILD)/lua/moonws/core.so
 
-.PHONY: all run test deps test-deps clean sanitize unit spec
+.PHONY: all run test deps test-deps clean sanitize unit spec install uninstall
 
 all: $(MOONWS) $(MODULE)
 
 $(MOONWS): $(SERVER_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(MODULE): $(MODULE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -o $@ $^ -lssl -lcrypto -lz
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^ -lssl -lcrypto -lz
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 deps:
 	@scripts/deps build
@@ -65,15 +80,58 @@ run: deps
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=address,undefined OPT=-O1 all
 
+# scripts/test builds both trees (quietly when they are up to date), runs
+# the unit tests and the specs against both builds, and ends with one
+# closing line; `scripts/test spec/x_spec.lua` runs one spec file. `+`: it
+# runs make itself, and may share our jobs.
 test: test-deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory sanitize
-	@scripts/test
+	+@scripts/test
 
 clean:
 	rm -rf build
 
 -include $(SERVER_OBJ:.o=.d) $(MODULE_OBJ:.o=.d)
+
+# ---- install ----
+# `make install PREFIX=/usr/local` puts each file where Debian's lua5.4 and
+# systemd look without any setting: PREFIX/share/lua/5.4 and PREFIX/lib/lua/5.4
+# are on lua5.4's default package.path and package.cpath for /usr/local (and
+# /usr), PREFIX/lib/systemd/system on systemd's unit path. DESTDIR stages the
+# files elsewhere (for a package) without changing the paths written into the
+# unit. `make uninstall` (same PREFIX) removes exactly these files, and the
+# folders that are moonws's own when nothing else is left in them.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LUADIR  ?= $(PREFIX)/share/lua/5.4
+LUACDIR ?= $(PREFIX)/lib/lua/5.4
+DOCDIR  ?= $(PREFIX)/share/doc/moonws
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+LUA_MODULES := client testing bystander
+DOC_FILES   := README.md docs/reference.md docs/architecture.md \
+               examples/echo.lua examples/chat.lua examples/ticker.lua examples/public/index.html
+INSTALLED   := $(BINDIR)/moonws $(LUA_MODULES:%=$(LUADIR)/moonws/%.lua) $(LUACDIR)/moonws/core.so \
+               $(DOC_FILES:%=$(DOCDIR)/%) $(UNITDIR)/moonws.service
+OWN_DIRS    := $(LUADIR)/moonws $(LUACDIR)/moonws $(DOCDIR)/examples/public $(DOCDIR)/examples \
+               $(DOCDIR)/docs $(DOCDIR)
+
+install: all
+	$(say) INSTALL $(DESTDIR)$(PREFIX)
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/moonws $(DESTDIR)$(LUACDIR)/moonws \
+	   $(DESTDIR)$(UNITDIR)
+	$(Q)install -m 755 $(MOONWS) $(DESTDIR)$(BINDIR)/moonws
+	$(Q)install -m 644 $(LUA_MODULES:%=lua/moonws/%.lua) $(DESTDIR)$(LUADIR)/moonws/
+	$(Q)install -m 644 $(MODULE) $(DESTDIR)$(LUACDIR)/moonws/core.so
+	$(Q)for f in $(DOC_FILES); do install -D -m 644 $$f $(DESTDIR)$(DOCDIR)/$$f || exit 1; done
+	$(Q)sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' dist/moonws.service.in \
+	   >$(DESTDIR)$(UNITDIR)/moonws.service
+	$(Q)chmod 644 $(DESTDIR)$(UNITDIR)/moonws.service
+
+uninstall:
+	$(say) RM $(DESTDIR)$(PREFIX)
+	$(Q)rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	$(Q)for d in $(addprefix $(DESTDIR),$(OWN_DIRS)); do \
+	   [ ! -d $$d ] || rmdir --ignore-fail-on-non-empty $$d; done
 
 # C unit tests of the codecs and libFuzzer targets (tests/tests.mk).
 -include tests/tests.mk

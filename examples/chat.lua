@@ -1,4 +1,7 @@
--- A chat with rooms. Clients send JSON events:
+-- A chat with rooms. A visitor is called by ?name=, or "guest<id>" — distinct
+-- for every connection — and hears its name first: {"event": "welcome",
+-- "name": "guest7"} (the page keeps it when it reconnects). Clients send
+-- JSON events:
 --   {"event": "join", "room": "lobby"}     (joining a room leaves the previous one)
 --   {"event": "say", "text": "hello"}
 -- A client is in no room until it joins one (the page joins "lobby"), so a
@@ -28,7 +31,10 @@ local function join(caller, room)
 end
 
 function chat.onOpen(caller)
-  caller.data.name = caller.query.name or ("guest" .. caller.id)
+  local name = caller.query.name
+  if type(name) ~= "string" or name == "" then name = "guest" .. caller.id end
+  caller.data.name = name
+  caller:send({ event = "welcome", name = name })
 end
 
 function chat.onJoin(caller, msg)

@@ -1,4 +1,4 @@
--- The command line (DESIGN.md §1).
+-- The command line (docs/reference.md, "Command line").
 local testing = require "moonws.testing"
 local client = require "moonws.client"
 
@@ -173,12 +173,32 @@ describe("moonws command line", function()
     srv:cleanup()
   end)
 
-  it("starts with a missing services folder and says so", function()
-    local srv = testing.start{ dir = "no/such/folder" }
-    assert(srv:wait_log("services folder no/such/folder does not exist", 5, true))
-    local status = srv:http("GET", "/")
-    assert.equal(404, status)
-    assert.equal(0, srv:stop())
-    srv:cleanup()
+  -- "timeout 5": the server these refuse would otherwise serve until killed.
+  it("refuses a services folder that does not exist, naming it, with exit 2", function()
+    local code, out, err = run("-l 127.0.0.1:0 no/such/folder", "timeout 5")
+    assert.equal(2, code)
+    assert.equal("", out)                               -- it never listened
+    assert.equal("moonws: services folder no/such/folder: No such file or directory\n", err)
+    code, _, err = run("--check no/such/folder", "timeout 5")
+    assert.equal(2, code)
+    assert.matches("services folder no/such/folder: No such file or directory", err, 1, true)
+  end)
+
+  it("refuses a services folder that is a file, with exit 2", function()
+    local code, out, err = run("-l 127.0.0.1:0 Makefile", "timeout 5")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("moonws: services folder Makefile: not a folder\n", err)
+  end)
+
+  it("refuses a --static folder that does not exist or is a file, with exit 2", function()
+    local code, out, err = run("-l 127.0.0.1:0 --static no/such/public examples", "timeout 5")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("moonws: --static no/such/public: No such file or directory\n", err)
+    code, out, err = run("-l 127.0.0.1:0 --static Makefile examples", "timeout 5")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("moonws: --static Makefile: not a folder\n", err)
   end)
 end)

@@ -1,5 +1,5 @@
 -- RFC 6455 on the wire: framing rules, fragmentation, control frames, the
--- closing handshake, UTF-8, and each close code of DESIGN.md §9.
+-- closing handshake, UTF-8, and each close code of the README's limits table.
 local testing = require "moonws.testing"
 
 local TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10

@@ -1,4 +1,4 @@
--- HTTP/1.1: parsing, limits and their statuses (DESIGN.md §9), keep-alive,
+-- HTTP/1.1: parsing, limits and their statuses (README, "Limits"), keep-alive,
 -- bodies, endpoints and static files.
 local testing = require "moonws.testing"
 

@@ -1,4 +1,4 @@
--- Hot reload (DESIGN.md §5): every way an editor saves, bad versions that
+-- Hot reload (README, "Hot reload"): every way an editor saves, bad versions that
 -- must not replace good ones, and connections that must survive.
 local testing = require "moonws.testing"
 local core = require "moonws.core"

@@ -1,5 +1,5 @@
--- The Lua runtime: handlers (DESIGN.md §2), the caller (§3), the moonws
--- module (§4), and what happens when a script misbehaves.
+-- The Lua runtime: handlers, the caller, the moonws module
+-- (docs/reference.md), and what happens when a script misbehaves.
 local testing = require "moonws.testing"
 local cjson = require "cjson"
 

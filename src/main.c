@@ -353,6 +353,34 @@ static void parse_args(int argc, char **argv, struct options *o)
     }
 }
 
+/* A folder named on the command line must be there at start: a services
+ * folder that does not exist would make a server that answers 404 to
+ * everything, which looks like a working server to whoever started it.
+ * Says which folder and why on stderr. real (PATH_MAX bytes) receives the
+ * resolved path. */
+static bool folder_ok(const char *what, const char *dir, char *real)
+{
+    struct stat st;
+    if (!realpath(dir, real) || stat(real, &st) != 0) {
+        fprintf(stderr, "moonws: %s %s: %s\n", what, dir, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "moonws: %s %s: not a folder\n", what, dir);
+        return false;
+    }
+    return true;
+}
+
+/* The services folder and --static DIR; static_real receives the static
+ * folder's real path, against which every request is checked. */
+static bool check_folders(const struct options *o, char *static_real)
+{
+    char services_real[PATH_MAX];
+    return folder_ok("services folder", o->dir, services_real) &&
+           (!o->static_dir || folder_ok("--static", o->static_dir, static_real));
+}
+
 /* ---- the running server ---- */
 
 static struct {
@@ -577,14 +605,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char static_real[PATH_MAX];
-    if (o.static_dir) {
-        struct stat st;
-        if (!realpath(o.static_dir, static_real) || stat(static_real, &st) != 0 ||
-            !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "moonws: --static %s: not a folder\n", o.static_dir);
-            return 2;
-        }
-    }
+    if (!check_folders(&o, static_real))
+        return 2;
 
     if (o.ntls) {
         char err[512];

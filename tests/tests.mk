@@ -33,18 +33,22 @@ UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf
 define unit_build
 $(1)/obj/%.o: src/%.c
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) -c -o $$@ $$<
+	$$(say) CC $$<
+	$$(Q)$$(CC) $(2) -c -o $$@ $$<
 
 $(1)/%.o: tests/unit/%.c
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) -c -o $$@ $$<
+	$$(say) CC $$<
+	$$(Q)$$(CC) $(2) -c -o $$@ $$<
 
 $(1)/libmoonws.a: $(UNIT_LIBSRC:src/%.c=$(1)/obj/%.o)
 	@rm -f $$@
-	$$(AR) rcs $$@ $$^
+	$$(say) AR $$@
+	$$(Q)$$(AR) rcs $$@ $$^
 
 $(1)/test_%: $(1)/test_%.o $(1)/libmoonws.a
-	$$(CC) $(3) -o $$@ $$< $(1)/libmoonws.a $$(UNIT_LIBS)
+	$$(say) LD $$@
+	$$(Q)$$(CC) $(3) -o $$@ $$< $(1)/libmoonws.a $$(UNIT_LIBS)
 
 .PRECIOUS: $(1)/%.o $(1)/obj/%.o
 
@@ -122,15 +126,18 @@ fuzz_ws_rx_client_pmd_DEFS := -DFUZZ_CLIENT=1 -DFUZZ_PMD=1
 
 $(FUZZ_DIR)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(addprefix $(FUZZ_DIR)/,$(FUZZ_PLAIN)): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
 
 $(addprefix $(FUZZ_DIR)/,$(FUZZ_WS)): $(FUZZ_DIR)/%: tests/fuzz/fuzz_ws_rx.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
+	$(say) LD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $($*_DEFS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(UNIT_LIBS)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -1,5 +1,5 @@
 -- moonws.client: a synchronous WebSocket client for scripts and busted specs
--- (DESIGN.md §6). The work is done in C by moonws.core, with the same
+-- (docs/reference.md, "The Lua client"). The work is done in C by moonws.core, with the same
 -- handshake, framing and deflate code as the server; this file adds
 -- retries and a small HTTP helper.
 local core = require "moonws.core"

@@ -1,14 +1,21 @@
--- moonws.testing: start a live moonws for a spec (DESIGN.md §6).
+-- moonws.testing: start a live moonws for a spec (docs/reference.md,
+-- "moonws.testing").
 --
 --   local testing = require "moonws.testing"
---   local srv = testing.start{ dir = "examples", workers = 1 }
---   local c = assert(client.connect(srv.url .. "/echo"))
+--   local srv <close> = testing.start{ dir = "services" }
+--   local c = assert(srv:connect("/echo"))
 --   ...
 --   assert.equal(0, srv:stop())
 --
 -- The server listens on 127.0.0.1 on a free port; its log goes to a file
 -- (srv.logfile) that srv:log() reads and srv:wait_log(pattern) watches.
--- The binary is $MOONWS_BIN, else build/moonws.
+--
+-- A server cleans up after itself: srv:cleanup() stops it and removes its
+-- log, and so do its finalizers — __close, when srv is a to-be-closed
+-- variable (at once, even when the spec fails), and __gc (when the object
+-- is collected, at the latest when busted exits). A spec that fails before
+-- srv:stop() thus leaves no process and no file behind. Keep the object
+-- referenced while the server is used: a collected server is stopped.
 local core = require "moonws.core"
 local client = require "moonws.client"
 
@@ -25,14 +32,52 @@ local function read_file(path)
   return s
 end
 
--- opts: dir, workers, static, args (a list of extra arguments), log_level,
--- timeout (seconds to wait for the listening line, default 10),
--- tls = { cert =, key =, password =, client_ca = } to add a TLS listener
--- (srv.wss_url, srv.https_url, srv.tls_port).
+-- A file with something to read (io.open succeeds on a folder too, but
+-- reading it fails).
+local function is_file(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local ok = f:read(0) ~= nil
+  f:close()
+  return ok
+end
+
+-- The moonws binary a server is started from: bin (opts.bin) when given,
+-- else $MOONWS_BIN, else ./build/moonws when it exists (the repository's
+-- own specs, run from its top folder), else `moonws` on PATH (an installed
+-- one: `make install`). Raises when there is none.
+function testing.find_bin(bin)
+  if bin then return bin end
+  local env = os.getenv("MOONWS_BIN")
+  if env and env ~= "" then return env end
+  if is_file("build/moonws") then return "build/moonws" end
+  for dir in ((os.getenv("PATH") or "") .. ":"):gmatch("([^:]*):") do
+    local path = (dir == "" and "." or dir) .. "/moonws"
+    if is_file(path) then return path end
+  end
+  error("moonws.testing: no moonws binary: not in opts.bin, $MOONWS_BIN, ./build/moonws "
+        .. "or on PATH (make install puts it in PREFIX/bin)", 3)
+end
+
+-- Ends a server that never came up at once, and frees what it holds.
+local function kill_now(srv)
+  core.kill(srv.pid, "KILL")
+  core.wait(srv.pid, 5)
+  core.closefd(srv.fd)
+  srv.stopped, srv.why = true, "killed"
+  os.remove(srv.logfile)
+end
+
+-- opts: dir (default "examples"), bin, args (a list of extra arguments),
+-- env (variables for the server: NAME = value, or false to remove one),
+-- workers, static, log_level (default "debug"), listeners (how many
+-- "listening" lines to wait for, when args add -l listeners), timeout
+-- (seconds to wait for them, default 10), tls = { cert =, key =,
+-- password =, client_ca = } to add a TLS listener (srv.wss_url,
+-- srv.https_url, srv.tls_port).
 function testing.start(opts)
   opts = opts or {}
-  local bin = opts.bin or os.getenv("MOONWS_BIN") or "build/moonws"
-  local logfile = os.tmpname()
+  local bin = testing.find_bin(opts.bin)
   local argv = { bin, "-l", "127.0.0.1:0", "--log-level", opts.log_level or "debug" }
   if opts.workers then argv[#argv + 1] = "-w"; argv[#argv + 1] = tostring(opts.workers) end
   if opts.static then argv[#argv + 1] = "--static"; argv[#argv + 1] = opts.static end
@@ -47,16 +92,21 @@ function testing.start(opts)
   end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = opts.dir or "examples"
-  local pid, fd = core.spawn(argv, { stderr = logfile })
-  if not pid then error(fd, 2) end
-  local srv = setmetatable({ pid = pid, fd = fd, logfile = logfile, urls = {} }, Server)
+  local logfile = os.tmpname()
+  local ok, pid, fd = pcall(core.spawn, argv, { stderr = logfile, env = opts.env })
+  if not (ok and pid) then
+    os.remove(logfile)
+    error(ok and fd or pid, 2)
+  end
+  -- From here on the object's finalizers own the process and the log.
+  local srv = setmetatable({ pid = pid, fd = fd, logfile = logfile, bin = bin, urls = {} }, Server)
   local deadline = core.now() + (opts.timeout or 10)
   while true do
     local line, err = core.readline(fd, deadline - core.now())
     if not line then
-      core.kill(pid, "KILL")
-      core.wait(pid, 5)
-      error(("moonws did not start (%s): %s"):format(err, read_file(logfile)), 2)
+      local log = srv:log()
+      kill_now(srv)
+      error(("moonws did not start (%s): %s"):format(err, log), 2)
     end
     local url = line:match("^moonws: listening on (%S+)$")
     if url then
@@ -144,10 +194,15 @@ function Server:tcp(timeout, opts)
   return client.tcp("127.0.0.1", self.port, timeout, nil, opts)
 end
 
+-- Stops the server (if it was not) and removes its log file. The
+-- finalizers call it; calling it again does nothing.
 function Server:cleanup()
   self:stop()
   os.remove(self.logfile)
 end
+
+Server.__close = Server.cleanup
+Server.__gc = Server.cleanup
 
 -- Reads from a client until its close frame arrives; returns the close
 -- code and reason, and the messages that came before it (a list of
@@ -195,9 +250,7 @@ function testing.bystander(srv, path, opts)
   -- It has begun once its first echo came back.
   local ok = b:wait(1, opts.timeout or 10)
   if not ok then
-    core.kill(pid, "KILL")
-    core.wait(pid, 5)
-    core.closefd(fd)
+    b:stop()
     error("the bystander could not echo through " .. url .. ": " .. tostring(b.reasons[1]), 2)
   end
   return b
@@ -238,6 +291,7 @@ end
 -- Stops the bystander and returns what it saw: n echoes, failures, and the
 -- round-trip times p50, p99 and max in seconds (reasons: the failure lines).
 function Bystander:stop(label)
+  if self.stats then return self.stats end
   core.kill(self.pid, "KILL")
   core.wait(self.pid, 5)
   while true do
@@ -250,6 +304,7 @@ function Bystander:stop(label)
   local st = { n = #self.rtts, failures = self.failures, reasons = self.reasons,
                p50 = percentile(self.rtts, 0.5), p99 = percentile(self.rtts, 0.99),
                max = self.rtts[#self.rtts] }
+  self.stats = st
   local log = os.getenv("MOONWS_ATTACK_LOG")
   if log and label then
     local f = io.open(log, "a")
@@ -261,6 +316,10 @@ function Bystander:stop(label)
   end
   return st
 end
+
+-- A bystander left running by a failed spec ends with it or with busted.
+Bystander.__close = function(b) b:stop() end
+Bystander.__gc = Bystander.__close
 
 -- The server's resident memory now and at its peak, in bytes (Linux).
 function Server:rss()

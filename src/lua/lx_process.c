@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -15,8 +16,58 @@
 
 extern char **environ;
 
-/* spawn(argv, {stderr = path, cwd = dir}) -> pid, stdout_fd. The child's
- * stdout is a pipe the caller reads; its stderr goes to a file (appended). */
+/* The child's environment: ours with opts.env applied, a string value
+ * setting the variable and false removing it; environ itself without
+ * opts.env. The array and the "NAME=value" strings it points to are pushed
+ * on the stack, which keeps them alive until the spawn has copied them. */
+static char **spawn_env(lua_State *L, int opts)
+{
+    if (!lua_istable(L, opts) || lua_getfield(L, opts, "env") == LUA_TNIL)
+        return environ;
+    luaL_argcheck(L, lua_istable(L, -1), opts, "env must be a table of NAME = value|false");
+    int env = lua_gettop(L);
+    size_t n = 0, extra = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    lua_pushnil(L);
+    while (lua_next(L, env)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        luaL_argcheck(L, name && *name && !strchr(name, '='), opts,
+                      "env: names are non-empty strings without '='");
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING || (lua_isboolean(L, -1) && !lua_toboolean(L, -1)),
+                      opts, "env: a value is a string, or false to remove the variable");
+        extra++;
+        lua_pop(L, 1);
+    }
+    char **out = lua_newuserdatauv(L, (n + extra + 1) * sizeof *out, 0);
+    lua_createtable(L, (int)extra, 0); /* anchors the "NAME=value" strings */
+    int strings = lua_gettop(L);
+    size_t k = 0;
+    for (char **e = environ; *e; e++) {
+        lua_pushlstring(L, *e, strcspn(*e, "="));
+        bool named = lua_rawget(L, env) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!named)
+            out[k++] = *e;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, env)) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *var = lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_rawseti(L, strings, (lua_Integer)lua_rawlen(L, strings) + 1);
+            out[k++] = (char *)var;
+        }
+        lua_pop(L, 1);
+    }
+    out[k] = NULL;
+    return out;
+}
+
+/* spawn(argv [, opts]) -> pid, stdout_fd | nil, err. The child's stdout is
+ * a pipe the caller reads. opts: stderr = path (appended to; else ours),
+ * env = { NAME = value | false } (see spawn_env), pgroup = true (the child
+ * leads a process group of its own, so that kill(-pid) reaches every process
+ * it starts: a browser's renderers, say). */
 static int l_spawn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -32,6 +83,9 @@ static int l_spawn(lua_State *L)
     const char *errpath = NULL;
     if (lua_istable(L, 2) && lua_getfield(L, 2, "stderr") == LUA_TSTRING)
         errpath = lua_tostring(L, -1);
+    bool pgroup = lua_istable(L, 2) && lua_getfield(L, 2, "pgroup") != LUA_TNIL &&
+                  lua_toboolean(L, -1);
+    char **envp = spawn_env(L, 2);
 
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0)
@@ -50,9 +104,14 @@ static int l_spawn(lua_State *L)
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (pgroup) {
+        posix_spawnattr_setpgroup(&attr, 0);
+        flags |= POSIX_SPAWN_SETPGROUP;
+    }
+    posix_spawnattr_setflags(&attr, flags);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(pipefd[1]);
@@ -99,6 +158,8 @@ static int l_readline(lua_State *L)
     return 1;
 }
 
+/* kill(pid [, name]) -> whether the signal was sent. A negative pid is a
+ * process group (see spawn's pgroup). */
 static int l_kill(lua_State *L)
 {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);

@@ -8,7 +8,7 @@
 
 #include <lua.h>
 
-/* Adds spawn, readline, kill, wait and closefd to the table on top. */
+/* Adds spawn, readline, kill, wait, closefd and sleep to the table on top. */
 void lx_process_register(lua_State *L);
 
 #endif
