@@ -28,7 +28,8 @@ SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) sr
 CODEC_SRC  := src/util/buf.c src/util/crypto.c src/util/log.c src/util/utf8.c src/util/sslio.c \
               src/proto/http_parse.c src/proto/ws_frame.c src/proto/ws_msg.c \
               src/proto/pmd.c src/proto/ws_handshake.c
-MODULE_SRC := $(CODEC_SRC) $(CLIENT_SRC)
+# lx_json.c is in both: the client encodes tables as the server does.
+MODULE_SRC := $(CODEC_SRC) $(CLIENT_SRC) src/lua/lx_json.c
 
 SERVER_OBJ := $(SERVER_SRC:src/%.c=$(BUILD)/obj/%.o)
 MODULE_OBJ := $(MODULE_SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -80,7 +80,6 @@ struct lx_rt {
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
     int base_env_ref;           /* the globals every service env reads through to */
-    int json_ref;               /* the cjson instance */
     /* The text message being handled, as the Lua string handed over: it is
      * valid UTF-8, so sending those very bytes back needs no new check. */
     const char *valid_text;
@@ -167,14 +166,6 @@ void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls);
 /* A service moved from one file to another: its moonws.shared is kept
  * under the new name from now on. */
 void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
-/* JSON through the runtime's cjson instance: pushes the decoded value, or
- * returns false with the error message pushed. */
-bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);
-/* Encodes the value at idx, the JSON text taking its stack slot; raises on
- * values JSON cannot hold (inside a Lua call only). */
-const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len);
-/* The same outside a Lua call: NULL with the error message pushed. */
-const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len);
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);

@@ -10,6 +10,7 @@
 #include "../transport/conn.h"
 #include "../util/utf8.h"
 #include "lx.h"
+#include "lx_json.h"
 
 #define CALLER_RELEASED (-3)    /* ws_conn.app_ref after the connection ended */
 
@@ -58,7 +59,7 @@ uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len)
     }
     if (lua_type(L, idx) == LUA_TTABLE || lua_type(L, idx) == LUA_TNUMBER ||
         lua_type(L, idx) == LUA_TBOOLEAN) {
-        *p = lx_json_encode(lx_rt_of(L), idx, len);
+        *p = lx_json_encode(L, idx, len);
         return WS_OP_TEXT;
     }
     luaL_typeerror(L, idx, "string or table");

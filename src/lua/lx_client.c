@@ -22,6 +22,7 @@
 #include "../proto/ws_frame.h"
 #include "../util/sslio.h"
 #include "../util/utf8.h"
+#include "lx_json.h"
 #include "lx_process.h"
 
 #define CLIENT_MT "moonws.client"
@@ -59,21 +60,6 @@ static int fail(lua_State *L, const char *msg, int status)
         return 3;
     }
     return 2;
-}
-
-/* Encodes a table through lua-cjson, replacing it on the stack. */
-static const char *json_arg(lua_State *L, int idx, size_t *len)
-{
-    idx = lua_absindex(L, idx);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "encode");
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    lua_replace(L, idx);
-    lua_pop(L, 1);
-    return lua_tolstring(L, idx, len);
 }
 
 /* ---- connect ---- */
@@ -234,7 +220,7 @@ static int l_send(lua_State *L)
     size_t n;
     const char *p;
     if (lua_istable(L, 2))
-        p = json_arg(L, 2, &n);
+        p = lx_json_encode(L, 2, &n);
     else
         p = luaL_checklstring(L, 2, &n);
     if (!wsc_send(&lc->c, WS_OP_TEXT, p, n, opt_timeout(L, 3, DEFAULT_TIMEOUT)))

@@ -11,62 +11,7 @@
 #include "../util/log.h"
 #include "../util/utf8.h"
 #include "lx.h"
-
-/* ---- JSON, through one lua-cjson instance per state ---- */
-
-bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len)
-{
-    lua_State *L = rt->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "decode");
-    lua_remove(L, -2);
-    lua_pushlstring(L, s, len);
-    return lua_pcall(L, 1, 1, 0) == LUA_OK;
-}
-
-const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len)
-{
-    lua_State *L = rt->L;
-    idx = lua_absindex(L, idx);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "encode");
-    lua_remove(L, -2);
-    lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        return NULL;
-    /* Keep the encoded string where the caller's value was: it must stay
-     * alive as long as the value's slot does. */
-    lua_replace(L, idx);
-    return lua_tolstring(L, idx, len);
-}
-
-const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
-{
-    const char *s = lx_json_try_encode(rt, idx, len);
-    if (!s)
-        luaL_error(rt->L, "cannot encode as JSON: %s", lua_tostring(rt->L, -1));
-    return s;
-}
-
-static int json_encode(lua_State *L)
-{
-    luaL_checkany(L, 1);
-    size_t n;
-    lx_json_encode(lx_rt_of(L), 1, &n);
-    lua_settop(L, 1);
-    return 1;
-}
-
-static int json_decode(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    if (lx_json_decode(lx_rt_of(L), s, n))
-        return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-}
+#include "lx_json.h"
 
 /* ---- request tables ---- */
 
@@ -329,22 +274,6 @@ void lx_module_init(struct lx_rt *rt)
 {
     lua_State *L = rt->L;
 
-    /* lua-cjson, a private instance so settings never leak between users. */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        log_error("cannot load lua-cjson (Debian package lua-cjson): %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        lua_newtable(L);
-    } else {
-        lua_getfield(L, -1, "new");
-        if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == LUA_OK)
-            lua_remove(L, -2);
-        else
-            lua_pop(L, 1);
-    }
-    rt->json_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
     static const luaL_Reg funcs[] = {
         { "broadcast", m_broadcast },
         { "broadcastBinary", m_broadcast_binary },
@@ -357,15 +286,7 @@ void lx_module_init(struct lx_rt *rt)
     luaL_newlib(L, funcs);
     int mod = lua_gettop(L);
 
-    lua_newtable(L);
-    lua_pushcfunction(L, json_encode);
-    lua_setfield(L, -2, "encode");
-    lua_pushcfunction(L, json_decode);
-    lua_setfield(L, -2, "decode");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "null");
-    lua_setfield(L, -3, "null");
-    lua_pop(L, 1);
+    lx_json_open(L);
     lua_setfield(L, mod, "json");
 
     static const luaL_Reg logf[] = {

@@ -18,6 +18,7 @@
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "lx.h"
+#include "lx_json.h"
 #include "lx_service.h"
 
 #define NO_REF (-2)
@@ -690,7 +691,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
     bool text = op == WS_OP_TEXT;
 
     if (text && (ls->dispatch_key || ls->handler[H_MESSAGE] != LUA_NOREF)) {
-        bool decoded = lx_json_decode(rt, data, len);   /* value, or error message */
+        bool decoded = lx_json_decode(L, data, len);   /* value, or error message */
         if (decoded && ls->dispatch_key && lua_istable(L, -1)) {
             size_t en;
             const char *ev = NULL;
@@ -876,7 +877,7 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
         size_t n;
         lua_pushvalue(L, body);
         /* After the call: an error here must not escape unprotected. */
-        const char *json = lx_json_try_encode(rt, -1, &n);
+        const char *json = lx_json_try_encode(L, -1, &n);
         if (!json) {
             log_error("%s: route %s %s returned a body JSON cannot hold: %s", ls->file,
                       s->routes[route].method, s->routes[route].path, lua_tostring(L, -1));

@@ -36,6 +36,11 @@
  * error, onError runs, the connection closes 1011. */
 #define LIM_HANDLER_CPU            1.0
 
+/* Arrays and objects inside one another in JSON, decoded (onMessage,
+ * moonws.json.decode: an error, so onMessage's connection closes 1003) or
+ * encoded (an error: a table that contains itself ends here too). */
+#define LIM_JSON_DEPTH             256
+
 /* Seconds between sweeps of all connections for the timeouts above. */
 #define LIM_SWEEP_INTERVAL         0.5
 /* Seconds a changed service file must stay quiet (and closed by its writer,
