@@ -130,6 +130,8 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc);
 void lx_caller_adopt_data(struct lx_rt *rt, struct ws_conn *wc, int data_ref);
 /* The connection ended: the caller keeps its data, loses its connection. */
 void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
+/* True when wc's upgrade asked for exactly this (decoded) path. */
+bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len);
 /* Pushes v (string as is, anything else JSON-encoded) as message bytes:
  * returns the opcode to use. Raises for values that cannot be sent. */
 uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
@@ -169,10 +171,11 @@ void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);
-/* Pushes a request table {method, path, query, headers, body, remote, tls}. */
-void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
-                     size_t path_len, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct conn *c);
+/* Pushes a request table {method, path, params, query, headers, body,
+ * remote, tls}. */
+void lx_push_request(lua_State *L, const struct http_exchange *ex);
+/* Pushes a table of path parameters (name -> value). */
+void lx_push_params(lua_State *L, const struct path_params *params);
 /* Pushes a table of a query string's decoded fields. */
 void lx_push_query(lua_State *L, const char *q, size_t len);
 /* Pushes a table of a request's headers (lower-case names). */

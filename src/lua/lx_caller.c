@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../transport/conn.h"
+#include "../util/limits.h"
 #include "../util/utf8.h"
 #include "lx.h"
 #include "lx_json.h"
@@ -181,6 +182,31 @@ static void push_data(lua_State *L, int idx)
     }
 }
 
+/* The path the client asked for at the upgrade, percent-decoded, from the
+ * kept head's request line ("GET /path?query HTTP/1.1"). */
+static size_t opened_path(const struct ws_conn *wc, char *out, size_t cap)
+{
+    const char *t = memchr(wc->head, ' ', wc->head_len);
+    if (!t)
+        return 0;
+    t++;
+    const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
+    size_t n = 0;
+    while (t + n < end && t[n] != '?' && t[n] != ' ')
+        n++;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, t, n);
+    ssize_t dl = http_url_decode(out, n, false);
+    return dl < 0 ? n : (size_t)dl;
+}
+
+bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len)
+{
+    char p[LIM_HTTP_HEAD_MAX];
+    return opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
+}
+
 /* Parses the kept upgrade head; NULL after the connection is gone. */
 static const struct http_request *upgrade_head(struct lx_caller *cl)
 {
@@ -226,7 +252,22 @@ static int caller_index(lua_State *L)
         } else {
             lua_pushnil(L);
         }
-    } else if (strcmp(k, "path") == 0 || strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
+    } else if (strcmp(k, "params") == 0) {
+        /* Matched again against the service's path as it is now. */
+        struct path_params params = { 0 };
+        char p[LIM_HTTP_HEAD_MAX];
+        size_t n = wc ? opened_path(wc, p, sizeof p) : 0;
+        if (wc)
+            router_match(wc->svc->path, p, n, &params);
+        lx_push_params(L, &params);
+    } else if (strcmp(k, "path") == 0) {
+        /* The path the client asked for (the service may have moved since). */
+        char p[LIM_HTTP_HEAD_MAX];
+        if (wc)
+            lua_pushlstring(L, p, opened_path(wc, p, sizeof p));
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
         const struct http_request *req = upgrade_head(cl);
         if (!req) {
             lua_pushnil(L);
@@ -234,14 +275,7 @@ static int caller_index(lua_State *L)
         }
         const char *q = memchr(req->target, '?', req->target_len);
         size_t pl = q ? (size_t)(q - req->target) : req->target_len;
-        if (k[0] == 'p') {
-            /* The path the client asked for (the service may have moved since). */
-            luaL_Buffer b;
-            char *d = luaL_buffinitsize(L, &b, pl);
-            memcpy(d, req->target, pl);
-            ssize_t dl = http_url_decode(d, pl, false);
-            luaL_pushresultsize(&b, dl < 0 ? pl : (size_t)dl);
-        } else if (k[0] == 'q')
+        if (k[0] == 'q')
             lx_push_query(L, q ? q + 1 : "", q ? req->target_len - pl - 1 : 0);
         else
             lx_push_headers(L, req);

@@ -337,10 +337,23 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
             lua_pop(L, 4);
             return fail(lc, line, "route \"%s\" must be a function", key);
         }
+        char *full = join_route(ls->svc.path, sp + 1);
+        const char *why = router_check_pattern(full);
+        for (size_t i = 0; !why && i < ls->svc.nroutes; i++) {
+            struct svc_route *o = &ls->svc.routes[i];
+            if (strlen(o->method) == (size_t)(sp - key) && strncmp(o->method, key, (size_t)(sp - key)) == 0 &&
+                router_same_path(o->path, full))
+                why = "another route of this method has the same path (parameter names aside)";
+        }
+        if (why) {
+            free(full);
+            lua_pop(L, 4);
+            return fail(lc, line, "route \"%s\": %s", key, why);
+        }
         ls->svc.routes = xrealloc(ls->svc.routes, (ls->svc.nroutes + 1) * sizeof *ls->svc.routes);
         struct svc_route *r = &ls->svc.routes[ls->svc.nroutes++];
         r->method = xstrndup(key, (size_t)(sp - key));
-        r->path = join_route(ls->svc.path, sp + 1);
+        r->path = full;
         lua_pushvalue(L, -1);
         lua_rawseti(L, fns, (lua_Integer)ls->svc.nroutes);
         lua_pop(L, 1);
@@ -362,8 +375,18 @@ static bool validate(struct load_ctx *lc, int tbl)
     ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
+        const char *why = router_check_pattern(ls->svc.path);
+        if (why) {
+            lua_pop(L, 1);
+            return fail(lc, 1, "the path %s from the file name: %s", ls->svc.path, why);
+        }
     } else if (t == LUA_TSTRING && lua_tostring(L, -1)[0] == '/' &&
                !strpbrk(lua_tostring(L, -1), " ?#")) {
+        const char *why = router_check_pattern(lua_tostring(L, -1));
+        if (why) {
+            lua_pop(L, 1);
+            return fail(lc, field_line(lc, "path"), "`path`: %s", why);
+        }
         ls->svc.path = xstrdup(lua_tostring(L, -1));
         int line = field_line(lc, "path");
         ls->path_line = line > 0 ? line : 1;
@@ -600,8 +623,7 @@ static bool rt_upgrade(struct svc *s, const struct http_exchange *ex, struct htt
     if (ls->handler[H_UPGRADE] == LUA_NOREF)
         return true;
     lx_push_handler(rt, ls, H_UPGRADE);
-    lx_push_request(L, ex->req, ex->path, ex->path_len, ex->query, ex->query_len, ex->body,
-                    ex->body_len, ex->conn);
+    lx_push_request(L, ex);
     lua_pushvalue(L, -1);
     lua_insert(L, -3);                  /* keep the request below the call */
     if (!lx_call(rt, ls, NULL, 1, 3, NULL)) {
@@ -855,8 +877,7 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
     lua_rawgeti(L, LUA_REGISTRYINDEX, ls->routes_ref);
     lua_rawgeti(L, -1, (lua_Integer)route + 1);
     lua_remove(L, -2);
-    lx_push_request(L, ex->req, ex->path, ex->path_len, ex->query, ex->query_len, ex->body,
-                    ex->body_len, ex->conn);
+    lx_push_request(L, ex);
     if (!lx_call(rt, ls, NULL, 1, 3, NULL)) {
         internal_error(rep, "500 Internal Server Error: the handler failed (see the server log)\n");
         return;

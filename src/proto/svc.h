@@ -18,6 +18,7 @@
 #include "../util/buf.h"
 #include "http_parse.h"
 #include "pmd.h"
+#include "router.h"
 
 struct conn;
 struct ws_conn;
@@ -38,7 +39,7 @@ struct svc_conf {
 
 struct svc_route {
     char *method;
-    char *path;                 /* the full path: service path + route path */
+    char *path;                 /* the full path: service path + route path (a pattern) */
 };
 
 /* A complete HTTP request as handlers see it; valid during the call. */
@@ -51,6 +52,9 @@ struct http_exchange {
     size_t query_len;
     const char *body;
     size_t body_len;
+    /* The path parameters of the service's (upgrade) or the route's (HTTP)
+     * pattern; never NULL. */
+    const struct path_params *params;
 };
 
 /* What a handler answers. headers holds raw "Name: value\r\n" lines. */
@@ -83,7 +87,7 @@ struct svc_ops {
 };
 
 struct svc {
-    char *path;
+    char *path;                 /* a pattern (router.h) */
     struct svc_conf conf;
     struct svc_route *routes;
     size_t nroutes;

@@ -36,6 +36,10 @@
  * error, onError runs, the connection closes 1011. */
 #define LIM_HANDLER_CPU            1.0
 
+/* Parameters (":name" segments) in one service or route path. Past it:
+ * the file is refused at load with FILE:LINE. */
+#define LIM_PATH_PARAMS            8
+
 /* Arrays and objects inside one another in JSON, decoded (onMessage,
  * moonws.json.decode: an error, so onMessage's connection closes 1003) or
  * encoded (an error: a table that contains itself ends here too). */
