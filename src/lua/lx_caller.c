@@ -226,6 +226,8 @@ static int caller_index(lua_State *L)
     struct ws_conn *wc = cl->wc;
     if (strcmp(k, "data") == 0) {
         push_data(L, 1);
+    } else if (strcmp(k, "auth") == 0) {
+        lua_getiuservalue(L, 1, 2);
     } else if (strcmp(k, "id") == 0) {
         lua_pushinteger(L, (lua_Integer)cl->id);
     } else if (strcmp(k, "open") == 0) {
@@ -341,7 +343,8 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc)
         lua_rawgeti(L, LUA_REGISTRYINDEX, wc->app_ref);
         return;
     }
-    struct lx_caller *cl = lua_newuserdatauv(L, sizeof *cl, 1);
+    /* User values: 1 caller.data, 2 caller.auth. */
+    struct lx_caller *cl = lua_newuserdatauv(L, sizeof *cl, 2);
     cl->tag = CALLER_TAG;
     cl->id = ws_id(wc);
     cl->wc = wc->app_ref == CALLER_RELEASED ? NULL : wc;
@@ -353,14 +356,19 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc)
     }
 }
 
-void lx_caller_adopt_data(struct lx_rt *rt, struct ws_conn *wc, int data_ref)
+void lx_caller_adopt(struct lx_rt *rt, struct ws_conn *wc, int ref)
 {
     lua_State *L = rt->L;
     lx_caller_push(rt, wc);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, data_ref);
-    lua_setiuservalue(L, -2, 1);
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, data_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
+        lua_setiuservalue(L, -3, 1);
+    else
+        lua_pop(L, 1);
+    lua_rawgeti(L, -1, 2);
+    lua_setiuservalue(L, -3, 2);
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
 void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc)

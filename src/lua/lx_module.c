@@ -322,6 +322,8 @@ void lx_module_init(struct lx_rt *rt)
 
     lx_json_open(L);
     lua_setfield(L, mod, "json");
+    lx_reply_open(L, mod);
+    lx_crypto_open(L, mod);
 
     static const luaL_Reg logf[] = {
         { "error", log_error_f }, { "warn", log_warn_f },

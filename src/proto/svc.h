@@ -65,10 +65,11 @@ struct http_reply {
 };
 
 struct svc_ops {
-    /* The onUpgrade gate. Returns true to accept; may set *app_ref to a
-     * handle the runtime attaches to the connection (caller.data). On
-     * refusal fills `refusal` (status and body). */
-    bool (*upgrade)(struct svc *s, const struct http_exchange *ex, struct http_reply *refusal,
+    /* The gate (auth, onUpgrade). Returns true to accept: then
+     * reply->headers may hold header lines for the 101, and *app_ref a
+     * handle the runtime attaches to the connection (caller.data,
+     * caller.auth). On refusal fills reply (status, headers, body). */
+    bool (*upgrade)(struct svc *s, const struct http_exchange *ex, struct http_reply *reply,
                     int *app_ref);
     void (*open)(struct svc *s, struct ws_conn *wc);
     void (*message)(struct svc *s, struct ws_conn *wc, uint8_t opcode, char *data, size_t len);

@@ -40,6 +40,16 @@
  * the file is refused at load with FILE:LINE. */
 #define LIM_PATH_PARAMS            8
 
+/* Bytes of a key, secret, JWK set or password file named by a service's
+ * `auth`. Past it: the file is refused at load with FILE:LINE. */
+#define LIM_AUTH_FILE_MAX          (1024 * 1024)
+/* Auth refusals logged per second and worker (each at info, with its
+ * reason). Past it: one line per second says how many were not logged. */
+#define LIM_AUTH_LOG_PER_SEC       20
+
+/* Bytes moonws.crypto.random returns at once. Past it: the call raises. */
+#define LIM_CRYPTO_RANDOM_MAX      65536
+
 /* Arrays and objects inside one another in JSON, decoded (onMessage,
  * moonws.json.decode: an error, so onMessage's connection closes 1003) or
  * encoded (an error: a table that contains itself ends here too). */
