@@ -767,13 +767,14 @@ static void log_refusal(struct lx_rt *rt, const struct http_exchange *ex, int st
     double now = wall_now();
     if (now - rt->auth_log_since >= 1.0) {
         if (rt->auth_log_dropped)
-            log_info("auth: %u more refusals in the last second were not logged",
-                     rt->auth_log_dropped);
+            log_info("auth: %u refusals were not logged", rt->auth_log_dropped);
         rt->auth_log_since = now;
         rt->auth_log_count = rt->auth_log_dropped = 0;
     }
     if (rt->auth_log_count++ >= LIM_AUTH_LOG_PER_SEC) {
-        rt->auth_log_dropped++;
+        if (rt->auth_log_dropped++ == 0)
+            log_info("auth: over %d refusals in a second: the rest of this second's are counted, "
+                     "not logged", LIM_AUTH_LOG_PER_SEC);
         return;
     }
     char addr[80];

@@ -44,7 +44,8 @@
  * `auth`. Past it: the file is refused at load with FILE:LINE. */
 #define LIM_AUTH_FILE_MAX          (1024 * 1024)
 /* Auth refusals logged per second and worker (each at info, with its
- * reason). Past it: one line per second says how many were not logged. */
+ * reason). Past it: one line says so, and the next refusal after that
+ * second logs how many were not logged. */
 #define LIM_AUTH_LOG_PER_SEC       20
 
 /* Bytes moonws.crypto.random returns at once. Past it: the call raises. */
