@@ -190,9 +190,10 @@ const char *lx_reply_headers(lua_State *L, int idx, struct buf *out, bool upgrad
 /* Adds moonws.binary and moonws.close to the module table at idx. */
 void lx_reply_open(lua_State *L, int module);
 /* Sends the value a message handler returned (the top of the stack,
- * popped) to wc: nothing for nil, a string as text, moonws.binary(s) as
- * binary, moonws.close(code, reason) as a close, anything else as JSON
- * text. A value that cannot be sent fails like an error in `handler`. */
+ * popped) to wc: nothing for nil or a boolean (what caller:send returns),
+ * a string as text, moonws.binary(s) as binary, moonws.close(code, reason)
+ * as a close, a table or number as JSON text. A value that cannot be sent
+ * fails like an error in `handler`. */
 void lx_reply_send(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, const char *handler);
 
 /* ---- lx_sandbox.c ---- */

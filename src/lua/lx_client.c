@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <openssl/evp.h>
 #include <lua.h>
 
 #include "../proto/http_parse.h"
@@ -297,6 +298,15 @@ static int l_send_raw(lua_State *L)
     return 1;
 }
 
+/* c:pump(): takes in what has arrived, without waiting; false once the
+ * connection is over (so a reconnecting client knows before it sends). */
+static int l_pump(lua_State *L)
+{
+    struct lclient *lc = check_client(L);
+    lua_pushboolean(L, wsc_pump(&lc->c));
+    return 1;
+}
+
 static const char *const kind_names[] = { "text", "binary", "ping", "pong", "close" };
 
 /* msg, kind [, code] | nil, "timeout" | nil, reason */
@@ -568,6 +578,18 @@ static int l_deflate(lua_State *L)
     return 1;
 }
 
+/* base64(s): standard base64 with padding (for Basic credentials). */
+static int l_base64(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, 4 * ((n + 2) / 3) + 1);
+    int w = EVP_EncodeBlock((unsigned char *)p, (const unsigned char *)s, (int)n);
+    luaL_pushresultsize(&b, (size_t)w);
+    return 1;
+}
+
 static int l_utf8_valid(lua_State *L)
 {
     size_t n;
@@ -587,6 +609,7 @@ int luaopen_moonws_core(lua_State *L)
         { "sendFrame", l_send_frame },
         { "sendRaw", l_send_raw },
         { "receive", l_receive },
+        { "pump", l_pump },
         { "close", l_close },
         { NULL, NULL },
     };
@@ -623,6 +646,7 @@ int luaopen_moonws_core(lua_State *L)
         { "tcp", l_tcp },
         { "now", l_now },
         { "utf8_valid", l_utf8_valid },
+        { "base64", l_base64 },
         { "deflate", l_deflate },
         { NULL, NULL },
     };

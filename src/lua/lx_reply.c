@@ -193,7 +193,9 @@ void lx_reply_send(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, 
 {
     lua_State *L = rt->L;
     int t = lua_type(L, -1);
-    if (t == LUA_TNIL) {
+    /* A boolean is what caller:send returns: `return caller:send(x)` is an
+     * early return, not a reply. */
+    if (t == LUA_TNIL || t == LUA_TBOOLEAN) {
         lua_pop(L, 1);
         return;
     }
@@ -227,7 +229,7 @@ void lx_reply_send(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, 
         lua_pop(L, 3);
         return;
     }
-    if (t == LUA_TTABLE || t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
+    if (t == LUA_TTABLE || t == LUA_TNUMBER) {
         size_t n;
         const char *json = lx_json_try_encode(L, -1, &n);
         if (!json) {

@@ -51,6 +51,10 @@
 /* Bytes moonws.crypto.random returns at once. Past it: the call raises. */
 #define LIM_CRYPTO_RANDOM_MAX      65536
 
+/* Client: bytes of a refused upgrade's body quoted in connect's error
+ * message (the rest is not read). */
+#define LIM_CLIENT_REFUSAL_BODY    160
+
 /* Arrays and objects inside one another in JSON, decoded (onMessage,
  * moonws.json.decode: an error, so onMessage's connection closes 1003) or
  * encoded (an error: a table that contains itself ends here too). */

@@ -17,6 +17,7 @@ local replies = {
   binary = function() return moonws.binary("\0\1\2") end,
   close = function() return moonws.close(4000, "bye") end,
   nothing = function() return nil end,
+  sent = function(caller) return caller:send("sent by hand") end,
   number = function() return 42 end,
   badutf8 = function() return "\255" end,
   ["function"] = function() return print end,
@@ -25,7 +26,7 @@ local replies = {
 
 function s.onText(caller, text)
   if text == "echo é" then return text end
-  return replies[text]()
+  return replies[text](caller)
 end
 
 function s.onBinary(caller, data)
