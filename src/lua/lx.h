@@ -144,6 +144,9 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc);
 void lx_caller_adopt(struct lx_rt *rt, struct ws_conn *wc, int ref);
 /* The connection ended: the caller keeps its data, loses its connection. */
 void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
+/* The (code, reason) arguments of a close at idx, idx + 1, checked as a
+ * server's close frame needs them (raises otherwise). */
+unsigned lx_close_args(lua_State *L, int idx, const char **reason, size_t *n);
 /* True when wc's upgrade asked for exactly this (decoded) path. */
 bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len);
 /* Pushes v (string as is, anything else JSON-encoded) as message bytes:

@@ -128,21 +128,29 @@ static int caller_pong(lua_State *L)
     return control(L, WS_OP_PONG);
 }
 
+unsigned lx_close_args(lua_State *L, int idx, const char **reason, size_t *n)
+{
+    lua_Integer code = luaL_optinteger(L, idx, WS_CLOSE_NORMAL);
+    *n = 0;
+    *reason = luaL_optlstring(L, idx + 1, "", n);
+    luaL_argcheck(L, code >= 0 && code <= 65535 && ws_close_code_valid((unsigned)code), idx,
+                  "not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)");
+    luaL_argcheck(L, *n <= WS_CONTROL_MAX - 2, idx + 1, "close reasons are at most 123 bytes");
+    luaL_argcheck(L, utf8_valid(*reason, *n), idx + 1, "close reason is not valid UTF-8");
+    return (unsigned)code;
+}
+
 static int caller_close(lua_State *L)
 {
     struct lx_caller *cl = check_caller(L, 1);
     lx_check_serving(L, "caller:close");
-    lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
-    size_t n = 0;
-    const char *reason = luaL_optlstring(L, 3, "", &n);
-    luaL_argcheck(L, code >= 0 && code <= 65535 && ws_close_code_valid((unsigned)code), 2,
-                  "not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)");
-    luaL_argcheck(L, n <= WS_CONTROL_MAX - 2, 3, "close reasons are at most 123 bytes");
-    luaL_argcheck(L, utf8_valid(reason, n), 3, "close reason is not valid UTF-8");
+    size_t n;
+    const char *reason;
+    unsigned code = lx_close_args(L, 2, &reason, &n);
     struct ws_conn *wc = live(L, cl);
     if (!wc)
         return 2;
-    return sent(L, cl, ws_close(wc, (unsigned)code, reason, n));
+    return sent(L, cl, ws_close(wc, code, reason, n));
 }
 
 static int membership(lua_State *L, bool join)

@@ -128,13 +128,9 @@ static int m_binary(lua_State *L)
  * the closing handshake. Checked here, as caller:close checks. */
 static int m_close(lua_State *L)
 {
-    lua_Integer code = luaL_optinteger(L, 1, WS_CLOSE_NORMAL);
-    size_t n = 0;
-    const char *reason = luaL_optlstring(L, 2, "", &n);
-    luaL_argcheck(L, code >= 0 && code <= 65535 && ws_close_code_valid((unsigned)code), 1,
-                  "not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)");
-    luaL_argcheck(L, n <= WS_CONTROL_MAX - 2, 2, "close reasons are at most 123 bytes");
-    luaL_argcheck(L, utf8_valid(reason, n), 2, "close reason is not valid UTF-8");
+    size_t n;
+    const char *reason;
+    unsigned code = lx_close_args(L, 1, &reason, &n);
     lua_createtable(L, 2, 0);
     lua_pushinteger(L, code);
     lua_rawseti(L, -2, 1);
