@@ -393,11 +393,14 @@ describe("auth errors at load", function()
       "oct.lua:2: `auth`: jwks: key 1: symmetric (oct) keys are refused" },
     { "unknown.lua", 'return {\n  auth = { jwt = { secret = "' .. SECRET .. '" }, scope = "x" },\n}\n',
       "unknown.lua:2: `auth`: unknown auth field `scope`" },
+    { "huge.lua", 'return {\n  auth = { jwt = { secret_file = "huge.secret" } },\n}\n',
+      "huge.lua:2: `auth`: huge.secret: larger than 1 MiB" },
     { "route.lua", 'local s = {}\ns.http = {\n  ["GET /x"] = { auth = { basic = {} }, handler = function() end },\n}\nreturn s\n',
       'route.lua:3: `auth`: `basic` needs `file`' },
   }
 
   it("names the service file and line, and --check says so", function()
+    write(dir .. "/huge.secret", string.rep("s", 1024 * 1024 + 1))
     write(dir .. "/bad.pem", "-----BEGIN PUBLIC KEY-----\nnonsense\n-----END PUBLIC KEY-----\n")
     write(dir .. "/apr1.htpasswd", "ann:$2y$05$abcdefghijklmnopqrstuuJ7Tbl9KpnYc5h1H8iZcU6ZDFeEf/Ta\neve:$apr1$abc$defghijklmnopqrstuvwx\n")
     sh(("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out k.pem"):format(dir))
