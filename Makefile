@@ -13,7 +13,7 @@ LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 WARN = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
        -Wpointer-arith -Wformat=2 -Wundef -Wwrite-strings -Wno-format-nonliteral
 CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC -MMD -MP $(WARN) $(LUA_CFLAGS)
-LDLIBS  = -lev $(LUA_LIBS) -lssl -lcrypto -lz -lpthread -lm
+LDLIBS  = -lev $(LUA_LIBS) -lssl -lcrypto -lcrypt -lz -lpthread -lm
 
 # Build lines are short, kernel style ("  CC      src/util/buf.c"); V=1
 # prints every command in full instead.
@@ -39,9 +39,11 @@ SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) sr
 # The codecs the client shares with the server.
 CODEC_SRC  := src/util/buf.c src/util/crypto.c src/util/log.c src/util/utf8.c src/util/sslio.c \
               src/util/membudget.c \
+              src/util/jws.c \
               src/proto/http_parse.c src/proto/ws_frame.c src/proto/ws_msg.c \
               src/proto/pmd.c src/proto/ws_handshake.c
-MODULE_SRC := $(CODEC_SRC) $(CLIENT_SRC)
+# lx_json.c is in both: the client encodes tables as the server does.
+MODULE_SRC := $(CODEC_SRC) $(CLIENT_SRC) src/lua/lx_json.c
 
 SERVER_OBJ := $(SERVER_SRC:src/%.c=$(BUILD)/obj/%.o)
 MODULE_OBJ := $(MODULE_SRC:src/%.c=$(BUILD)/obj/%.o)

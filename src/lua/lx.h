@@ -24,6 +24,7 @@
 
 struct worker;
 struct lx_timer;
+struct lx_auth;
 
 enum lx_handler {
     H_UPGRADE,
@@ -37,6 +38,13 @@ enum lx_handler {
     H_CLOSE,
     H_ERROR,
     H_COUNT
+};
+
+/* How one HTTP route is guarded: its own auth, none (auth = false), or
+ * the service's (neither set). */
+struct lx_route_auth {
+    struct lx_auth *own;
+    bool none;
 };
 
 /* A service loaded from one file. */
@@ -58,6 +66,8 @@ struct lx_service {
     bool shared_created;
     int shared_undo_ref;
     struct lx_timer *timers;    /* active timers it created */
+    struct lx_auth *auth;       /* its `auth`, or NULL */
+    struct lx_route_auth *route_auth;   /* per route (svc.routes), or NULL when none has its own */
     bool mounted;
     bool unsafe;                /* `sandbox = false`: the unsafe extras (lx_sandbox.c) */
 };
@@ -109,7 +119,9 @@ struct lx_rt {
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
     int base_env_ref;           /* the globals every service env reads through to */
-    int json_ref;               /* the cjson instance */
+    /* Auth refusals logged in the current second (lx_auth.c). */
+    double auth_log_since;
+    unsigned auth_log_count, auth_log_dropped;
     /* The text message being handled, as the Lua string handed over: it is
      * valid UTF-8, so sending those very bytes back needs no new check. */
     const char *valid_text;
@@ -169,14 +181,66 @@ void lx_memory_restore(struct lx_rt *rt, bool strict);
 void lx_caller_init(struct lx_rt *rt);
 /* Pushes the caller object of wc, creating it on first use. */
 void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc);
-/* Gives a new connection's caller the data table onUpgrade prepared (a
- * registry ref, released here). */
-void lx_caller_adopt_data(struct lx_rt *rt, struct ws_conn *wc, int data_ref);
+/* Gives a new connection's caller what its upgrade prepared: a registry
+ * ref (released here) to {data, principal} — caller.data from onUpgrade's
+ * req.data, caller.auth the auth principal. */
+void lx_caller_adopt(struct lx_rt *rt, struct ws_conn *wc, int ref);
 /* The connection ended: the caller keeps its data, loses its connection. */
 void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc);
+/* The (code, reason) arguments of a close at idx, idx + 1, checked as a
+ * server's close frame needs them (raises otherwise). */
+unsigned lx_close_args(lua_State *L, int idx, const char **reason, size_t *n);
+/* True when wc's upgrade asked for exactly this (decoded) path. */
+bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len);
 /* Pushes v (string as is, anything else JSON-encoded) as message bytes:
  * returns the opcode to use. Raises for values that cannot be sent. */
 uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len);
+
+/* ---- lx_auth.c ---- */
+
+/* Reads the `auth` table at idx (file names relative to base, read now).
+ * On failure returns false with the message in err and in *field the name
+ * of the field it is about (for its line). */
+bool lx_auth_parse(lua_State *L, int idx, const char *base, struct lx_auth **out,
+                   const char **field, char *err, size_t errcap);
+void lx_auth_free(struct lx_auth *a);
+/* Checks a request's credentials: true with the principal pushed
+ * ({kind, subject, claims, scopes}), or false with reply filled (401 or
+ * 403, WWW-Authenticate) and the refusal logged. */
+bool lx_auth_check(struct lx_rt *rt, const struct lx_auth *a, const struct http_exchange *ex,
+                   struct http_reply *reply);
+/* For moonws.jwt.verify: the options at idx read as a `jwt` table (plus
+ * `scopes`); NULL with the message in err. */
+struct lx_auth *lx_auth_jwt_options(lua_State *L, int idx, char *err, size_t errcap);
+/* Verifies a token against a's keys and rules: 0 with the principal
+ * pushed, else 401 or 403 with a short reason (and the missing scope). */
+int lx_auth_verify(lua_State *L, const struct lx_auth *a, const char *token, size_t n,
+                   const char **reason, const char **missing);
+
+/* ---- lx_crypto.c ---- */
+
+/* Adds moonws.jwt and moonws.crypto to the module table at idx. */
+void lx_crypto_open(lua_State *L, int module);
+
+/* ---- lx_reply.c ---- */
+
+/* Appends the header lines of the table at idx (name = value, or name =
+ * list of values: a line each) to out; has_ctype (may be NULL) is set when
+ * one is Content-Type. NULL when all is well, else why the table is
+ * refused (written into why): a name that is not a token, a value that is
+ * not one line, a header the server writes itself (Content-Length,
+ * Transfer-Encoding; for an upgrade also Upgrade, Connection,
+ * Sec-WebSocket-*). */
+const char *lx_reply_headers(lua_State *L, int idx, struct buf *out, bool upgrade, bool *has_ctype,
+                             char *why, size_t cap);
+/* Adds moonws.binary and moonws.close to the module table at idx. */
+void lx_reply_open(lua_State *L, int module);
+/* Sends the value a message handler returned (the top of the stack,
+ * popped) to wc: nothing for nil or a boolean (what caller:send returns),
+ * a string as text, moonws.binary(s) as binary, moonws.close(code, reason)
+ * as a close, a table or number as JSON text. A value that cannot be sent
+ * fails like an error in `handler`. */
+void lx_reply_send(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, const char *handler);
 
 /* ---- lx_sandbox.c: what a service sees ---- */
 
@@ -218,21 +282,14 @@ void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls);
 /* A service moved from one file to another: its moonws.shared is kept
  * under the new name from now on. */
 void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
-/* JSON through the runtime's cjson instance: pushes the decoded value, or
- * returns false with the error message pushed. */
-bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len);
-/* Encodes the value at idx, the JSON text taking its stack slot; raises on
- * values JSON cannot hold (inside a Lua call only). */
-const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len);
-/* The same outside a Lua call: NULL with the error message pushed. */
-const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len);
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);
-/* Pushes a request table {method, path, query, headers, body, remote, tls}. */
-void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
-                     size_t path_len, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct conn *c);
+/* Pushes a request table {method, path, params, query, headers, body,
+ * remote, tls}. */
+void lx_push_request(lua_State *L, const struct http_exchange *ex);
+/* Pushes a table of path parameters (name -> value). */
+void lx_push_params(lua_State *L, const struct path_params *params);
 /* Pushes a table of a query string's decoded fields. */
 void lx_push_query(lua_State *L, const char *q, size_t len);
 /* Pushes a table of a request's headers (lower-case names). */

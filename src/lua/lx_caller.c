@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "../transport/conn.h"
+#include "../util/limits.h"
 #include "../util/utf8.h"
 #include "lx.h"
+#include "lx_json.h"
 
 #define CALLER_RELEASED (-3)    /* ws_conn.app_ref after the connection ended */
 
@@ -58,7 +60,7 @@ uint8_t lx_message_arg(lua_State *L, int idx, const char **p, size_t *len)
     }
     if (lua_type(L, idx) == LUA_TTABLE || lua_type(L, idx) == LUA_TNUMBER ||
         lua_type(L, idx) == LUA_TBOOLEAN) {
-        *p = lx_json_encode(lx_rt_of(L), idx, len);
+        *p = lx_json_encode(L, idx, len);
         return WS_OP_TEXT;
     }
     luaL_typeerror(L, idx, "string or table");
@@ -126,21 +128,29 @@ static int caller_pong(lua_State *L)
     return control(L, WS_OP_PONG);
 }
 
+unsigned lx_close_args(lua_State *L, int idx, const char **reason, size_t *n)
+{
+    lua_Integer code = luaL_optinteger(L, idx, WS_CLOSE_NORMAL);
+    *n = 0;
+    *reason = luaL_optlstring(L, idx + 1, "", n);
+    luaL_argcheck(L, code >= 0 && code <= 65535 && ws_close_code_valid((unsigned)code), idx,
+                  "not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)");
+    luaL_argcheck(L, *n <= WS_CONTROL_MAX - 2, idx + 1, "close reasons are at most 123 bytes");
+    luaL_argcheck(L, utf8_valid(*reason, *n), idx + 1, "close reason is not valid UTF-8");
+    return (unsigned)code;
+}
+
 static int caller_close(lua_State *L)
 {
     struct lx_caller *cl = check_caller(L, 1);
     lx_check_serving(L, "caller:close");
-    lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
-    size_t n = 0;
-    const char *reason = luaL_optlstring(L, 3, "", &n);
-    luaL_argcheck(L, code >= 0 && code <= 65535 && ws_close_code_valid((unsigned)code), 2,
-                  "not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)");
-    luaL_argcheck(L, n <= WS_CONTROL_MAX - 2, 3, "close reasons are at most 123 bytes");
-    luaL_argcheck(L, utf8_valid(reason, n), 3, "close reason is not valid UTF-8");
+    size_t n;
+    const char *reason;
+    unsigned code = lx_close_args(L, 2, &reason, &n);
     struct ws_conn *wc = live(L, cl);
     if (!wc)
         return 2;
-    return sent(L, cl, ws_close(wc, (unsigned)code, reason, n));
+    return sent(L, cl, ws_close(wc, code, reason, n));
 }
 
 static int membership(lua_State *L, bool join)
@@ -180,6 +190,31 @@ static void push_data(lua_State *L, int idx)
     }
 }
 
+/* The path the client asked for at the upgrade, percent-decoded, from the
+ * kept head's request line ("GET /path?query HTTP/1.1"). */
+static size_t opened_path(const struct ws_conn *wc, char *out, size_t cap)
+{
+    const char *t = memchr(wc->head, ' ', wc->head_len);
+    if (!t)
+        return 0;
+    t++;
+    const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
+    size_t n = 0;
+    while (t + n < end && t[n] != '?' && t[n] != ' ')
+        n++;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, t, n);
+    ssize_t dl = http_url_decode(out, n, false);
+    return dl < 0 ? n : (size_t)dl;
+}
+
+bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len)
+{
+    char p[LIM_HTTP_HEAD_MAX];
+    return opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
+}
+
 /* Parses the kept upgrade head; NULL after the connection is gone. */
 static const struct http_request *upgrade_head(struct lx_caller *cl)
 {
@@ -199,6 +234,8 @@ static int caller_index(lua_State *L)
     struct ws_conn *wc = cl->wc;
     if (strcmp(k, "data") == 0) {
         push_data(L, 1);
+    } else if (strcmp(k, "auth") == 0) {
+        lua_getiuservalue(L, 1, 2);
     } else if (strcmp(k, "id") == 0) {
         lua_pushinteger(L, (lua_Integer)cl->id);
     } else if (strcmp(k, "open") == 0) {
@@ -225,7 +262,22 @@ static int caller_index(lua_State *L)
         } else {
             lua_pushnil(L);
         }
-    } else if (strcmp(k, "path") == 0 || strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
+    } else if (strcmp(k, "params") == 0) {
+        /* Matched again against the service's path as it is now. */
+        struct path_params params = { 0 };
+        char p[LIM_HTTP_HEAD_MAX];
+        size_t n = wc ? opened_path(wc, p, sizeof p) : 0;
+        if (wc)
+            router_match(wc->svc->path, p, n, &params);
+        lx_push_params(L, &params);
+    } else if (strcmp(k, "path") == 0) {
+        /* The path the client asked for (the service may have moved since). */
+        char p[LIM_HTTP_HEAD_MAX];
+        if (wc)
+            lua_pushlstring(L, p, opened_path(wc, p, sizeof p));
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
         const struct http_request *req = upgrade_head(cl);
         if (!req) {
             lua_pushnil(L);
@@ -233,14 +285,7 @@ static int caller_index(lua_State *L)
         }
         const char *q = memchr(req->target, '?', req->target_len);
         size_t pl = q ? (size_t)(q - req->target) : req->target_len;
-        if (k[0] == 'p') {
-            /* The path the client asked for (the service may have moved since). */
-            luaL_Buffer b;
-            char *d = luaL_buffinitsize(L, &b, pl);
-            memcpy(d, req->target, pl);
-            ssize_t dl = http_url_decode(d, pl, false);
-            luaL_pushresultsize(&b, dl < 0 ? pl : (size_t)dl);
-        } else if (k[0] == 'q')
+        if (k[0] == 'q')
             lx_push_query(L, q ? q + 1 : "", q ? req->target_len - pl - 1 : 0);
         else
             lx_push_headers(L, req);
@@ -306,7 +351,8 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc)
         lua_rawgeti(L, LUA_REGISTRYINDEX, wc->app_ref);
         return;
     }
-    struct lx_caller *cl = lua_newuserdatauv(L, sizeof *cl, 1);
+    /* User values: 1 caller.data, 2 caller.auth. */
+    struct lx_caller *cl = lua_newuserdatauv(L, sizeof *cl, 2);
     cl->tag = CALLER_TAG;
     cl->id = ws_id(wc);
     cl->wc = wc->app_ref == CALLER_RELEASED ? NULL : wc;
@@ -318,14 +364,19 @@ void lx_caller_push(struct lx_rt *rt, struct ws_conn *wc)
     }
 }
 
-void lx_caller_adopt_data(struct lx_rt *rt, struct ws_conn *wc, int data_ref)
+void lx_caller_adopt(struct lx_rt *rt, struct ws_conn *wc, int ref)
 {
     lua_State *L = rt->L;
     lx_caller_push(rt, wc);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, data_ref);
-    lua_setiuservalue(L, -2, 1);
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, data_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
+        lua_setiuservalue(L, -3, 1);
+    else
+        lua_pop(L, 1);
+    lua_rawgeti(L, -1, 2);
+    lua_setiuservalue(L, -3, 2);
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
 void lx_caller_release(struct lx_rt *rt, struct ws_conn *wc)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <openssl/evp.h>
 #include <lua.h>
 
 #include "../proto/http_parse.h"
@@ -22,6 +23,7 @@
 #include "../proto/ws_frame.h"
 #include "../util/sslio.h"
 #include "../util/utf8.h"
+#include "lx_json.h"
 #include "lx_process.h"
 
 #define CLIENT_MT "moonws.client"
@@ -59,21 +61,6 @@ static int fail(lua_State *L, const char *msg, int status)
         return 3;
     }
     return 2;
-}
-
-/* Encodes a table through lua-cjson, replacing it on the stack. */
-static const char *json_arg(lua_State *L, int idx, size_t *len)
-{
-    idx = lua_absindex(L, idx);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "encode");
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    lua_replace(L, idx);
-    lua_pop(L, 1);
-    return lua_tolstring(L, idx, len);
 }
 
 /* ---- connect ---- */
@@ -255,7 +242,7 @@ static int l_send(lua_State *L)
     size_t n;
     const char *p;
     if (lua_istable(L, 2))
-        p = json_arg(L, 2, &n);
+        p = lx_json_encode(L, 2, &n);
     else
         p = luaL_checklstring(L, 2, &n);
     if (!wsc_send(&lc->c, WS_OP_TEXT, p, n, opt_timeout(L, 3, DEFAULT_TIMEOUT)))
@@ -329,6 +316,15 @@ static int l_send_raw(lua_State *L)
     if (!wsc_send_raw(&lc->c, p, n, opt_timeout(L, 3, DEFAULT_TIMEOUT)))
         return fail(L, lc->c.error, 0);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* c:pump(): takes in what has arrived, without waiting; false once the
+ * connection is over (so a reconnecting client knows before it sends). */
+static int l_pump(lua_State *L)
+{
+    struct lclient *lc = check_client(L);
+    lua_pushboolean(L, wsc_pump(&lc->c));
     return 1;
 }
 
@@ -605,6 +601,18 @@ static int l_deflate(lua_State *L)
     return 1;
 }
 
+/* base64(s): standard base64 with padding (for Basic credentials). */
+static int l_base64(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, 4 * ((n + 2) / 3) + 1);
+    int w = EVP_EncodeBlock((unsigned char *)p, (const unsigned char *)s, (int)n);
+    luaL_pushresultsize(&b, (size_t)w);
+    return 1;
+}
+
 static int l_utf8_valid(lua_State *L)
 {
     size_t n;
@@ -624,6 +632,7 @@ int luaopen_moonws_core(lua_State *L)
         { "sendFrame", l_send_frame },
         { "sendRaw", l_send_raw },
         { "receive", l_receive },
+        { "pump", l_pump },
         { "close", l_close },
         { NULL, NULL },
     };
@@ -660,6 +669,7 @@ int luaopen_moonws_core(lua_State *L)
         { "tcp", l_tcp },
         { "now", l_now },
         { "utf8_valid", l_utf8_valid },
+        { "base64", l_base64 },
         { "deflate", l_deflate },
         { NULL, NULL },
     };

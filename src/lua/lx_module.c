@@ -11,62 +11,7 @@
 #include "../util/log.h"
 #include "../util/utf8.h"
 #include "lx.h"
-
-/* ---- JSON, through one lua-cjson instance per state ---- */
-
-bool lx_json_decode(struct lx_rt *rt, const char *s, size_t len)
-{
-    lua_State *L = rt->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "decode");
-    lua_remove(L, -2);
-    lua_pushlstring(L, s, len);
-    return lua_pcall(L, 1, 1, 0) == LUA_OK;
-}
-
-const char *lx_json_try_encode(struct lx_rt *rt, int idx, size_t *len)
-{
-    lua_State *L = rt->L;
-    idx = lua_absindex(L, idx);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "encode");
-    lua_remove(L, -2);
-    lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        return NULL;
-    /* Keep the encoded string where the caller's value was: it must stay
-     * alive as long as the value's slot does. */
-    lua_replace(L, idx);
-    return lua_tolstring(L, idx, len);
-}
-
-const char *lx_json_encode(struct lx_rt *rt, int idx, size_t *len)
-{
-    const char *s = lx_json_try_encode(rt, idx, len);
-    if (!s)
-        luaL_error(rt->L, "cannot encode as JSON: %s", lua_tostring(rt->L, -1));
-    return s;
-}
-
-static int json_encode(lua_State *L)
-{
-    luaL_checkany(L, 1);
-    size_t n;
-    lx_json_encode(lx_rt_of(L), 1, &n);
-    lua_settop(L, 1);
-    return 1;
-}
-
-static int json_decode(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    if (lx_json_decode(lx_rt_of(L), s, n))
-        return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-}
+#include "lx_json.h"
 
 /* ---- request tables ---- */
 
@@ -154,20 +99,32 @@ void lx_push_tls(lua_State *L, const struct conn *c)
     }
 }
 
-void lx_push_request(lua_State *L, const struct http_request *req, const char *path,
-                     size_t path_len, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct conn *c)
+void lx_push_params(lua_State *L, const struct path_params *params)
 {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, (int)params->n);
+    for (size_t i = 0; i < params->n; i++) {
+        lua_pushlstring(L, params->p[i].name, params->p[i].name_len);
+        lua_pushlstring(L, params->p[i].value, params->p[i].value_len);
+        lua_rawset(L, -3);
+    }
+}
+
+void lx_push_request(lua_State *L, const struct http_exchange *ex)
+{
+    const struct http_request *req = ex->req;
+    struct conn *c = ex->conn;
+    lua_createtable(L, 0, 9);
     lua_pushlstring(L, req->method, req->method_len);
     lua_setfield(L, -2, "method");
-    lua_pushlstring(L, path, path_len);
+    lua_pushlstring(L, ex->path, ex->path_len);
     lua_setfield(L, -2, "path");
-    lx_push_query(L, query ? query : "", query ? query_len : 0);
+    lx_push_params(L, ex->params);
+    lua_setfield(L, -2, "params");
+    lx_push_query(L, ex->query ? ex->query : "", ex->query ? ex->query_len : 0);
     lua_setfield(L, -2, "query");
     lx_push_headers(L, req);
     lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, body ? body : "", body ? body_len : 0);
+    lua_pushlstring(L, ex->body ? ex->body : "", ex->body ? ex->body_len : 0);
     lua_setfield(L, -2, "body");
     char addr[80];
     conn_remote(c, addr, sizeof addr);
@@ -179,24 +136,46 @@ void lx_push_request(lua_State *L, const struct http_request *req, const char *p
 
 /* ---- moonws.* ---- */
 
-static struct svc *find_svc(lua_State *L, int idx)
+/* The connections a moonws.* call names by path: every connection of the
+ * service mounted at that path (a pattern, "/rooms/:room", names them
+ * all), or, for a concrete path that a service's pattern matches
+ * ("/rooms/lobby"), the connections of that service opened at that very
+ * path. */
+struct at_path {
+    struct svc *svc;
+    const char *only;           /* NULL: all of svc's connections */
+    size_t only_len;
+};
+
+static struct at_path find_svc(lua_State *L, int idx)
 {
     size_t n;
     const char *path = luaL_checklstring(L, idx, &n);
-    return router_find(&lx_rt_of(L)->router, path, n);
+    struct router *r = &lx_rt_of(L)->router;
+    struct at_path at = { router_find_mounted(r, path), NULL, 0 };
+    if (!at.svc && (at.svc = router_find(r, path, n, NULL)) != NULL && strchr(at.svc->path, ':')) {
+        at.only = path;
+        at.only_len = n;
+    }
+    return at;
+}
+
+static bool at_path_has(const struct at_path *at, struct ws_conn *wc)
+{
+    return ws_is_open(wc) && (!at->only || lx_conn_opened_at(wc, at->only, at->only_len));
 }
 
 static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n)
 {
-    struct svc *s = find_svc(L, 1);
+    struct at_path at = find_svc(L, 1);
     lua_Integer count = 0;
-    if (s) {
+    if (at.svc) {
         struct ws_bcast b;
         ws_bcast_init(&b, opcode, p, n);
         /* Connections leave this list only when freed, after the loop
          * iteration, so a close during the walk does not break it. */
-        for (struct ws_conn *wc = s->conns; wc; wc = wc->svc_next)
-            count += ws_bcast_send(&b, wc);
+        for (struct ws_conn *wc = at.svc->conns; wc; wc = wc->svc_next)
+            count += at_path_has(&at, wc) && ws_bcast_send(&b, wc);
         ws_bcast_done(&b);
     }
     lua_pushinteger(L, count);
@@ -248,10 +227,10 @@ static int m_publish_binary(lua_State *L)
 
 static int m_count(lua_State *L)
 {
-    struct svc *s = find_svc(L, 1);
+    struct at_path at = find_svc(L, 1);
     lua_Integer n = 0;
-    for (struct ws_conn *wc = s ? s->conns : NULL; wc; wc = wc->svc_next)
-        n += ws_is_open(wc);
+    for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next)
+        n += at_path_has(&at, wc);
     lua_pushinteger(L, n);
     return 1;
 }
@@ -269,12 +248,12 @@ static int connections_next(lua_State *L)
  * or close while the loop runs do not disturb it). */
 static int m_connections(lua_State *L)
 {
-    struct svc *s = find_svc(L, 1);
+    struct at_path at = find_svc(L, 1);
     struct lx_rt *rt = lx_rt_of(L);
     lua_newtable(L);
     lua_Integer i = 0;
-    for (struct ws_conn *wc = s ? s->conns : NULL; wc; wc = wc->svc_next) {
-        if (!ws_is_open(wc))
+    for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next) {
+        if (!at_path_has(&at, wc))
             continue;
         lx_caller_push(rt, wc);
         lua_rawseti(L, -2, ++i);
@@ -312,22 +291,6 @@ void lx_module_init(struct lx_rt *rt)
 {
     lua_State *L = rt->L;
 
-    /* lua-cjson, a private instance so settings never leak between users. */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        log_error("cannot load lua-cjson (Debian package lua-cjson): %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        lua_newtable(L);
-    } else {
-        lua_getfield(L, -1, "new");
-        if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == LUA_OK)
-            lua_remove(L, -2);
-        else
-            lua_pop(L, 1);
-    }
-    rt->json_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
     static const luaL_Reg funcs[] = {
         { "broadcast", m_broadcast },
         { "broadcastBinary", m_broadcast_binary },
@@ -340,16 +303,10 @@ void lx_module_init(struct lx_rt *rt)
     luaL_newlib(L, funcs);
     int mod = lua_gettop(L);
 
-    lua_newtable(L);
-    lua_pushcfunction(L, json_encode);
-    lua_setfield(L, -2, "encode");
-    lua_pushcfunction(L, json_decode);
-    lua_setfield(L, -2, "decode");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_ref);
-    lua_getfield(L, -1, "null");
-    lua_setfield(L, -3, "null");
-    lua_pop(L, 1);
+    lx_json_open(L);
     lua_setfield(L, mod, "json");
+    lx_reply_open(L, mod);
+    lx_crypto_open(L, mod);
 
     static const luaL_Reg logf[] = {
         { "error", log_error_f }, { "warn", log_warn_f },

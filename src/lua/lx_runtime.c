@@ -200,9 +200,10 @@ struct claim {
     struct change *ch;          /* NULL: a service the batch leaves alone */
 };
 
+/* Patterns that differ only in parameter names are the same path. */
 static bool same(const char *a, const char *b)
 {
-    return a && b && strcmp(a, b) == 0;
+    return router_same_path(a, b);
 }
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -293,7 +294,7 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
         struct change *c = &ch[i], *from = NULL;
         for (size_t k = 0; k < n && c->cand && !c->old && !from; k++) {
             struct change *g = &ch[k];
-            if (g->gone && g->old && !g->moved_to && strcmp(g->old->svc.path, c->cand->svc.path) == 0)
+            if (g->gone && g->old && !g->moved_to && same(g->old->svc.path, c->cand->svc.path))
                 from = g;
         }
         if (!from)

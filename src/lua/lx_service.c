@@ -18,6 +18,7 @@
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "lx.h"
+#include "lx_json.h"
 #include "lx_service.h"
 
 #define NO_REF (-2)
@@ -306,6 +307,62 @@ static char *join_route(const char *base, const char *route)
     return b.data;
 }
 
+/* The folder of the service's file: where the names in its `auth` start. */
+static void file_dir(struct load_ctx *lc, char *out, size_t cap)
+{
+    const char *slash = strrchr(lc->ls->file, '/');
+    if (slash)
+        snprintf(out, cap, "%s/%.*s", lc->rt->dir, (int)(slash - lc->ls->file), lc->ls->file);
+    else
+        snprintf(out, cap, "%s", lc->rt->dir);
+}
+
+/* Reads an `auth` value at idx (a table, or false where allowed) into *a;
+ * *none for false. */
+static bool auth_value(struct load_ctx *lc, int idx, int line, bool allow_false,
+                       struct lx_auth **a, bool *none)
+{
+    lua_State *L = lc->rt->L;
+    if (allow_false && lua_isboolean(L, idx) && !lua_toboolean(L, idx)) {
+        *none = true;
+        return true;
+    }
+    char base[4096], msg[512];
+    const char *field;
+    file_dir(lc, base, sizeof base);
+    if (lx_auth_parse(L, idx, base, a, &field, msg, sizeof msg))
+        return true;
+    int fl = line ? line : field_line(lc, field);
+    return fail(lc, fl ? fl : field_line(lc, "auth"), "`auth`: %s", msg);
+}
+
+/* A route given as a table, { handler = fn, auth = {...} | false }, at the
+ * top of the stack: replaced by its handler; its auth goes to *ra. */
+static bool route_table(struct load_ctx *lc, const char *key, int line,
+                        struct lx_route_auth *ra)
+{
+    lua_State *L = lc->rt->L;
+    int rv = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, rv)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+        if (strcmp(k, "handler") != 0 && strcmp(k, "auth") != 0) {
+            lua_pop(L, 1);
+            return fail(lc, line, "route \"%s\": unknown field `%s` (handler, auth)", key, k);
+        }
+    }
+    if (lua_getfield(L, rv, "auth") != LUA_TNIL &&
+        !auth_value(lc, lua_gettop(L), line, true, &ra->own, &ra->none)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, rv, "handler");
+    lua_replace(L, rv);
+    return true;
+}
+
 static bool parse_routes(struct load_ctx *lc, int tbl)
 {
     lua_State *L = lc->rt->L;
@@ -325,6 +382,7 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
     lua_pushnil(L);
     while (lua_next(L, ht)) {
         int line = lua_isfunction(L, -1) ? function_line(L, -1) : 0;
+        struct lx_route_auth ra = { 0 };
         if (lua_type(L, -2) != LUA_TSTRING) {
             lua_pop(L, 4);
             return fail(lc, field_line(lc, "http"), "`http` keys must be strings like \"GET /stats\"");
@@ -342,14 +400,36 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
             return fail(lc, line, "bad route \"%s\": want \"METHOD /path\" with METHOD one of "
                         "GET POST PUT PATCH DELETE OPTIONS", key);
         }
-        if (!lua_isfunction(L, -1)) {
+        if (lua_istable(L, -1) && !route_table(lc, key, line, &ra)) {
             lua_pop(L, 4);
-            return fail(lc, line, "route \"%s\" must be a function", key);
+            return false;
         }
+        if (!lua_isfunction(L, -1)) {
+            lx_auth_free(ra.own);
+            lua_pop(L, 4);
+            return fail(lc, line, "route \"%s\" must be a function, or a table { handler = "
+                        "function, auth = {...} | false }", key);
+        }
+        char *full = join_route(ls->svc.path, sp + 1);
+        const char *why = router_check_pattern(full);
+        for (size_t i = 0; !why && i < ls->svc.nroutes; i++) {
+            struct svc_route *o = &ls->svc.routes[i];
+            if (strlen(o->method) == (size_t)(sp - key) && strncmp(o->method, key, (size_t)(sp - key)) == 0 &&
+                router_same_path(o->path, full))
+                why = "another route of this method has the same path (parameter names aside)";
+        }
+        if (why) {
+            free(full);
+            lx_auth_free(ra.own);
+            lua_pop(L, 4);
+            return fail(lc, line, "route \"%s\": %s", key, why);
+        }
+        ls->route_auth = xrealloc(ls->route_auth, (ls->svc.nroutes + 1) * sizeof *ls->route_auth);
+        ls->route_auth[ls->svc.nroutes] = ra;
         ls->svc.routes = xrealloc(ls->svc.routes, (ls->svc.nroutes + 1) * sizeof *ls->svc.routes);
         struct svc_route *r = &ls->svc.routes[ls->svc.nroutes++];
         r->method = xstrndup(key, (size_t)(sp - key));
-        r->path = join_route(ls->svc.path, sp + 1);
+        r->path = full;
         lua_pushvalue(L, -1);
         lua_rawseti(L, fns, (lua_Integer)ls->svc.nroutes);
         lua_pop(L, 1);
@@ -371,8 +451,18 @@ static bool validate(struct load_ctx *lc, int tbl)
     ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
+        const char *why = router_check_pattern(ls->svc.path);
+        if (why) {
+            lua_pop(L, 1);
+            return fail(lc, 1, "the path %s from the file name: %s", ls->svc.path, why);
+        }
     } else if (t == LUA_TSTRING && lua_tostring(L, -1)[0] == '/' &&
                !strpbrk(lua_tostring(L, -1), " ?#")) {
+        const char *why = router_check_pattern(lua_tostring(L, -1));
+        if (why) {
+            lua_pop(L, 1);
+            return fail(lc, field_line(lc, "path"), "`path`: %s", why);
+        }
         ls->svc.path = xstrdup(lua_tostring(L, -1));
         int line = field_line(lc, "path");
         ls->path_line = line > 0 ? line : 1;
@@ -468,6 +558,15 @@ static bool validate(struct load_ctx *lc, int tbl)
     conf->auto_pong = ls->handler[H_PING] == LUA_NOREF;
     if (!parse_compression(lc, tbl, &conf->pmd))
         return false;
+    if (lua_getfield(L, tbl, "auth") != LUA_TNIL) {
+        bool none = false;
+        bool ok = auth_value(lc, lua_gettop(L), 0, false, &ls->auth, &none);
+        lua_pop(L, 1);
+        if (!ok)
+            return false;
+    } else {
+        lua_pop(L, 1);
+    }
     return parse_routes(lc, tbl);
 }
 
@@ -512,8 +611,19 @@ static void free_routes(struct svc *s)
     s->nroutes = 0;
 }
 
+static void free_auth(struct lx_service *ls)
+{
+    lx_auth_free(ls->auth);
+    ls->auth = NULL;
+    for (size_t i = 0; ls->route_auth && i < ls->svc.nroutes; i++)
+        lx_auth_free(ls->route_auth[i].own);
+    free(ls->route_auth);
+    ls->route_auth = NULL;
+}
+
 static void service_free(struct lx_service *ls)
 {
+    free_auth(ls);
     svc_conf_free(&ls->svc.conf);
     free_routes(&ls->svc);
     free(ls->svc.path);
@@ -614,44 +724,92 @@ out:
 
 /* ---- svc_ops: the protocol layer calling in ---- */
 
-static bool rt_upgrade(struct svc *s, const struct http_exchange *ex, struct http_reply *refusal,
+/* What the upgrade hands to the connection: onUpgrade's req.data and the
+ * auth principal, as one registry ref to {data, principal} (nothing when
+ * there is neither, the common case). */
+static void hand_over(lua_State *L, int data, int principal, int *app_ref)
+{
+    if (!data && !principal)
+        return;
+    lua_createtable(L, 2, 0);
+    if (data) {
+        lua_pushvalue(L, data);
+        lua_rawseti(L, -2, 1);
+    }
+    if (principal) {
+        lua_pushvalue(L, principal);
+        lua_rawseti(L, -2, 2);
+    }
+    *app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void upgrade_failed(struct http_reply *reply)
+{
+    reply->status = 500;
+    reply->headers.len = 0;
+    reply->body.len = 0;
+    buf_append_str(&reply->headers, "Content-Type: text/plain; charset=utf-8\r\n");
+    buf_append_str(&reply->body, "onUpgrade failed\n");
+}
+
+static bool rt_upgrade(struct svc *s, const struct http_exchange *ex, struct http_reply *reply,
                        int *app_ref)
 {
     struct lx_service *ls = s->rt;
     struct lx_rt *rt = ls->rt;
     lua_State *L = rt->L;
-    if (ls->handler[H_UPGRADE] == LUA_NOREF)
+    int base = lua_gettop(L), principal = 0;
+    if (ls->auth) {
+        if (!lx_auth_check(rt, ls->auth, ex, reply))
+            return false;
+        principal = lua_gettop(L);
+    }
+    if (ls->handler[H_UPGRADE] == LUA_NOREF) {
+        hand_over(L, 0, principal, app_ref);
+        lua_settop(L, base);
         return true;
+    }
+    lx_push_request(L, ex);
+    int req = lua_gettop(L);
+    if (principal) {
+        lua_pushvalue(L, principal);
+        lua_setfield(L, req, "auth");
+    }
     lx_push_handler(rt, ls, H_UPGRADE);
-    lx_push_request(L, ex->req, ex->path, ex->path_len, ex->query, ex->query_len, ex->body,
-                    ex->body_len, ex->conn);
-    lua_pushvalue(L, -1);
-    lua_insert(L, -3);                  /* keep the request below the call */
+    lua_pushvalue(L, req);
     if (!lx_call(rt, ls, NULL, 1, 3, NULL)) {
-        lua_pop(L, 1);
-        refusal->status = 500;
-        buf_append_str(&refusal->body, "onUpgrade failed\n");
+        lua_settop(L, base);
+        upgrade_failed(reply);
         return false;
     }
-    if (lua_isboolean(L, -3) && !lua_toboolean(L, -3)) {
-        lua_Integer st = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 403;
-        refusal->status = st >= 400 && st <= 599 ? (int)st : 403;
+    int r1 = req + 1;
+    if (lua_isboolean(L, r1) && !lua_toboolean(L, r1)) {
+        lua_Integer st = lua_isinteger(L, r1 + 1) ? lua_tointeger(L, r1 + 1) : 403;
+        reply->status = st >= 400 && st <= 599 ? (int)st : 403;
         size_t bl;
-        const char *body = lua_isstring(L, -1) ? lua_tolstring(L, -1, &bl) : NULL;
+        const char *body = lua_isstring(L, r1 + 2) ? lua_tolstring(L, r1 + 2, &bl) : NULL;
         if (body)
-            buf_append(&refusal->body, body, bl);
-        buf_append_str(&refusal->headers, "Content-Type: text/plain; charset=utf-8\r\n");
-        lua_pop(L, 4);
+            buf_append(&reply->body, body, bl);
+        buf_append_str(&reply->headers, "Content-Type: text/plain; charset=utf-8\r\n");
+        lua_settop(L, base);
         return false;
     }
-    lua_pop(L, 3);
-    lua_pushliteral(L, "data");         /* raw: no metamethod runs outside the call */
-    if (lua_rawget(L, -2) == LUA_TTABLE) {
-        *app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else {
-        lua_pop(L, 1);
+    /* `return true, { ["Set-Cookie"] = "..." }`: headers for the 101. */
+    if (lua_istable(L, r1 + 1)) {
+        char why[160];
+        const char *err = lx_reply_headers(L, r1 + 1, &reply->headers, true, NULL, why, sizeof why);
+        if (err) {
+            log_error("%s: onUpgrade returned headers the 101 cannot carry: %s (answered 500)",
+                      ls->file, err);
+            lua_settop(L, base);
+            upgrade_failed(reply);
+            return false;
+        }
     }
-    lua_pop(L, 1);
+    lua_pushliteral(L, "data");         /* raw: no metamethod runs outside the call */
+    int data = lua_rawget(L, req) == LUA_TTABLE ? lua_gettop(L) : 0;
+    hand_over(L, data, principal, app_ref);
+    lua_settop(L, base);
     return true;
 }
 
@@ -660,9 +818,9 @@ static void rt_open(struct svc *s, struct ws_conn *wc)
     struct lx_service *ls = s->rt;
     struct lx_rt *rt = ls->rt;
     if (wc->app_ref != NO_REF) {
-        int data = wc->app_ref;
+        int handed = wc->app_ref;
         wc->app_ref = NO_REF;
-        lx_caller_adopt_data(rt, wc, data);
+        lx_caller_adopt(rt, wc, handed);
     }
     if (ls->handler[H_OPEN] == LUA_NOREF)
         return;
@@ -714,7 +872,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
     bool text = op == WS_OP_TEXT;
 
     if (text && (ls->dispatch_key || ls->handler[H_MESSAGE] != LUA_NOREF)) {
-        bool decoded = lx_json_decode(rt, data, len);   /* value, or error message */
+        bool decoded = lx_json_decode(L, data, len);   /* value, or error message */
         if (decoded && ls->dispatch_key && lua_istable(L, -1)) {
             size_t en;
             const char *ev = NULL;
@@ -732,7 +890,8 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
                     lua_remove(L, -2);                  /* the event name */
                     lx_caller_push(rt, wc);
                     lua_pushvalue(L, -3);               /* the message */
-                    lx_call(rt, ls, wc, 2, 0, NULL);
+                    if (lx_call(rt, ls, wc, 2, 1, NULL))
+                        lx_reply_send(rt, ls, wc, name);
                     lua_pop(L, 1);
                     return;
                 }
@@ -751,7 +910,8 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
             lx_push_handler(rt, ls, H_MESSAGE);
             lx_caller_push(rt, wc);
             lua_pushvalue(L, -3);
-            lx_call(rt, ls, wc, 2, 0, NULL);
+            if (lx_call(rt, ls, wc, 2, 1, NULL))
+                lx_reply_send(rt, ls, wc, "onMessage");
             lua_pop(L, 1);
             return;
         }
@@ -771,7 +931,9 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
         rt->valid_text = str;
         rt->valid_len = len;
     }
-    lx_call(rt, ls, wc, 2, 0, NULL);
+    /* One result: what the handler returns is its reply (usually nil). */
+    if (lx_call(rt, ls, wc, 2, 1, NULL))
+        lx_reply_send(rt, ls, wc, h == H_TEXT ? "onText" : h == H_BINARY ? "onBinary" : "onMessage");
     /* After the call the string may be collected and its memory reused. */
     rt->valid_text = NULL;
 }
@@ -833,38 +995,6 @@ static void rt_close(struct svc *s, struct ws_conn *wc, unsigned code, const cha
     lx_memory_restore(rt, strict);
 }
 
-/* Header lines from a handler's table: names are tokens, values one line. */
-static bool reply_headers(lua_State *L, int idx, struct http_reply *rep, bool *has_ctype)
-{
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-            lua_pop(L, 2);
-            return false;
-        }
-        size_t nl, vl;
-        const char *name = lua_tolstring(L, -2, &nl);
-        const char *val = lua_tolstring(L, -1, &vl);
-        bool ok = nl > 0;
-        for (size_t i = 0; i < nl && ok; i++)
-            ok = isalnum((unsigned char)name[i]) || strchr("!#$%&'*+-.^_`|~", name[i]);
-        for (size_t i = 0; i < vl && ok; i++)
-            ok = val[i] != '\r' && val[i] != '\n' && val[i] != '\0';
-        if (!ok || (nl == 14 && strncasecmp(name, "content-length", 14) == 0)) {
-            lua_pop(L, 2);
-            return false;
-        }
-        if (nl == 12 && strncasecmp(name, "content-type", 12) == 0)
-            *has_ctype = true;
-        buf_append(&rep->headers, name, nl);
-        buf_append(&rep->headers, ": ", 2);
-        buf_append(&rep->headers, val, vl);
-        buf_append(&rep->headers, "\r\n", 2);
-        lua_pop(L, 1);
-    }
-    return true;
-}
-
 static void internal_error(struct http_reply *rep, const char *why)
 {
     rep->status = 500;
@@ -880,25 +1010,44 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
     struct lx_service *ls = s->rt;
     struct lx_rt *rt = ls->rt;
     lua_State *L = rt->L;
+    int top = lua_gettop(L), principal = 0;
+    const struct lx_auth *a = ls->auth;
+    if (ls->route_auth && ls->route_auth[route].none)
+        a = NULL;
+    else if (ls->route_auth && ls->route_auth[route].own)
+        a = ls->route_auth[route].own;
+    if (a) {
+        if (!lx_auth_check(rt, a, ex, rep))
+            return;
+        principal = lua_gettop(L);
+    }
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ls->routes_ref);
     lua_rawgeti(L, -1, (lua_Integer)route + 1);
     lua_remove(L, -2);
-    lx_push_request(L, ex->req, ex->path, ex->path_len, ex->query, ex->query_len, ex->body,
-                    ex->body_len, ex->conn);
+    lx_push_request(L, ex);
+    if (principal) {
+        lua_pushvalue(L, principal);
+        lua_setfield(L, -2, "auth");
+    }
     if (!lx_call(rt, ls, NULL, 1, 3, NULL)) {
+        lua_settop(L, top);
         internal_error(rep, "500 Internal Server Error: the handler failed (see the server log)\n");
         return;
     }
     int st = base + 1, body = base + 2, hdrs = base + 3;
     lua_Integer status = lua_isinteger(L, st) ? lua_tointeger(L, st) : 200;
     bool has_ctype = false;
-    if (status < 100 || status > 599 ||
-        (!lua_isnil(L, hdrs) && (!lua_istable(L, hdrs) || !reply_headers(L, hdrs, rep, &has_ctype)))) {
-        log_error("%s: route %s %s returned a bad status or headers", ls->file,
-                  s->routes[route].method, s->routes[route].path);
+    char why[160];
+    const char *bad = status < 100 || status > 599 ? "a status outside 100-599"
+                      : lua_isnil(L, hdrs)         ? NULL
+                      : !lua_istable(L, hdrs)      ? "headers that are not a table"
+                      : lx_reply_headers(L, hdrs, &rep->headers, false, &has_ctype, why, sizeof why);
+    if (bad) {
+        log_error("%s: route %s %s returned a bad status or headers: %s", ls->file,
+                  s->routes[route].method, s->routes[route].path, bad);
         internal_error(rep, "500 Internal Server Error: bad status or headers from the handler\n");
-        lua_settop(L, base);
+        lua_settop(L, top);
         return;
     }
     rep->status = (int)status;
@@ -906,12 +1055,12 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
         size_t n;
         lua_pushvalue(L, body);
         /* After the call: an error here must not escape unprotected. */
-        const char *json = lx_json_try_encode(rt, -1, &n);
+        const char *json = lx_json_try_encode(L, -1, &n);
         if (!json) {
             log_error("%s: route %s %s returned a body JSON cannot hold: %s", ls->file,
                       s->routes[route].method, s->routes[route].path, lua_tostring(L, -1));
             internal_error(rep, "500 Internal Server Error: the handler's body is not JSON\n");
-            lua_settop(L, base);
+            lua_settop(L, top);
             return;
         }
         buf_append(&rep->body, json, n);
@@ -924,7 +1073,7 @@ static void rt_http(struct svc *s, size_t route, const struct http_exchange *ex,
         if (!has_ctype)
             buf_append_str(&rep->headers, "Content-Type: text/plain; charset=utf-8\r\n");
     }
-    lua_settop(L, base);
+    lua_settop(L, top);
 }
 
 static void rt_release(struct svc *s)
@@ -1014,11 +1163,16 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     svc_conf_free(&old->svc.conf);
     old->svc.conf = cand->svc.conf;
     cand->svc.conf = (struct svc_conf){ 0 };
+    free_auth(old);
     free_routes(&old->svc);
     old->svc.routes = cand->svc.routes;
     old->svc.nroutes = cand->svc.nroutes;
+    old->auth = cand->auth;
+    old->route_auth = cand->route_auth;
     cand->svc.routes = NULL;
     cand->svc.nroutes = 0;
+    cand->auth = NULL;
+    cand->route_auth = NULL;
     old->path_line = cand->path_line;
     old->unsafe = cand->unsafe;
     if (strcmp(old->file, cand->file) != 0) {

@@ -227,7 +227,9 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     /* An HTTP/1.0 client kept alive is told so. */
     const char *keep10 = req->minor_version == 0 && !closing ? "Connection: keep-alive\r\n" : "";
     bool head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    struct svc *svc = router_find(hc->srv->router, ex.path, ex.path_len);
+    struct path_params params;
+    ex.params = &params;
+    struct svc *svc = router_find(hc->srv->router, ex.path, ex.path_len, &params);
 
     if (ws_is_upgrade(req)) {
         if (!svc) {
@@ -245,7 +247,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     size_t route;
     char allow[128];
     int found = router_find_route(hc->srv->router, req->method, req->method_len, ex.path,
-                                  ex.path_len, &rsvc, &route, allow, sizeof allow);
+                                  ex.path_len, &rsvc, &route, &params, allow, sizeof allow);
     if (found == ROUTE_FOUND) {
         struct http_reply rep = { .status = 200 };
         hc->out_cap = rsvc->conf.max_backpressure;

@@ -18,6 +18,7 @@
 #include "../util/buf.h"
 #include "http_parse.h"
 #include "pmd.h"
+#include "router.h"
 
 struct conn;
 struct ws_conn;
@@ -38,7 +39,7 @@ struct svc_conf {
 
 struct svc_route {
     char *method;
-    char *path;                 /* the full path: service path + route path */
+    char *path;                 /* the full path: service path + route path (a pattern) */
 };
 
 /* A complete HTTP request as handlers see it; valid during the call. */
@@ -51,6 +52,9 @@ struct http_exchange {
     size_t query_len;
     const char *body;
     size_t body_len;
+    /* The path parameters of the service's (upgrade) or the route's (HTTP)
+     * pattern; never NULL. */
+    const struct path_params *params;
 };
 
 /* What a handler answers. headers holds raw "Name: value\r\n" lines. */
@@ -61,10 +65,11 @@ struct http_reply {
 };
 
 struct svc_ops {
-    /* The onUpgrade gate. Returns true to accept; may set *app_ref to a
-     * handle the runtime attaches to the connection (caller.data). On
-     * refusal fills `refusal` (status and body). */
-    bool (*upgrade)(struct svc *s, const struct http_exchange *ex, struct http_reply *refusal,
+    /* The gate (auth, onUpgrade). Returns true to accept: then
+     * reply->headers may hold header lines for the 101, and *app_ref a
+     * handle the runtime attaches to the connection (caller.data,
+     * caller.auth). On refusal fills reply (status, headers, body). */
+    bool (*upgrade)(struct svc *s, const struct http_exchange *ex, struct http_reply *reply,
                     int *app_ref);
     void (*open)(struct svc *s, struct ws_conn *wc);
     void (*message)(struct svc *s, struct ws_conn *wc, uint8_t opcode, char *data, size_t len);
@@ -83,7 +88,7 @@ struct svc_ops {
 };
 
 struct svc {
-    char *path;
+    char *path;                 /* a pattern (router.h) */
     struct svc_conf conf;
     struct svc_route *routes;
     size_t nroutes;

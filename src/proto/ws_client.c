@@ -242,6 +242,31 @@ static int read_some(struct ws_client *c, double timeout)
     }
 }
 
+/* The server answered the upgrade with another status: the error says
+ * which, and what its body says (the first line or so of it, read within
+ * the handshake's time; a refusal's body is a short reason). */
+static void refused(struct ws_client *c, const struct http_response *res, size_t hl, double end)
+{
+    const struct http_header *h = http_find_header(res->headers, res->nheaders, "content-length");
+    size_t want = 0;
+    for (size_t i = 0; h && i < h->value_len && h->value[i] >= '0' && h->value[i] <= '9'; i++)
+        want = want * 10 + (size_t)(h->value[i] - '0');
+    if (want > LIM_CLIENT_REFUSAL_BODY)
+        want = LIM_CLIENT_REFUSAL_BODY;
+    char reason[64];
+    snprintf(reason, sizeof reason, "%.*s", (int)res->reason_len, res->reason);
+    while (c->in.len - hl < want && wsc_now() < end && read_some(c, end - wsc_now()) > 0)
+        ;
+    size_t bl = c->in.len - hl < want ? c->in.len - hl : want;
+    const char *body = c->in.data + hl;
+    while (bl && (body[bl - 1] == '\n' || body[bl - 1] == '\r' || body[bl - 1] == ' '))
+        bl--;
+    int n = snprintf(c->error, sizeof c->error, "the server refused the upgrade: HTTP %d %s",
+                     res->status, reason);
+    if (bl && n > 0 && (size_t)n < sizeof c->error)
+        snprintf(c->error + n, sizeof c->error - (size_t)n, ": %.*s", (int)bl, body);
+}
+
 bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *target,
                    const struct wsc_options *o)
 {
@@ -284,6 +309,10 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
     }
     c->status = res.status;
     buf_append(&c->head, c->in.data, (size_t)hl);
+    if (res.status != 101) {
+        refused(c, &res, (size_t)hl, end);
+        return false;
+    }
     const char *why = ws_check_accept(&res, key, o->protocols, o->nprotocols);
     if (why) {
         snprintf(c->error, sizeof c->error, "%s (HTTP %d %.*s)", why, res.status,
@@ -382,6 +411,23 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
 }
 
 static const struct ws_rx_events client_events = { on_message, on_control };
+
+bool wsc_pump(struct ws_client *c)
+{
+    bool ready = c->io->pending(c->ioctx) || wsc_wait(c->fd, false, 0);
+    if (!c->close_received && !c->eof && (!ready || read_some(c, 1) >= 0) && c->in.len) {
+        struct ws_rx_error err;
+        ssize_t used = ws_rx_feed(&c->rx, c->in.data, c->in.len, &client_events, c, &err);
+        if (used < 0) {
+            snprintf(c->error, sizeof c->error, "protocol error from the server: %s", err.reason);
+            wsc_close(c, err.code, "", 0, 1);
+            c->eof = true;
+        } else {
+            buf_consume(&c->in, (size_t)used);
+        }
+    }
+    return !c->close_received && !c->eof;
+}
 
 int wsc_receive(struct ws_client *c, double timeout, struct wsc_msg *m)
 {

@@ -116,6 +116,11 @@ bool wsc_send_raw(struct ws_client *c, const char *data, size_t len, double time
  * (c->error says why; "closed" after a close handshake). */
 int wsc_receive(struct ws_client *c, double timeout, struct wsc_msg *m);
 
+/* Reads what has arrived without waiting and queues its messages for
+ * wsc_receive. Returns false once the connection is over (a close frame
+ * came, or the peer is gone). */
+bool wsc_pump(struct ws_client *c);
+
 /* Sends a close frame (once). */
 bool wsc_close(struct ws_client *c, unsigned code, const char *reason, size_t len,
                double timeout);

@@ -344,20 +344,17 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
         return false;
     }
     int app_ref = NO_REF;
+    struct http_reply gate = { .status = 403 };
     if (svc->ops->upgrade) {
-        struct http_reply refusal = { .status = 403 };
-        bool ok = svc->ops->upgrade(svc, ex, &refusal, &app_ref);
-        if (conn_is_closed(c)) {
-            buf_free(&refusal.headers);
-            buf_free(&refusal.body);
-            return false;
-        }
-        if (!ok) {
-            http_respond(c, refusal.status, refusal.headers.data, refusal.headers.len,
-                         refusal.body.data, refusal.body.len, false, true);
-            conn_finish(c, LIM_HTTP_LINGER);
-            buf_free(&refusal.headers);
-            buf_free(&refusal.body);
+        bool ok = svc->ops->upgrade(svc, ex, &gate, &app_ref);
+        if (conn_is_closed(c) || !ok) {
+            if (!conn_is_closed(c)) {
+                http_respond(c, gate.status, gate.headers.data, gate.headers.len, gate.body.data,
+                             gate.body.len, false, true);
+                conn_finish(c, LIM_HTTP_LINGER);
+            }
+            buf_free(&gate.headers);
+            buf_free(&gate.body);
             return false;
         }
     }
@@ -389,9 +386,11 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     svc->nconns++;
 
     struct buf out = { 0 };
-    ws_write_accept(&out, req, wc->protocol, z ? ext : NULL);
+    ws_write_accept(&out, req, wc->protocol, z ? ext : NULL, gate.headers.data, gate.headers.len);
     conn_write(c, out.data, out.len);
     buf_free(&out);
+    buf_free(&gate.headers);
+    buf_free(&gate.body);
     conn_set_proto(c, &ws_proto, wc);
     svc->ops->open(svc, wc);
     return true;

@@ -66,8 +66,15 @@ int ws_select_protocol(const struct http_request *req, char *const *supported, s
     return -1;
 }
 
+bool ws_handshake_owns(const char *name, size_t len)
+{
+    return (len == 7 && strncasecmp(name, "upgrade", 7) == 0) ||
+           (len == 10 && strncasecmp(name, "connection", 10) == 0) ||
+           (len >= 14 && strncasecmp(name, "sec-websocket-", 14) == 0);
+}
+
 void ws_write_accept(struct buf *out, const struct http_request *req, const char *protocol,
-                     const char *extensions)
+                     const char *extensions, const char *extra, size_t extra_len)
 {
     const struct http_header *key =
         http_find_header(req->headers, req->nheaders, "sec-websocket-key");
@@ -83,6 +90,8 @@ void ws_write_accept(struct buf *out, const struct http_request *req, const char
         buf_printf(out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
     if (extensions)
         buf_printf(out, "Sec-WebSocket-Extensions: %s\r\n", extensions);
+    if (extra_len)
+        buf_append(out, extra, extra_len);
     buf_append(out, "\r\n", 2);
 }
 

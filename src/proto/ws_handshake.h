@@ -25,9 +25,15 @@ int ws_check_upgrade(const struct http_request *req, const char **why);
  * order) that the service supports: an index into supported, or -1. */
 int ws_select_protocol(const struct http_request *req, char *const *supported, size_t n);
 
-/* Appends the 101 response. protocol and extensions may be NULL. */
+/* Appends the 101 response. protocol and extensions may be NULL; extra is
+ * raw header lines ("Name: value\r\n"...) of the application's, or NULL. */
 void ws_write_accept(struct buf *out, const struct http_request *req, const char *protocol,
-                     const char *extensions);
+                     const char *extensions, const char *extra, size_t extra_len);
+
+/* True for the header fields the handshake itself writes or reads
+ * (Upgrade, Connection, Sec-WebSocket-*): the application may not add them
+ * to a 101. */
+bool ws_handshake_owns(const char *name, size_t len);
 
 /* Client: appends the upgrade request. protocols may be empty; extra is
  * raw header lines ("Name: value\r\n"...) or NULL; extensions the offer or

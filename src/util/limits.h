@@ -118,6 +118,30 @@
  * libraries, the moonws module and one empty service holds about 40 KiB.) */
 #define LIM_LUA_MEMORY_MIN         (1024 * 1024)
 
+/* Parameters (":name" segments) in one service or route path. Past it:
+ * the file is refused at load with FILE:LINE. */
+#define LIM_PATH_PARAMS            8
+
+/* Bytes of a key, secret, JWK set or password file named by a service's
+ * `auth`. Past it: the file is refused at load with FILE:LINE. */
+#define LIM_AUTH_FILE_MAX          (1024 * 1024)
+/* Auth refusals logged per second and worker (each at info, with its
+ * reason). Past it: one line says so, and the next refusal after that
+ * second logs how many were not logged. */
+#define LIM_AUTH_LOG_PER_SEC       20
+
+/* Bytes moonws.crypto.random returns at once. Past it: the call raises. */
+#define LIM_CRYPTO_RANDOM_MAX      65536
+
+/* Client: bytes of a refused upgrade's body quoted in connect's error
+ * message (the rest is not read). */
+#define LIM_CLIENT_REFUSAL_BODY    160
+
+/* Arrays and objects inside one another in JSON, decoded (onMessage,
+ * moonws.json.decode: an error, so onMessage's connection closes 1003) or
+ * encoded (an error: a table that contains itself ends here too). */
+#define LIM_JSON_DEPTH             256
+
 /* Seconds between sweeps of all connections for the timeouts above. */
 #define LIM_SWEEP_INTERVAL         0.5
 /* Seconds a changed service file must stay quiet (and closed by its writer,

@@ -232,7 +232,7 @@ TEST(write_accept_answers_the_key)
     if (!req_of(GOOD_HEAD GOOD_REST "\n", &req))
         return;
     struct buf out = { 0 };
-    ws_write_accept(&out, &req, "json", "permessage-deflate");
+    ws_write_accept(&out, &req, "json", "permessage-deflate", NULL, 0);
     struct http_response res;
     int r = http_parse_response(out.data, out.len, &res);
     CHECK_EQ_INT(r, (int)out.len);
@@ -244,12 +244,25 @@ TEST(write_accept_answers_the_key)
     CHECK(h && h->value_len == 18);
     buf_free(&out);
     out = (struct buf){ 0 };
-    ws_write_accept(&out, &req, NULL, NULL);
+    ws_write_accept(&out, &req, NULL, NULL, "Set-Cookie: a=1\r\n", 17);
     CHECK_EQ_INT(http_parse_response(out.data, out.len, &res), (int)out.len);
     CHECK(http_find_header(res.headers, res.nheaders, "sec-websocket-protocol") == NULL);
     CHECK(http_find_header(res.headers, res.nheaders, "sec-websocket-extensions") == NULL);
     CHECK(ws_check_accept(&res, KEY, NULL, 0) == NULL);
+    h = http_find_header(res.headers, res.nheaders, "set-cookie");
+    CHECK(h && h->value_len == 3 && memcmp(h->value, "a=1", 3) == 0);
     buf_free(&out);
+}
+
+TEST(handshake_owns_its_fields)
+{
+    CHECK(ws_handshake_owns("Upgrade", 7));
+    CHECK(ws_handshake_owns("CONNECTION", 10));
+    CHECK(ws_handshake_owns("Sec-WebSocket-Accept", 20));
+    CHECK(ws_handshake_owns("sec-websocket-protocol", 22));
+    CHECK(!ws_handshake_owns("Set-Cookie", 10));
+    CHECK(!ws_handshake_owns("Upgrades", 8));
+    CHECK(!ws_handshake_owns("Sec-WebSocket", 13));
 }
 
 TEST(client_request_passes_server_checks)

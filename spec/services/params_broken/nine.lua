@@ -1,0 +1,1 @@
+return { path = "/p/:a/:b/:c/:d/:e/:f/:g/:h/:i" }

@@ -1,0 +1,3 @@
+local s = {}
+s.path = "/n/:"
+return s

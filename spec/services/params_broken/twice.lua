@@ -1,0 +1,2 @@
+local s = { path = "/t/:x/:x" }
+return s
