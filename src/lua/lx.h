@@ -314,6 +314,16 @@ extern const struct svc_ops lx_svc_ops;
 /* Pushes a handler's function (nil when absent). */
 void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h);
 
+/* Pushes t[key], t at idx, raw. A service's tables are read outside any
+ * handler call, where a metamethod would run unprotected and without a
+ * budget: their metatables are not consulted. */
+static inline int lx_rawfield(lua_State *L, int idx, const char *key)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, key);
+    return lua_rawget(L, idx);
+}
+
 /* The runtime of the state L. */
 static inline struct lx_rt *lx_rt_of(lua_State *L)
 {

@@ -127,7 +127,7 @@ static bool opt_string(struct parse *p, int idx, const char *key, char **out)
 {
     lua_State *L = p->L;
     *out = NULL;
-    int t = lua_getfield(L, idx, key);
+    int t = lx_rawfield(L, idx, key);
     if (t == LUA_TSTRING && lua_rawlen(L, -1) > 0)
         *out = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -142,7 +142,7 @@ static bool opt_list(struct parse *p, int idx, const char *key, char ***out, siz
     lua_State *L = p->L;
     *out = NULL;
     *n = 0;
-    int t = lua_getfield(L, idx, key);
+    int t = lx_rawfield(L, idx, key);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -207,7 +207,7 @@ static void add_key(struct lx_auth *a, struct jws_key *k, const char *kid, enum 
 /* A string field of the JWK at the top of the stack, or NULL. */
 static const char *jwk_field(lua_State *L, const char *key)
 {
-    lua_getfield(L, -1, key);
+    lx_rawfield(L, -1, key);
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     lua_pop(L, 1);              /* still referenced by the JWK */
     return s;
@@ -217,7 +217,7 @@ static const char *jwk_field(lua_State *L, const char *key)
 static bool jwks_keys(struct parse *p, struct lx_auth *a, const char *field, const char *name)
 {
     lua_State *L = p->L;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "keys") != LUA_TTABLE) {
+    if (!lua_istable(L, -1) || lx_rawfield(L, -1, "keys") != LUA_TTABLE) {
         if (lua_istable(L, -1))
             lua_pop(L, 1);
         return perr(p, field, "%s: not a JWK set ({\"keys\": [...]})", name);
@@ -298,7 +298,7 @@ static bool parse_jwt(struct parse *p, int idx, struct lx_auth *a)
     int sources = 0;
     const char *source = NULL;
     for (size_t i = 0; i < 6; i++) {
-        if (lua_getfield(L, idx, keys[i]) != LUA_TNIL) {
+        if (lx_rawfield(L, idx, keys[i]) != LUA_TNIL) {
             sources++;
             source = keys[i];
         }
@@ -308,7 +308,7 @@ static bool parse_jwt(struct parse *p, int idx, struct lx_auth *a)
         return perr(p, sources ? source : "jwt", "`jwt` needs exactly one of secret, secret_file, "
                     "public_key, public_key_file, jwks, jwks_file (it has %d)", sources);
     bool hmac = strncmp(source, "secret", 6) == 0;
-    lua_getfield(L, idx, source);
+    lx_rawfield(L, idx, source);
     if (strcmp(source, "jwks") != 0 && lua_type(L, -1) != LUA_TSTRING) {
         lua_pop(L, 1);
         return perr(p, source, "`%s` must be a string", source);
@@ -404,7 +404,7 @@ static bool parse_jwt(struct parse *p, int idx, struct lx_auth *a)
     if (!opt_string(p, idx, "issuer", &a->issuer) ||
         !opt_list(p, idx, "audience", &a->audience, &a->naudience))
         return false;
-    int t = lua_getfield(L, idx, "leeway");
+    int t = lx_rawfield(L, idx, "leeway");
     a->leeway = lua_tonumber(L, -1);
     lua_pop(L, 1);
     if (t != LUA_TNIL && (t != LUA_TNUMBER || !(a->leeway >= 0 && a->leeway <= 3600)))
@@ -420,12 +420,12 @@ static bool parse_auth(struct parse *p, int idx, struct lx_auth *a)
         !opt_string(p, idx, "query", &a->query) ||
         !opt_list(p, idx, "scopes", &a->scopes, &a->nscopes))
         return false;
-    if (lua_getfield(L, idx, "jwt") != LUA_TNIL && !parse_jwt(p, lua_gettop(L), a)) {
+    if (lx_rawfield(L, idx, "jwt") != LUA_TNIL && !parse_jwt(p, lua_gettop(L), a)) {
         lua_pop(L, 1);
         return false;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "basic") != LUA_TNIL) {
+    if (lx_rawfield(L, idx, "basic") != LUA_TNIL) {
         int b = lua_gettop(L);
         static const char *const bkeys[] = { "file", "realm", NULL };
         char *file = NULL, *realm = NULL;
@@ -537,7 +537,7 @@ static bool push_json_part(lua_State *L, const char *b64, size_t n)
  * absent, -1 not a number. */
 static int date_claim(lua_State *L, int idx, const char *name, double *v)
 {
-    int t = lua_getfield(L, idx, name);
+    int t = lx_rawfield(L, idx, name);
     *v = lua_tonumber(L, -1);
     lua_pop(L, 1);
     return t == LUA_TNIL ? 0 : t == LUA_TNUMBER ? 1 : -1;
@@ -545,7 +545,7 @@ static int date_claim(lua_State *L, int idx, const char *name, double *v)
 
 static bool aud_matches(const struct lx_auth *a, lua_State *L, int claims)
 {
-    int t = lua_getfield(L, claims, "aud");
+    int t = lx_rawfield(L, claims, "aud");
     bool ok = false;
     if (t == LUA_TSTRING) {
         for (size_t i = 0; i < a->naudience && !ok; i++)
@@ -571,10 +571,10 @@ static void push_scopes(lua_State *L, int claims)
     lua_newtable(L);
     int list = lua_gettop(L);
     lua_Integer n = 0;
-    int t = lua_getfield(L, claims, "scope");
+    int t = lx_rawfield(L, claims, "scope");
     if (t != LUA_TSTRING) {
         lua_pop(L, 1);
-        t = lua_getfield(L, claims, "scp");
+        t = lx_rawfield(L, claims, "scp");
     }
     if (t == LUA_TSTRING) {
         const char *s = lua_tostring(L, -1);
@@ -622,7 +622,7 @@ static void push_principal(lua_State *L, const char *kind, int claims, int scope
     lua_setfield(L, -2, "kind");
     if (subject) {
         lua_pushlstring(L, subject, sublen);
-    } else if (lua_getfield(L, claims, "sub") != LUA_TSTRING) {
+    } else if (lx_rawfield(L, claims, "sub") != LUA_TSTRING) {
         lua_pop(L, 1);
         lua_pushnil(L);
     }
@@ -649,14 +649,14 @@ int lx_auth_verify(lua_State *L, const struct lx_auth *a, const char *token, siz
     }
     int header = lua_gettop(L);
     enum jws_alg alg = JWS_ALG_UNKNOWN;
-    if (lua_getfield(L, header, "alg") == LUA_TSTRING)
+    if (lx_rawfield(L, header, "alg") == LUA_TSTRING)
         alg = jws_alg_parse(lua_tostring(L, -1), lua_rawlen(L, -1));
     lua_pop(L, 1);
     const char *kid = NULL;
-    if (lua_getfield(L, header, "kid") == LUA_TSTRING)
+    if (lx_rawfield(L, header, "kid") == LUA_TSTRING)
         kid = lua_tostring(L, -1);      /* kept alive by the header table */
     lua_pop(L, 1);
-    bool crit = lua_getfield(L, header, "crit") != LUA_TNIL;
+    bool crit = lx_rawfield(L, header, "crit") != LUA_TNIL;
     lua_pop(L, 1);
     *reason = NULL;
     if (alg == JWS_ALG_UNKNOWN)
@@ -704,7 +704,7 @@ int lx_auth_verify(lua_State *L, const struct lx_auth *a, const char *token, siz
     else if (has_nbf && now + a->leeway < nbf)
         *reason = "token not yet valid";
     if (!*reason && a->issuer) {
-        lua_getfield(L, claims, "iss");
+        lx_rawfield(L, claims, "iss");
         if (!lua_isstring(L, -1) || strcmp(lua_tostring(L, -1), a->issuer) != 0)
             *reason = "wrong issuer";
         lua_pop(L, 1);

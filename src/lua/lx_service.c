@@ -159,22 +159,12 @@ static int function_line(lua_State *L, int idx)
     return ar.linedefined > 0 ? ar.linedefined : 0;
 }
 
-/* Pushes t[key], t at idx, raw. A service's tables are read outside any
- * handler call, where a metamethod would run unprotected and without a
- * budget: their metatables are not consulted. */
-static int raw_field(lua_State *L, int idx, const char *key)
-{
-    idx = lua_absindex(L, idx);
-    lua_pushstring(L, key);
-    return lua_rawget(L, idx);
-}
-
 static bool string_list(struct load_ctx *lc, int tbl, const char *key, char ***out, size_t *n)
 {
     lua_State *L = lc->rt->L;
     *out = NULL;
     *n = 0;
-    int t = raw_field(L, tbl, key);
+    int t = lx_rawfield(L, tbl, key);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -210,7 +200,7 @@ static bool number_field(struct load_ctx *lc, int tbl, const char *key, double l
                          bool integer, double *out)
 {
     lua_State *L = lc->rt->L;
-    int t = raw_field(L, tbl, key);
+    int t = lx_rawfield(L, tbl, key);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -230,7 +220,7 @@ static bool parse_compression(struct load_ctx *lc, int tbl, struct pmd_conf *pc)
 {
     lua_State *L = lc->rt->L;
     *pc = (struct pmd_conf)PMD_CONF_DEFAULT;
-    int t = raw_field(L, tbl, "compression");
+    int t = lx_rawfield(L, tbl, "compression");
     if (t == LUA_TNIL || t == LUA_TBOOLEAN) {
         pc->enabled = t == LUA_TNIL || lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -266,7 +256,7 @@ static bool parse_compression(struct load_ctx *lc, int tbl, struct pmd_conf *pc)
     static const char *const flags[] = { "context_takeover", "enabled" };
     bool *dest[] = { &pc->context_takeover, &pc->enabled };
     for (size_t i = 0; i < 2; i++) {
-        int ft = raw_field(L, ct, flags[i]);
+        int ft = lx_rawfield(L, ct, flags[i]);
         if (ft == LUA_TBOOLEAN)
             *dest[i] = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -352,13 +342,13 @@ static bool route_table(struct load_ctx *lc, const char *key, int line,
             return fail(lc, line, "route \"%s\": unknown field `%s` (handler, auth)", key, k);
         }
     }
-    if (lua_getfield(L, rv, "auth") != LUA_TNIL &&
+    if (lx_rawfield(L, rv, "auth") != LUA_TNIL &&
         !auth_value(lc, lua_gettop(L), line, true, &ra->own, &ra->none)) {
         lua_pop(L, 1);
         return false;
     }
     lua_pop(L, 1);
-    lua_getfield(L, rv, "handler");
+    lx_rawfield(L, rv, "handler");
     lua_replace(L, rv);
     return true;
 }
@@ -367,7 +357,7 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
 {
     lua_State *L = lc->rt->L;
     struct lx_service *ls = lc->ls;
-    int t = raw_field(L, tbl, "http");
+    int t = lx_rawfield(L, tbl, "http");
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return true;
@@ -447,7 +437,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     struct svc_conf *conf = &ls->svc.conf;
 
     /* path */
-    int t = raw_field(L, tbl, "path");
+    int t = lx_rawfield(L, tbl, "path");
     ls->path_line = 1;
     if (t == LUA_TNIL) {
         ls->svc.path = path_for_file(ls->file);
@@ -473,7 +463,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     lua_pop(L, 1);
 
     /* dispatch: with it, any on<Name> function is an event handler */
-    t = raw_field(L, tbl, "dispatch");
+    t = lx_rawfield(L, tbl, "dispatch");
     if (t == LUA_TSTRING && lua_rawlen(L, -1) > 0)
         ls->dispatch_key = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -481,7 +471,7 @@ static bool validate(struct load_ctx *lc, int tbl)
         return fail(lc, field_line(lc, "dispatch"), "`dispatch` must be the name of a JSON field");
 
     /* sandbox = false: the unsafe extras for this service (lx_sandbox.c) */
-    t = raw_field(L, tbl, "sandbox");
+    t = lx_rawfield(L, tbl, "sandbox");
     ls->unsafe = t == LUA_TBOOLEAN && !lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (t != LUA_TNIL && t != LUA_TBOOLEAN)
@@ -543,7 +533,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     if (!string_list(lc, tbl, "protocols", &conf->protocols, &conf->nprotocols) ||
         !string_list(lc, tbl, "origins", &conf->origins, &conf->norigins))
         return false;
-    raw_field(L, tbl, "origins");
+    lx_rawfield(L, tbl, "origins");
     conf->any_origin = lua_isnil(L, -1);
     lua_pop(L, 1);
     double idle = LIM_WS_IDLE_DEFAULT, maxmsg = LIM_WS_MESSAGE_DEFAULT,
@@ -558,7 +548,7 @@ static bool validate(struct load_ctx *lc, int tbl)
     conf->auto_pong = ls->handler[H_PING] == LUA_NOREF;
     if (!parse_compression(lc, tbl, &conf->pmd))
         return false;
-    if (lua_getfield(L, tbl, "auth") != LUA_TNIL) {
+    if (lx_rawfield(L, tbl, "auth") != LUA_TNIL) {
         bool none = false;
         bool ok = auth_value(lc, lua_gettop(L), 0, false, &ls->auth, &none);
         lua_pop(L, 1);
@@ -876,7 +866,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
         if (decoded && ls->dispatch_key && lua_istable(L, -1)) {
             size_t en;
             const char *ev = NULL;
-            if (lua_getfield(L, -1, ls->dispatch_key) == LUA_TSTRING)
+            if (lx_rawfield(L, -1, ls->dispatch_key) == LUA_TSTRING)
                 ev = lua_tolstring(L, -1, &en);
             char name[128];
             if (ev)
@@ -884,7 +874,7 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
             /* A client may name custom events only, never onClose & co. */
             if (ev && handler_of(name, false) < 0) {
                 lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
-                int ft = raw_field(L, -1, name);
+                int ft = lx_rawfield(L, -1, name);
                 lua_remove(L, -2);
                 if (ft == LUA_TFUNCTION) {
                     lua_remove(L, -2);                  /* the event name */
