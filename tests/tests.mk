@@ -114,7 +114,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -Isrc
 FUZZ_OBJ     := $(CODEC_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
 # target name = binary name = corpus folder; fuzz_ws_rx.c is built four ways.
 FUZZ_PLAIN   := fuzz_http_request fuzz_http_response fuzz_http_chunked \
-                fuzz_pmd_negotiate fuzz_pmd_accept fuzz_utf8
+                fuzz_pmd_negotiate fuzz_pmd_accept fuzz_utf8 fuzz_jws
 FUZZ_WS      := fuzz_ws_rx_server fuzz_ws_rx_client fuzz_ws_rx_server_pmd fuzz_ws_rx_client_pmd
 FUZZ_TARGETS := $(FUZZ_PLAIN) $(FUZZ_WS)
 FUZZ_BIN     := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
