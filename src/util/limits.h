@@ -234,4 +234,11 @@
 /* Seconds between two log lines about one inbox's drops. */
 #define LIM_INBOX_LOG_INTERVAL     1.0
 
+/* The cluster link to Redis (src/cluster/, --redis). */
+/* Bytes of a --redis URL. Longer: "moonws: --redis: the URL is longer than
+ * 1024 bytes", the usage, exit 2. */
+#define LIM_REDIS_URL_MAX          1024
+/* Bytes of --redis-prefix. Longer: the usage, exit 2. */
+#define LIM_REDIS_PREFIX_MAX       64
+
 #endif
