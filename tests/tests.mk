@@ -85,7 +85,7 @@ unit: $(UNIT_BIN)
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox
+TSAN_UNIT   := test_shdict test_inbox test_cluster_chans test_cluster_link
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))

@@ -36,6 +36,16 @@
 #define CLUSTER_NODE_MAX ((1u << CLUSTER_NODE_BITS) - 1)
 /* Connection ids stay exact in a double (JavaScript, JSON readers). */
 #define CLUSTER_ID_MAX ((UINT64_C(1) << 53) - 1)
+/* A connection id carries its node's number in its top CLUSTER_NODE_BITS
+ * bits (of 53), so that a send finds the node without a lookup; the lower
+ * 41 bits are the process's own (a sequence and the worker). Node 0: an id
+ * handed out before the node joined, reachable from its own node only. */
+#define CLUSTER_ID_NODE_SHIFT (53 - CLUSTER_NODE_BITS)
+
+static inline unsigned cluster_id_node(uint64_t id)
+{
+    return (unsigned)(id >> CLUSTER_ID_NODE_SHIFT);
+}
 
 /* "MWS1 4095 t 9007199254740991\n" is the longest header. */
 #define CLUSTER_WIRE_HEAD_MAX 32
