@@ -123,15 +123,6 @@ void cluster_count_cache_swap(struct cluster_count_cache *c, struct cluster_coun
     cluster_count_table_free(old);
 }
 
-void cluster_count_cache_clear(struct cluster_count_cache *c)
-{
-    pthread_mutex_lock(&c->mu);
-    struct cluster_count_table *old = c->table;
-    c->table = NULL;
-    pthread_mutex_unlock(&c->mu);
-    cluster_count_table_free(old);
-}
-
 bool cluster_count_cache_get(struct cluster_count_cache *c, const char *path, size_t len,
                              int64_t now_ms, int64_t max_age_ms, uint64_t *n)
 {

@@ -47,8 +47,6 @@ void cluster_count_cache_free(struct cluster_count_cache *c);
 /* Replaces the cache's table with t (which it now owns), read at now_ms. */
 void cluster_count_cache_swap(struct cluster_count_cache *c, struct cluster_count_table *t,
                               int64_t now_ms);
-/* Forgets the figure (the link went down). */
-void cluster_count_cache_clear(struct cluster_count_cache *c);
 /* path's sum as of the last read, if that read is younger than max_age_ms
  * at now_ms; a path not in the table is 0. */
 bool cluster_count_cache_get(struct cluster_count_cache *c, const char *path, size_t len,

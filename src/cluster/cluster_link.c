@@ -457,7 +457,6 @@ static void link_fail(struct cluster_link *l, const char *why, bool fatal)
     ev_timer_stop(l->loop, &l->connect_w);
     close_all(l);
     cluster_chans_reset(l->chans);
-    cluster_count_cache_clear(&l->count_cache);
 
     if (was_up) {
         COUNT(l, drops);

@@ -137,9 +137,10 @@ void cluster_link_unsubscribe(struct cluster_link *l, enum cluster_chan ch, cons
  * LIM_CLUSTER_COUNT_INTERVAL, this node reads the others' at the same
  * pace: the figure is at most about two intervals old; a node that died is
  * counted until LIM_CLUSTER_COUNT_TTL after its last write). False when
- * there is no figure younger than LIM_CLUSTER_COUNT_TTL (the link is down,
- * or has not read one yet, or has no counts callback). A path no other node
- * counts gives true and 0. Any thread; a mutex held for a lookup. */
+ * there is no figure younger than LIM_CLUSTER_COUNT_TTL: the link has not
+ * read one yet, or has been down (or Redis slow) that long, or there is no
+ * counts callback. A path no other node counts gives true and 0. Any
+ * thread; a mutex held for a lookup. */
 bool cluster_link_count_others(struct cluster_link *l, const char *path, size_t len,
                                uint64_t *n);
 
