@@ -220,6 +220,22 @@ static void refused(struct cluster_link *l, const char *what, const redisReply *
     link_fail(l, why, !transient(r->str));
 }
 
+/* The reply to a command of the handshake or the lease on ac: NULL when ac
+ * is no longer current (a pending callback of a connection being freed),
+ * or when Redis answered an error, which refused() has dealt with. */
+static redisReply *answer(redisAsyncContext *ac, void *reply, const char *what)
+{
+    struct cluster_link *l = ac->data;
+    redisReply *r = reply;
+    if (!r || (ac != l->pub && ac != l->sub))
+        return NULL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        refused(l, what, r);
+        return NULL;
+    }
+    return r;
+}
+
 static void pub_select(struct cluster_link *l);
 static void pub_join(struct cluster_link *l);
 
@@ -259,13 +275,8 @@ static void auth_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
-    if (!r || (ac != l->pub && ac != l->sub))
+    if (!answer(ac, reply, "the password (AUTH)"))
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        refused(l, "the password (AUTH)", r);
-        return;
-    }
     if (ac == l->sub) {
         l->sub_ready = true;
         maybe_up(l);
@@ -279,13 +290,8 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
-    if (!r || ac != l->sub)
+    if (!answer(ac, reply, "PING"))
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        refused(l, "PING", r);
-        return;
-    }
     l->sub_ready = true;
     maybe_up(l);
 }
@@ -294,16 +300,10 @@ static void select_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
-    if (!r || ac != l->pub)
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char what[64];
-        snprintf(what, sizeof what, "database %d (SELECT)", l->url.db);
-        refused(l, what, r);
-        return;
-    }
-    pub_join(l);
+    char what[64];
+    snprintf(what, sizeof what, "database %d (SELECT)", l->url.db);
+    if (answer(ac, reply, what))
+        pub_join(l);
 }
 
 /* The publisher's steps, each after the one before succeeded (pipelined,
@@ -333,14 +333,10 @@ static void send_claim(struct cluster_link *l, unsigned node, redisCallbackFn *c
 static void claim_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
     unsigned n = (unsigned)(uintptr_t)priv;
-    if (!r || ac != l->pub)
+    redisReply *r = answer(ac, reply, "the node's lease (EVAL)");
+    if (!r)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        refused(l, "the node's lease (EVAL)", r);
-        return;
-    }
     bool ours = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (atomic_load(&l->node) == 0) {
         if (!ours) {
@@ -373,13 +369,9 @@ static void incr_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
-    if (!r || ac != l->pub)
+    redisReply *r = answer(ac, reply, "INCR of the node counter");
+    if (!r)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        refused(l, "INCR of the node counter", r);
-        return;
-    }
     if (r->type != REDIS_REPLY_INTEGER || r->integer < 1) {
         char why[WHY_MAX];
         snprintf(why, sizeof why, "Redis at %s: the node counter %snodes is below 1", l->where,
@@ -516,14 +508,10 @@ static void lease_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct cluster_link *l = ac->data;
-    redisReply *r = reply;
-    if (!r || ac != l->pub)
+    redisReply *r = answer(ac, reply, "the node's lease (EVAL)");
+    if (!r)
         return;
     l->beat_pending = false;
-    if (r->type == REDIS_REPLY_ERROR) {
-        refused(l, "the node's lease (EVAL)", r);
-        return;
-    }
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !l->lease_lost_logged) {
         log_error("cluster: node number %u is now held by another node (this node was cut "
                   "off longer than its lease?): connection ids of the two may collide; "

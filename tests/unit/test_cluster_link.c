@@ -297,6 +297,7 @@ struct node {
     struct got *msgs;
     size_t n, cap;
     bool wrong_thread;
+    bool started;               /* node_start ran, node_stop not yet */
     pthread_t main_thread;
     /* counts reported to the cluster */
     const char *paths[4];
@@ -347,6 +348,7 @@ static enum cluster_start node_start(struct node *nd, const char *url, bool coun
                                      size_t whylen)
 {
     pthread_mutex_init(&nd->mu, NULL);
+    nd->started = true;
     nd->main_thread = pthread_self();
     struct cluster_link_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -373,6 +375,9 @@ static bool node_join(struct node *nd, int port)
 
 static void node_stop(struct node *nd)
 {
+    if (!nd->started)
+        return;
+    nd->started = false;
     if (nd->l)
         cluster_link_stop(nd->l);
     nd->l = NULL;
@@ -487,123 +492,124 @@ static char *release_log(void)
 
 /* ---- the tests ---- */
 
+/* A redis-server of the test's own and, joined to it, nodes a and b (as
+ * many as asked). */
+struct fix {
+    struct server s;
+    int port;
+    struct node a, b;
+};
+
+static bool fix_up(struct fix *f, int nodes)
+{
+    memset(f, 0, sizeof *f);
+    f->port = free_port();
+    if (!CHECK(server_start(&f->s, f->port, NULL)))
+        return false;
+    return (nodes < 1 || CHECK(node_join(&f->a, f->port))) &&
+           (nodes < 2 || CHECK(node_join(&f->b, f->port)));
+}
+
+static void fix_down(struct fix *f)
+{
+    node_stop(&f->a);
+    node_stop(&f->b);
+    server_stop(&f->s);
+}
+
 TEST(nodes_get_distinct_numbers_and_leases)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    CHECK(node_join(&a, port));
-    CHECK(node_join(&b, port));
-    if (a.l && b.l) {
-        unsigned na = cluster_link_node(a.l), nb = cluster_link_node(b.l);
+    struct fix f;
+    if (fix_up(&f, 2)) {
+        unsigned na = cluster_link_node(f.a.l), nb = cluster_link_node(f.b.l);
         CHECK(na >= 1 && na <= CLUSTER_NODE_MAX);
         CHECK(nb >= 1 && nb <= CLUSTER_NODE_MAX);
         CHECK(na != nb);
-        CHECK_EQ_INT(rint_cmd(&s, "GET moonws:nodes"), 2);
-        long long ttl = rint_cmd(&s, "PTTL moonws:lease:%u", na);
+        CHECK_EQ_INT(rint_cmd(&f.s, "GET moonws:nodes"), 2);
+        long long ttl = rint_cmd(&f.s, "PTTL moonws:lease:%u", na);
         CHECK(ttl > 0 && ttl <= (long long)(LIM_CLUSTER_LEASE_TTL * 1000));
         /* Each node listens on its own channel. */
         char ch[32];
         snprintf(ch, sizeof ch, "moonws:node:%u", na);
-        CHECK(wait_numsub(&s, ch, 1));
+        CHECK(wait_numsub(&f.s, ch, 1));
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(publish_reaches_the_other_node_once_and_not_itself)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
-        cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "news", 4);
-        cluster_link_subscribe(b.l, CLUSTER_CH_TOPIC, "news", 4);
-        CHECK(wait_numsub(&s, "moonws:topic:news", 2));
-        CHECK(pub_text(&a, "news", "hello"));
+    struct fix f;
+    if (fix_up(&f, 2)) {
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "news", 4);
+        cluster_link_subscribe(f.b.l, CLUSTER_CH_TOPIC, "news", 4);
+        CHECK(wait_numsub(&f.s, "moonws:topic:news", 2));
+        CHECK(pub_text(&f.a, "news", "hello"));
         static const char bin[] = { 0, 1, 2, (char)0xff };
-        CHECK(cluster_link_publish(a.l, CLUSTER_CH_TOPIC, "news", 4, CLUSTER_BINARY, bin,
+        CHECK(cluster_link_publish(f.a.l, CLUSTER_CH_TOPIC, "news", 4, CLUSTER_BINARY, bin,
                                    sizeof bin));
-        CHECK(pub_text(&a, "news", "end"));
-        CHECK(wait_copy(&b, "end"));
-        CHECK(wait_for(own_skipped_and_published_3, &a, 10));
-        CHECK_EQ_INT(copies(&b, "hello"), 1);
-        CHECK_EQ_INT(received(&b), 3);
-        pthread_mutex_lock(&b.mu);
-        if (CHECK(b.n == 3)) {
-            CHECK_EQ_INT(b.msgs[0].chan, CLUSTER_CH_TOPIC);
-            CHECK_STR(b.msgs[0].name, strlen(b.msgs[0].name), "news");
-            CHECK_EQ_INT(b.msgs[0].origin, cluster_link_node(a.l));
-            CHECK_EQ_INT(b.msgs[0].kind, CLUSTER_TEXT);
-            CHECK_EQ_INT(b.msgs[1].kind, CLUSTER_BINARY);
-            CHECK_MEM(b.msgs[1].data, b.msgs[1].len, bin, sizeof bin);
+        CHECK(pub_text(&f.a, "news", "end"));
+        CHECK(wait_copy(&f.b, "end"));
+        CHECK(wait_for(own_skipped_and_published_3, &f.a, 10));
+        CHECK_EQ_INT(copies(&f.b, "hello"), 1);
+        CHECK_EQ_INT(received(&f.b), 3);
+        pthread_mutex_lock(&f.b.mu);
+        if (CHECK(f.b.n == 3)) {
+            CHECK_EQ_INT(f.b.msgs[0].chan, CLUSTER_CH_TOPIC);
+            CHECK_STR(f.b.msgs[0].name, strlen(f.b.msgs[0].name), "news");
+            CHECK_EQ_INT(f.b.msgs[0].origin, cluster_link_node(f.a.l));
+            CHECK_EQ_INT(f.b.msgs[0].kind, CLUSTER_TEXT);
+            CHECK_EQ_INT(f.b.msgs[1].kind, CLUSTER_BINARY);
+            CHECK_MEM(f.b.msgs[1].data, f.b.msgs[1].len, bin, sizeof bin);
         }
-        CHECK(!b.wrong_thread);
-        pthread_mutex_unlock(&b.mu);
+        CHECK(!f.b.wrong_thread);
+        pthread_mutex_unlock(&f.b.mu);
         /* A never hands its own messages on. */
-        CHECK_EQ_INT(received(&a), 0);
-        CHECK_EQ_INT(stats_of(&a).own_skipped, 3);
-        CHECK_EQ_INT(stats_of(&a).published, 3);
+        CHECK_EQ_INT(received(&f.a), 0);
+        CHECK_EQ_INT(stats_of(&f.a).own_skipped, 3);
+        CHECK_EQ_INT(stats_of(&f.a).published, 3);
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(order_per_publisher_is_kept)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
-        cluster_link_subscribe(b.l, CLUSTER_CH_TOPIC, "seq", 3);
-        CHECK(wait_numsub(&s, "moonws:topic:seq", 1));
+    struct fix f;
+    if (fix_up(&f, 2)) {
+        cluster_link_subscribe(f.b.l, CLUSTER_CH_TOPIC, "seq", 3);
+        CHECK(wait_numsub(&f.s, "moonws:topic:seq", 1));
         char m[16];
         for (int i = 0; i < 2000; i++) {
             snprintf(m, sizeof m, "%d", i);
-            CHECK(pub_text(&a, "seq", m));
+            CHECK(pub_text(&f.a, "seq", m));
         }
-        CHECK(wait_copy(&b, "1999"));
-        pthread_mutex_lock(&b.mu);
-        CHECK_EQ_INT(b.n, 2000);
+        CHECK(wait_copy(&f.b, "1999"));
+        pthread_mutex_lock(&f.b.mu);
+        CHECK_EQ_INT(f.b.n, 2000);
         size_t bad = 0;
-        for (size_t i = 0; i < b.n; i++)
-            bad += (size_t)atoi(b.msgs[i].data) != i;
+        for (size_t i = 0; i < f.b.n; i++)
+            bad += (size_t)atoi(f.b.msgs[i].data) != i;
         CHECK_EQ_INT(bad, 0);
-        pthread_mutex_unlock(&b.mu);
+        pthread_mutex_unlock(&f.b.mu);
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(service_channel_and_node_channel)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
-        cluster_link_subscribe(b.l, CLUSTER_CH_SVC, "/chat", 5);
-        CHECK(wait_numsub(&s, "moonws:svc:/chat", 1));
-        CHECK(cluster_link_publish(a.l, CLUSTER_CH_SVC, "/chat", 5, CLUSTER_TEXT, "to all", 6));
-        unsigned nb = cluster_link_node(b.l);
+    struct fix f;
+    if (fix_up(&f, 2)) {
+        cluster_link_subscribe(f.b.l, CLUSTER_CH_SVC, "/chat", 5);
+        CHECK(wait_numsub(&f.s, "moonws:svc:/chat", 1));
+        CHECK(cluster_link_publish(f.a.l, CLUSTER_CH_SVC, "/chat", 5, CLUSTER_TEXT, "to all", 6));
+        unsigned nb = cluster_link_node(f.b.l);
         uint64_t id = (uint64_t)nb << CLUSTER_ID_NODE_SHIFT | 4242;
         CHECK(cluster_id_node(id) == nb);
-        CHECK(cluster_link_send(a.l, nb, id, CLUSTER_TEXT, "just you", 8));
-        CHECK(wait_copy(&b, "just you"));
-        CHECK(wait_copy(&b, "to all"));
-        pthread_mutex_lock(&b.mu);
-        for (size_t i = 0; i < b.n; i++) {
-            struct got *g = &b.msgs[i];
+        CHECK(cluster_link_send(f.a.l, nb, id, CLUSTER_TEXT, "just you", 8));
+        CHECK(wait_copy(&f.b, "just you"));
+        CHECK(wait_copy(&f.b, "to all"));
+        pthread_mutex_lock(&f.b.mu);
+        for (size_t i = 0; i < f.b.n; i++) {
+            struct got *g = &f.b.msgs[i];
             if (strcmp(g->data, "to all") == 0) {
                 CHECK_EQ_INT(g->chan, CLUSTER_CH_SVC);
                 CHECK_STR(g->name, strlen(g->name), "/chat");
@@ -611,15 +617,13 @@ TEST(service_channel_and_node_channel)
             } else {
                 CHECK_EQ_INT(g->chan, CLUSTER_CH_NODE);
                 CHECK(g->target == id);
-                CHECK_EQ_INT(g->origin, cluster_link_node(a.l));
+                CHECK_EQ_INT(g->origin, cluster_link_node(f.a.l));
             }
         }
-        pthread_mutex_unlock(&b.mu);
-        CHECK_EQ_INT(received(&a), 0);
+        pthread_mutex_unlock(&f.b.mu);
+        CHECK_EQ_INT(received(&f.a), 0);
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 static bool subscribed_to_one(void *arg)
@@ -629,46 +633,40 @@ static bool subscribed_to_one(void *arg)
 
 TEST(subscriptions_are_counted_by_reference)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
+    struct fix f;
+    if (fix_up(&f, 2)) {
         /* Two workers want "t": one SUBSCRIBE. */
-        cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "t", 1);
-        cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "t", 1);
-        CHECK(wait_numsub(&s, "moonws:topic:t", 1));
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "t", 1);
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "t", 1);
+        CHECK(wait_numsub(&f.s, "moonws:topic:t", 1));
         /* One lets go: still subscribed. A later change ("probe") shows
          * the link has looked at its table since. */
-        cluster_link_unsubscribe(a.l, CLUSTER_CH_TOPIC, "t", 1);
-        cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "probe", 5);
-        CHECK(wait_numsub(&s, "moonws:topic:probe", 1));
-        CHECK_EQ_INT(numsub(&s, "moonws:topic:t"), 1);
-        CHECK(pub_text(&b, "t", "still"));
-        CHECK(wait_copy(&a, "still"));
+        cluster_link_unsubscribe(f.a.l, CLUSTER_CH_TOPIC, "t", 1);
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "probe", 5);
+        CHECK(wait_numsub(&f.s, "moonws:topic:probe", 1));
+        CHECK_EQ_INT(numsub(&f.s, "moonws:topic:t"), 1);
+        CHECK(pub_text(&f.b, "t", "still"));
+        CHECK(wait_copy(&f.a, "still"));
         /* The last one lets go: UNSUBSCRIBE; nothing arrives any more. */
-        cluster_link_unsubscribe(a.l, CLUSTER_CH_TOPIC, "t", 1);
-        CHECK(wait_numsub(&s, "moonws:topic:t", 0));
-        CHECK(pub_text(&b, "t", "gone"));
-        CHECK(pub_text(&b, "probe", "after"));
-        CHECK(wait_copy(&a, "after"));
-        CHECK_EQ_INT(copies(&a, "gone"), 0);
+        cluster_link_unsubscribe(f.a.l, CLUSTER_CH_TOPIC, "t", 1);
+        CHECK(wait_numsub(&f.s, "moonws:topic:t", 0));
+        CHECK(pub_text(&f.b, "t", "gone"));
+        CHECK(pub_text(&f.b, "probe", "after"));
+        CHECK(wait_copy(&f.a, "after"));
+        CHECK_EQ_INT(copies(&f.a, "gone"), 0);
         /* Taken and dropped between two looks: nothing on the wire, and
          * the table is left as it was. */
         for (int i = 0; i < 100; i++) {
-            cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "flicker", 7);
-            cluster_link_unsubscribe(a.l, CLUSTER_CH_TOPIC, "flicker", 7);
+            cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "flicker", 7);
+            cluster_link_unsubscribe(f.a.l, CLUSTER_CH_TOPIC, "flicker", 7);
         }
-        cluster_link_unsubscribe(a.l, CLUSTER_CH_TOPIC, "probe", 5);
-        CHECK(wait_numsub(&s, "moonws:topic:probe", 0));
-        CHECK_EQ_INT(numsub(&s, "moonws:topic:flicker"), 0);
+        cluster_link_unsubscribe(f.a.l, CLUSTER_CH_TOPIC, "probe", 5);
+        CHECK(wait_numsub(&f.s, "moonws:topic:probe", 0));
+        CHECK_EQ_INT(numsub(&f.s, "moonws:topic:flicker"), 0);
         /* Only the node's own channel is left (as Redis' last answer says). */
-        CHECK(wait_for(subscribed_to_one, &a, 10));
+        CHECK(wait_for(subscribed_to_one, &f.a, 10));
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 /* Runs redis-cli with these arguments (as the docs show it); true when it
@@ -701,83 +699,75 @@ static bool malformed_thrice(void *arg)
 
 TEST(another_program_publishes_in)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node b = { 0 };
-    if (CHECK(node_join(&b, port))) {
-        cluster_link_subscribe(b.l, CLUSTER_CH_TOPIC, "news", 4);
-        CHECK(wait_numsub(&s, "moonws:topic:news", 1));
+    struct fix f;
+    if (fix_up(&f, 1)) {
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "news", 4);
+        CHECK(wait_numsub(&f.s, "moonws:topic:news", 1));
         /* docs/cluster.md: a bare payload is text from origin 0. */
         const char *bare[] = { "PUBLISH", "moonws:topic:news", "{\"headline\":\"hi\"}", NULL };
-        CHECK(redis_cli(port, bare));
-        CHECK(wait_copy(&b, "{\"headline\":\"hi\"}"));
+        CHECK(redis_cli(f.port, bare));
+        CHECK(wait_copy(&f.a, "{\"headline\":\"hi\"}"));
         /* An envelope: binary, to one connection. */
         char env[64], ch[32];
-        unsigned nb = cluster_link_node(b.l);
-        snprintf(ch, sizeof ch, "moonws:node:%u", nb);
+        unsigned na = cluster_link_node(f.a.l);
+        snprintf(ch, sizeof ch, "moonws:node:%u", na);
         snprintf(env, sizeof env, "MWS1 0 b %llu\nbytes",
-                 (unsigned long long)((uint64_t)nb << CLUSTER_ID_NODE_SHIFT | 7));
+                 (unsigned long long)((uint64_t)na << CLUSTER_ID_NODE_SHIFT | 7));
         const char *enveloped[] = { "PUBLISH", ch, env, NULL };
-        CHECK(redis_cli(port, enveloped));
-        CHECK(wait_copy(&b, "bytes"));
-        pthread_mutex_lock(&b.mu);
-        for (size_t i = 0; i < b.n; i++) {
-            CHECK_EQ_INT(b.msgs[i].origin, 0);
-            if (strcmp(b.msgs[i].data, "bytes") == 0)
-                CHECK_EQ_INT(b.msgs[i].kind, CLUSTER_BINARY);
+        CHECK(redis_cli(f.port, enveloped));
+        CHECK(wait_copy(&f.a, "bytes"));
+        pthread_mutex_lock(&f.a.mu);
+        for (size_t i = 0; i < f.a.n; i++) {
+            CHECK_EQ_INT(f.a.msgs[i].origin, 0);
+            if (strcmp(f.a.msgs[i].data, "bytes") == 0)
+                CHECK_EQ_INT(f.a.msgs[i].kind, CLUSTER_BINARY);
             else
-                CHECK_EQ_INT(b.msgs[i].kind, CLUSTER_TEXT);
+                CHECK_EQ_INT(f.a.msgs[i].kind, CLUSTER_TEXT);
         }
-        pthread_mutex_unlock(&b.mu);
+        pthread_mutex_unlock(&f.a.mu);
 
         /* Malformed: dropped, counted, logged (rate-limited); the link goes on. */
         capture_log();
-        raw_publish(&s, "moonws:topic:news", "MWS1 x t\nhi", 11);
-        raw_publish(&s, "moonws:topic:news", "\xff\xfe", 2);
-        raw_publish(&s, ch, "no envelope", 11);
-        bool all = wait_for(malformed_thrice, &b, 10);
+        raw_publish(&f.s, "moonws:topic:news", "MWS1 x t\nhi", 11);
+        raw_publish(&f.s, "moonws:topic:news", "\xff\xfe", 2);
+        raw_publish(&f.s, ch, "no envelope", 11);
+        bool all = wait_for(malformed_thrice, &f.a, 10);
         const char *log = release_log();
         CHECK(all);
         CHECK(strstr(log, "a message on moonws:topic:news dropped: the envelope's origin") != NULL);
-        raw_publish(&s, "moonws:topic:news", "fine", 4);
-        CHECK(wait_copy(&b, "fine"));
-        CHECK_EQ_INT(stats_of(&b).malformed, 3);
+        raw_publish(&f.s, "moonws:topic:news", "fine", 4);
+        CHECK(wait_copy(&f.a, "fine"));
+        CHECK_EQ_INT(stats_of(&f.a).malformed, 3);
     }
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(redis_restart_resubscribes_without_duplicates)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 }, c = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
-        unsigned na = cluster_link_node(a.l), nb = cluster_link_node(b.l);
-        cluster_link_subscribe(b.l, CLUSTER_CH_TOPIC, "news", 4);
-        cluster_link_subscribe(a.l, CLUSTER_CH_SVC, "/chat", 5);
-        CHECK(wait_numsub(&s, "moonws:topic:news", 1));
-        CHECK(wait_numsub(&s, "moonws:svc:/chat", 1));
+    struct fix f;
+    struct node c = { 0 };
+    if (fix_up(&f, 2)) {
+        unsigned na = cluster_link_node(f.a.l), nb = cluster_link_node(f.b.l);
+        cluster_link_subscribe(f.b.l, CLUSTER_CH_TOPIC, "news", 4);
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_SVC, "/chat", 5);
+        CHECK(wait_numsub(&f.s, "moonws:topic:news", 1));
+        CHECK(wait_numsub(&f.s, "moonws:svc:/chat", 1));
 
         capture_log();
-        server_kill(&s);
-        bool down = wait_for(is_down, &a, 10) && wait_for(is_down, &b, 10);
+        server_kill(&f.s);
+        bool down = wait_for(is_down, &f.a, 10) && wait_for(is_down, &f.b, 10);
         /* Local delivery is the caller's; what goes to Redis meanwhile is
          * refused at once and counted. */
-        uint64_t before = stats_of(&a).not_forwarded;
+        uint64_t before = stats_of(&f.a).not_forwarded;
         int refused = 0;
         for (int i = 0; i < 5; i++)
-            refused += !pub_text(&a, "news", "while down");
-        uint64_t after = stats_of(&a).not_forwarded;
+            refused += !pub_text(&f.a, "news", "while down");
+        uint64_t after = stats_of(&f.a).not_forwarded;
 
-        bool restarted = server_start(&s, port, NULL);
-        bool up = restarted && wait_for(is_up, &a, 15) && wait_for(is_up, &b, 15);
+        bool restarted = server_start(&f.s, f.port, NULL);
+        bool up = restarted && wait_for(is_up, &f.a, 15) && wait_for(is_up, &f.b, 15);
         /* Redis lost its counter: a new node must not take A's or B's number. */
-        bool c_joined = up && node_join(&c, port);
+        bool c_joined = up && node_join(&c, f.port);
         const char *log = release_log();
 
         CHECK(down);
@@ -787,37 +777,35 @@ TEST(redis_restart_resubscribes_without_duplicates)
         CHECK(up);
         CHECK(strstr(log, "cluster: lost Redis at 127.0.0.1:") != NULL);
         CHECK(strstr(log, "5 messages could not be forwarded meanwhile") != NULL);
-        CHECK_EQ_INT(stats_of(&a).drops, 1);
-        CHECK_EQ_INT(stats_of(&a).joins, 2);
+        CHECK_EQ_INT(stats_of(&f.a).drops, 1);
+        CHECK_EQ_INT(stats_of(&f.a).joins, 2);
         /* The numbers are kept; the new node gets another. */
-        CHECK_EQ_INT(cluster_link_node(a.l), na);
-        CHECK_EQ_INT(cluster_link_node(b.l), nb);
+        CHECK_EQ_INT(cluster_link_node(f.a.l), na);
+        CHECK_EQ_INT(cluster_link_node(f.b.l), nb);
         if (CHECK(c_joined)) {
             unsigned nc = cluster_link_node(c.l);
             CHECK(nc != na && nc != nb && nc != 0);
         }
         /* Every channel needed is subscribed again, once. */
-        CHECK(wait_numsub(&s, "moonws:topic:news", 1));
-        CHECK(wait_numsub(&s, "moonws:svc:/chat", 1));
-        CHECK(pub_text(&a, "news", "after"));
-        CHECK(cluster_link_publish(b.l, CLUSTER_CH_SVC, "/chat", 5, CLUSTER_TEXT, "back", 4));
-        CHECK(pub_text(&a, "news", "end"));
-        CHECK(wait_copy(&b, "end"));
-        CHECK(wait_copy(&a, "back"));
-        CHECK_EQ_INT(copies(&b, "after"), 1);
-        CHECK_EQ_INT(copies(&b, "while down"), 0);
-        CHECK_EQ_INT(received(&b), 2);
-        CHECK_EQ_INT(received(&a), 1);
+        CHECK(wait_numsub(&f.s, "moonws:topic:news", 1));
+        CHECK(wait_numsub(&f.s, "moonws:svc:/chat", 1));
+        CHECK(pub_text(&f.a, "news", "after"));
+        CHECK(cluster_link_publish(f.b.l, CLUSTER_CH_SVC, "/chat", 5, CLUSTER_TEXT, "back", 4));
+        CHECK(pub_text(&f.a, "news", "end"));
+        CHECK(wait_copy(&f.b, "end"));
+        CHECK(wait_copy(&f.a, "back"));
+        CHECK_EQ_INT(copies(&f.b, "after"), 1);
+        CHECK_EQ_INT(copies(&f.b, "while down"), 0);
+        CHECK_EQ_INT(received(&f.b), 2);
+        CHECK_EQ_INT(received(&f.a), 1);
     }
-    node_stop(&a);
-    node_stop(&b);
     node_stop(&c);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(wrong_or_missing_password_is_refused_clearly)
 {
-    struct server s;
+    struct server s = { 0 };
     int port = free_port();
     if (!CHECK(server_start(&s, port, "s3cret")))
         return;
@@ -857,7 +845,7 @@ TEST(wrong_or_missing_password_is_refused_clearly)
 
 TEST(database_is_selected_or_refused)
 {
-    struct server s;
+    struct server s = { 0 };
     int port = free_port();
     if (!CHECK(server_start(&s, port, NULL)))
         return;
@@ -903,7 +891,7 @@ TEST(unreachable_at_start_runs_alone_then_joins)
     CHECK_EQ_INT(stats_of(&n).not_forwarded, 1);
     cluster_link_subscribe(n.l, CLUSTER_CH_TOPIC, "news", 4);
 
-    struct server s;
+    struct server s = { 0 };
     if (CHECK(server_start(&s, port, NULL))) {
         CHECK(wait_for(is_up, &n, 15));
         CHECK(cluster_link_node(n.l) >= 1);
@@ -934,30 +922,26 @@ static bool all_accounted(void *arg)
 
 TEST(slow_redis_never_blocks_and_is_dropped)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 };
-    if (CHECK(node_join(&a, port))) {
+    struct fix f;
+    if (fix_up(&f, 1)) {
         capture_log();
-        server_signal(&s, SIGSTOP);
+        server_signal(&f.s, SIGSTOP);
         /* Redis takes nothing: the queue fills, and publish returns false
          * at once instead of waiting. */
         static char big[64 * 1024];
         memset(big, 'x', sizeof big);
         int refused = 0, calls = 0;
         double end = now_s() + 20;
-        while (!queue_filled(&a) && now_s() < end) {
+        while (!queue_filled(&f.a) && now_s() < end) {
             calls++;
-            refused += !cluster_link_publish(a.l, CLUSTER_CH_TOPIC, "big", 3, CLUSTER_TEXT, big,
+            refused += !cluster_link_publish(f.a.l, CLUSTER_CH_TOPIC, "big", 3, CLUSTER_TEXT, big,
                                              sizeof big);
         }
-        bool full = queue_filled(&a);
+        bool full = queue_filled(&f.a);
         /* No answer to the heartbeat: the link gives up on this Redis. */
-        bool down = wait_for(is_down, &a, LIM_CLUSTER_REPLY_TIMEOUT + 5);
-        server_signal(&s, SIGCONT);
-        bool up = wait_for(is_up, &a, 15);
+        bool down = wait_for(is_down, &f.a, LIM_CLUSTER_REPLY_TIMEOUT + 5);
+        server_signal(&f.s, SIGCONT);
+        bool up = wait_for(is_up, &f.a, 15);
         const char *log = release_log();
         CHECK(full);
         CHECK(refused >= 1);
@@ -968,33 +952,27 @@ TEST(slow_redis_never_blocks_and_is_dropped)
         CHECK(strstr(log, "no answer for 5 s") != NULL);
         /* What was written and never confirmed counts as not forwarded:
          * every call is accounted for, once. */
-        struct calls_want w = { &a, (uint64_t)calls };
+        struct calls_want w = { &f.a, (uint64_t)calls };
         CHECK(wait_for(all_accounted, &w, 10));
     }
-    node_stop(&a);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(too_large_is_refused)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 };
-    if (CHECK(node_join(&a, port))) {
+    struct fix f;
+    if (fix_up(&f, 1)) {
         char *big = calloc(1, LIM_CLUSTER_MESSAGE_MAX);
         capture_log();
-        bool ok = cluster_link_publish(a.l, CLUSTER_CH_TOPIC, "t", 1, CLUSTER_BINARY, big,
+        bool ok = cluster_link_publish(f.a.l, CLUSTER_CH_TOPIC, "t", 1, CLUSTER_BINARY, big,
                                        LIM_CLUSTER_MESSAGE_MAX);
         const char *log = release_log();
         CHECK(!ok);
-        CHECK_EQ_INT(stats_of(&a).too_large, 1);
+        CHECK_EQ_INT(stats_of(&f.a).too_large, 1);
         CHECK(strstr(log, "1 message larger than 8388608 bytes not forwarded") != NULL);
         free(big);
     }
-    node_stop(&a);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 struct count_want {
@@ -1021,7 +999,7 @@ static bool wait_count(struct node *nd, const char *path, uint64_t n)
 
 TEST(counts_of_the_other_nodes)
 {
-    struct server s;
+    struct server s = { 0 };
     int port = free_port();
     if (!CHECK(server_start(&s, port, NULL)))
         return;
@@ -1094,35 +1072,29 @@ static bool clients_are(void *arg)
 
 TEST(stop_writes_what_was_queued_then_leaves)
 {
-    struct server s;
-    int port = free_port();
-    if (!CHECK(server_start(&s, port, NULL)))
-        return;
-    struct node a = { 0 }, b = { 0 };
-    if (CHECK(node_join(&a, port)) && CHECK(node_join(&b, port))) {
-        unsigned na = cluster_link_node(a.l);
-        cluster_link_subscribe(b.l, CLUSTER_CH_TOPIC, "last", 4);
-        cluster_link_subscribe(a.l, CLUSTER_CH_TOPIC, "last", 4);
-        CHECK(wait_numsub(&s, "moonws:topic:last", 2));
-        CHECK_EQ_INT(clients(&s), 4);
+    struct fix f;
+    if (fix_up(&f, 2)) {
+        unsigned na = cluster_link_node(f.a.l);
+        cluster_link_subscribe(f.b.l, CLUSTER_CH_TOPIC, "last", 4);
+        cluster_link_subscribe(f.a.l, CLUSTER_CH_TOPIC, "last", 4);
+        CHECK(wait_numsub(&f.s, "moonws:topic:last", 2));
+        CHECK_EQ_INT(clients(&f.s), 4);
         char m[16];
         for (int i = 0; i < 500; i++) {
             snprintf(m, sizeof m, "m%d", i);
-            pub_text(&a, "last", m);
+            pub_text(&f.a, "last", m);
         }
-        node_stop(&a);
+        node_stop(&f.a);
         /* Everything queued was written before QUIT. */
-        CHECK(wait_copy(&b, "m499"));
-        CHECK_EQ_INT(received(&b), 500);
+        CHECK(wait_copy(&f.b, "m499"));
+        CHECK_EQ_INT(received(&f.b), 500);
         /* Both its connections are gone, its channels and lease with them. */
-        struct clients_want w = { &s, 2 };
+        struct clients_want w = { &f.s, 2 };
         CHECK(wait_for(clients_are, &w, 10));
-        CHECK_EQ_INT(numsub(&s, "moonws:topic:last"), 1);
-        CHECK_EQ_INT(rint_cmd(&s, "EXISTS moonws:lease:%u", na), 0);
+        CHECK_EQ_INT(numsub(&f.s, "moonws:topic:last"), 1);
+        CHECK_EQ_INT(rint_cmd(&f.s, "EXISTS moonws:lease:%u", na), 0);
     }
-    node_stop(&a);
-    node_stop(&b);
-    server_stop(&s);
+    fix_down(&f);
 }
 
 TEST(stop_while_alone)
