@@ -13,7 +13,7 @@ LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 WARN = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
        -Wpointer-arith -Wformat=2 -Wundef -Wwrite-strings -Wno-format-nonliteral
 CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC -MMD -MP $(WARN) $(LUA_CFLAGS)
-LDLIBS  = -lev $(LUA_LIBS) -lssl -lcrypto -lcrypt -lz -lpthread -lm
+LDLIBS  = -lev $(LUA_LIBS) -lhiredis -lssl -lcrypto -lcrypt -lz -lpthread -lm
 
 # Build lines are short, kernel style ("  CC      src/util/buf.c"); V=1
 # prints every command in full instead.
@@ -31,10 +31,12 @@ ifneq ($(SANITIZE),)
   LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-# Layers (docs/architecture.md): util <- transport <- proto <- lua <- main.
+# Layers (docs/architecture.md): util <- transport <- proto <- lua <- main;
+# src/cluster (the link to Redis) stands on util and transport only.
 # The client (proto/ws_client.c) and its Lua module go into core.so only.
 CLIENT_SRC := src/proto/ws_client.c src/proto/wsc_tls.c src/lua/lx_client.c src/lua/lx_process.c
-CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*.c src/proto/*.c))
+CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*.c src/cluster/*.c \
+                                             src/proto/*.c))
 SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) src/main.c
 # The codecs the client shares with the server.
 CODEC_SRC  := src/util/buf.c src/util/crypto.c src/util/log.c src/util/utf8.c src/util/sslio.c \

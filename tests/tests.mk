@@ -20,13 +20,13 @@ UNIT_DIR    := $(BUILD)/unit
 UNIT_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 UNIT_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(UNIT_SAN) -Isrc
-UNIT_LIBS   := -lev -lssl -lcrypto -lz -lpthread
+UNIT_LIBS   := -lev -lhiredis -lssl -lcrypto -lz -lpthread
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
-               src/transport/inbox.c
+               src/transport/inbox.c $(wildcard src/cluster/*.c)
 
 # The rules of one build of the unit tests: $(1) its folder, $(2) the
 # compiler flags, $(3) the sanitizer flags to link with.
@@ -85,7 +85,7 @@ unit: $(UNIT_BIN)
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox
+TSAN_UNIT   := test_shdict test_inbox test_cluster_chans test_cluster_link
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))

@@ -234,4 +234,62 @@
 /* Seconds between two log lines about one inbox's drops. */
 #define LIM_INBOX_LOG_INTERVAL     1.0
 
+/* The cluster link to Redis (src/cluster/, --redis). */
+/* Bytes of a --redis URL. Longer: "moonws: --redis: the URL is longer than
+ * 1024 bytes", the usage, exit 2. */
+#define LIM_REDIS_URL_MAX          1024
+/* Bytes of --redis-prefix. Longer: the usage, exit 2. */
+#define LIM_REDIS_PREFIX_MAX       64
+/* Bytes of one message on a Redis channel (its envelope and payload).
+ * Larger, to publish: refused (the call returns false), counted and logged
+ * at info at most once per LIM_CLUSTER_LOG_INTERVAL, "cluster: N messages
+ * larger than 8388608 bytes not forwarded"; received: dropped, logged the
+ * same way as a malformed message. */
+#define LIM_CLUSTER_MESSAGE_MAX    (8 * 1024 * 1024)
+/* Bytes of messages on their way to Redis: queued for the link's thread,
+ * or written to Redis and not yet confirmed. Past it (Redis is slow, or the
+ * link is busy): the publish is refused, counted and logged at info at most
+ * once per LIM_CLUSTER_LOG_INTERVAL, "cluster: the queue to Redis is full
+ * (16777216 bytes): N messages not forwarded". */
+#define LIM_CLUSTER_QUEUE_BYTES    (16 * 1024 * 1024)
+/* Seconds between two log lines about refused or malformed messages (each
+ * line gives the count since the last). */
+#define LIM_CLUSTER_LOG_INTERVAL   1.0
+/* Seconds for a connection attempt to Redis: both connections open,
+ * authenticated, the database selected and the node number known. Past
+ * it: the attempt fails like a refused connection (at startup: "cluster:
+ * Redis at HOST:PORT is unreachable (...): running alone until it can
+ * join", at warn; later: a retry). */
+#define LIM_CLUSTER_CONNECT_TIMEOUT 2.0
+/* Reconnection backoff: the delay before attempt k is drawn between half
+ * and all of min(MAX, MIN * 2^k) seconds (the jitter keeps nodes that lost
+ * Redis together from coming back in step). */
+#define LIM_CLUSTER_BACKOFF_MIN    0.1
+#define LIM_CLUSTER_BACKOFF_MAX    2.0
+/* Seconds between two renewals of the node's lease on its number (also
+ * the link's heartbeat). */
+#define LIM_CLUSTER_LEASE_REFRESH  1.0
+/* Seconds a node's number stays reserved after its last renewal: a node
+ * cut off from Redis longer than this may find its number taken when it
+ * comes back (logged at error, see docs/cluster.md). */
+#define LIM_CLUSTER_LEASE_TTL      60.0
+/* Seconds Redis may take to answer the heartbeat. Past it: the link is
+ * taken as down ("cluster: lost Redis at HOST:PORT: no answer for 5 s"),
+ * and reconnects. */
+#define LIM_CLUSTER_REPLY_TIMEOUT  5.0
+/* Channels in one SUBSCRIBE or UNSUBSCRIBE command (more are sent in
+ * several). */
+#define LIM_CLUSTER_SUB_BATCH      256
+/* Seconds between two writes of this node's per-path counts (and reads of
+ * the other nodes' sum) for moonws.cluster_count. */
+#define LIM_CLUSTER_COUNT_INTERVAL 1.0
+/* Seconds a node's counts stay in Redis after its last write (a node that
+ * died is still counted this long), and the age past which a node's sum of
+ * the others is no longer given (the call reports it unknown). */
+#define LIM_CLUSTER_COUNT_TTL      3.0
+/* Seconds the link waits at shutdown for Redis to confirm what was queued,
+ * the unsubscriptions and QUIT. Past it: the connections are closed
+ * anyway. */
+#define LIM_CLUSTER_QUIT_TIMEOUT   2.0
+
 #endif
