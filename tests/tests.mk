@@ -27,7 +27,7 @@ UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
-               src/util/metrics.c src/util/shbuf.c \
+               src/util/metrics.c src/util/shbuf.c src/util/traffic_log.c \
                src/transport/inbox.c src/transport/conn.c src/transport/worker.c \
                src/transport/listener.c src/transport/admission.c \
                src/proto/metrics_http.c
@@ -89,7 +89,7 @@ unit: $(UNIT_BIN)
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox test_metrics
+TSAN_UNIT   := test_shdict test_inbox test_metrics test_traffic_log test_metrics_http
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))
