@@ -50,15 +50,36 @@ static void putf(struct line *l, const char *fmt, ...)
         l->n += (size_t)r < l->cap - l->n ? (size_t)r : l->cap - l->n - 1;
 }
 
-/* ---- text: key=value, quoted when it must be ---- */
+/* The escaped form of byte c inside a quoted value; its length. */
+typedef size_t (*escape_fn)(unsigned char c, bool utf8, char out[8]);
 
-static bool plain_byte(unsigned char c)
+/* s between quotes, each byte through esc, cut with "..." to fit max
+ * bytes, quotes included; with utf8 (the string is valid UTF-8 and goes as
+ * it is) never cut inside a character. */
+static void quoted(struct line *l, const char *s, size_t len, size_t max, escape_fn esc,
+                   bool utf8)
 {
-    return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+    put(l, "\"", 1);
+    size_t used = 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        size_t el = esc(c, utf8, e);
+        bool more = i + 1 < len;
+        /* room for this and, if more follows, "..."; a lead byte needs room
+         * for its whole character */
+        if (used + el + (more ? 3 : 0) > max || (more && utf8 && c >= 0xc0 && used + 4 + 3 > max)) {
+            put(l, "...", 3);
+            break;
+        }
+        put(l, e, el);
+        used += el;
+    }
+    put(l, "\"", 1);
 }
 
-/* The escaped form of byte c inside quotes; its length. */
-static size_t text_escape(unsigned char c, char out[5])
+/* Escapes both formats share; 0 for the others. */
+static size_t common_escape(unsigned char c, char out[8])
 {
     switch (c) {
     case '"': memcpy(out, "\\\"", 2); return 2;
@@ -66,103 +87,67 @@ static size_t text_escape(unsigned char c, char out[5])
     case '\n': memcpy(out, "\\n", 2); return 2;
     case '\r': memcpy(out, "\\r", 2); return 2;
     case '\t': memcpy(out, "\\t", 2); return 2;
-    default:
-        if (c >= 0x20 && c < 0x7f) {
-            out[0] = (char)c;
-            return 1;
-        }
-        snprintf(out, 5, "\\x%02x", c);
-        return 4;
+    default: return 0;
     }
 }
 
-static void text_value(struct line *l, const char *s, size_t len, size_t max)
+/* ---- text: key=value, quoted when it must be ---- */
+
+static bool plain_byte(unsigned char c)
 {
-    bool quote = len == 0;
-    for (size_t i = 0; i < len && !quote; i++)
-        quote = !plain_byte((unsigned char)s[i]);
-    if (!quote) {
-        if (len <= max) {
-            put(l, s, len);
-        } else {
-            put(l, s, max - 3);
-            put(l, "...", 3);
-        }
-        return;
+    return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+}
+
+static size_t text_escape(unsigned char c, bool utf8, char out[8])
+{
+    (void)utf8;
+    size_t n = common_escape(c, out);
+    if (n)
+        return n;
+    if (c >= 0x20 && c < 0x7f) {
+        out[0] = (char)c;
+        return 1;
     }
-    put(l, "\"", 1);
-    size_t used = 2;
-    for (size_t i = 0; i < len; i++) {
-        char e[5];
-        size_t el = text_escape((unsigned char)s[i], e);
-        /* room for this and, if more follows, "..." */
-        if (used + el + (i + 1 < len ? 3 : 0) > max) {
-            put(l, "...", 3);
-            break;
-        }
-        put(l, e, el);
-        used += el;
-    }
-    put(l, "\"", 1);
+    return (size_t)snprintf(out, 8, "\\x%02x", c);
 }
 
 static void text_field(struct line *l, const char *key, const char *s, size_t len, size_t max)
 {
     putf(l, " %s=", key);
-    text_value(l, s, len, max);
+    bool quote = len == 0;
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = !plain_byte((unsigned char)s[i]);
+    if (quote) {
+        quoted(l, s, len, max, text_escape, false);
+    } else if (len <= max) {
+        put(l, s, len);
+    } else {
+        put(l, s, max - 3);
+        put(l, "...", 3);
+    }
 }
 
 /* ---- JSON ---- */
 
-/* s as a JSON string. Valid UTF-8 goes as it is (control characters
- * escaped); a string that is not has each byte above 0x7f written as
- * \u00XX, so that the line stays valid JSON whatever the client sent. A
- * cut string ends with "..." and is never cut inside a character. */
-static void json_value(struct line *l, const char *s, size_t len, size_t max)
+/* Valid UTF-8 goes as it is (control characters escaped); in a string
+ * that is not, each byte above 0x7f is written as \u00XX, so that the line
+ * stays valid JSON whatever the client sent. */
+static size_t json_escape(unsigned char c, bool utf8, char out[8])
 {
-    bool utf8 = utf8_valid(s, len);
-    put(l, "\"", 1);
-    size_t used = 2;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[8];
-        size_t el;
-        if (c == '"' || c == '\\') {
-            e[0] = '\\';
-            e[1] = (char)c;
-            el = 2;
-        } else if (c == '\n') {
-            memcpy(e, "\\n", 2);
-            el = 2;
-        } else if (c == '\r') {
-            memcpy(e, "\\r", 2);
-            el = 2;
-        } else if (c == '\t') {
-            memcpy(e, "\\t", 2);
-            el = 2;
-        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
-            el = (size_t)snprintf(e, sizeof e, "\\u%04x", c);
-        } else {
-            e[0] = (char)c;
-            el = 1;
-        }
-        bool more = i + 1 < len;
-        if (used + el + (more ? 3 : 0) > max || (more && utf8 && c >= 0xc0 && used + 4 + 3 > max)) {
-            /* (a UTF-8 lead byte starts a character that might not fit whole) */
-            put(l, "...", 3);
-            break;
-        }
-        put(l, e, el);
-        used += el;
-    }
-    put(l, "\"", 1);
+    size_t n = common_escape(c, out);
+    if (n)
+        return n;
+    if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
+        return (size_t)snprintf(out, 8, "\\u%04x", c);
+    out[0] = (char)c;
+    return 1;
 }
 
 static void json_field(struct line *l, const char *key, const char *s, size_t len, size_t max)
 {
     putf(l, ",\"%s\":", key);
     if (s)
-        json_value(l, s, len, max);
+        quoted(l, s, len, max, json_escape, utf8_valid(s, len));
     else
         put(l, "null", 4);
 }

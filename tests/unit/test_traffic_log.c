@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,21 +99,35 @@ static struct traffic with_path(const char *p, size_t n)
     return t;
 }
 
-/* The text of the line between "path=" and " status=". */
-static void text_path_of(const char *line, size_t n, char *out, size_t cap)
+struct path_case {
+    const char *path;
+    size_t len;
+    const char *want;           /* as the line writes it */
+};
+
+/* Each case's path as its line writes it: between the path's key and the
+ * status that follows it. */
+static void check_paths(const struct path_case *cases, size_t n, bool json)
 {
-    const char *a = strstr(line, " path=");
-    const char *b = a ? memmem(a, n - (size_t)(a - line), " status=", 8) : NULL;
-    snprintf(out, cap, "%.*s", a && b ? (int)(b - a - 6) : 0, a ? a + 6 : "");
+    const char *key = json ? "\"path\":" : " path=", *next = json ? ",\"status\":" : " status=";
+    for (size_t i = 0; i < n; i++) {
+        struct traffic t = with_path(cases[i].path, cases[i].len);
+        char line[LIM_TRAFFIC_LINE], got[256] = "";
+        size_t len = fmt(line, &t, json);
+        const char *a = memmem(line, len, key, strlen(key));
+        const char *b = a ? memmem(a, len - (size_t)(a - line), next, strlen(next)) : NULL;
+        if (a && b)
+            snprintf(got, sizeof got, "%.*s", (int)(b - a - (ptrdiff_t)strlen(key)),
+                     a + strlen(key));
+        if (!CHECK_STR(got, strlen(got), cases[i].want))
+            NOTE("case %zu\n", i);
+        CHECK(memchr(line, '\n', len) == line + len - 1);
+    }
 }
 
 TEST(odd_paths_in_text)
 {
-    static const struct {
-        const char *path;
-        size_t len;
-        const char *want;
-    } cases[] = {
+    static const struct path_case cases[] = {
         { "/a b", 4, "\"/a b\"" },
         { "/q\"x", 4, "\"/q\\\"x\"" },
         { "/b\\s", 4, "\"/b\\\\s\"" },
@@ -124,15 +139,7 @@ TEST(odd_paths_in_text)
         { "/with\0nul", 9, "\"/with\\x00nul\"" },
         { "/plain-_.~:@!$&'()*+,;%20", 25, "/plain-_.~:@!$&'()*+,;%20" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        struct traffic t = with_path(cases[i].path, cases[i].len);
-        char line[LIM_TRAFFIC_LINE], got[256];
-        size_t n = fmt(line, &t, false);
-        text_path_of(line, n, got, sizeof got);
-        if (!CHECK_STR(got, strlen(got), cases[i].want))
-            NOTE("case %zu\n", i);
-        CHECK(memchr(line, '\n', n) == line + n - 1);
-    }
+    check_paths(cases, sizeof cases / sizeof *cases, false);
     /* an odd remote is quoted too */
     struct traffic t = http_req;
     t.remote = "";
@@ -143,11 +150,7 @@ TEST(odd_paths_in_text)
 
 TEST(odd_paths_in_json)
 {
-    static const struct {
-        const char *path;
-        size_t len;
-        const char *want;
-    } cases[] = {
+    static const struct path_case cases[] = {
         { "/q\"x\\y", 6, "\"/q\\\"x\\\\y\"" },
         { "/n\nl\r\t\x01\x1f\x7f", 9, "\"/n\\nl\\r\\t\\u0001\\u001f\\u007f\"" },
         { "/caf\xc3\xa9/\xe2\x82\xac", 10, "\"/caf\xc3\xa9/\xe2\x82\xac\"" },
@@ -155,18 +158,7 @@ TEST(odd_paths_in_json)
         { "/with\0nul", 9, "\"/with\\u0000nul\"" },
         { "", 0, "\"\"" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        struct traffic t = with_path(cases[i].path, cases[i].len);
-        char line[LIM_TRAFFIC_LINE];
-        size_t n = fmt(line, &t, true);
-        const char *a = strstr(line, "\"path\":");
-        const char *b = strstr(line, ",\"status\":");
-        char got[256];
-        snprintf(got, sizeof got, "%.*s", a && b ? (int)(b - a - 7) : 0, a ? a + 7 : "");
-        if (!CHECK_STR(got, strlen(got), cases[i].want))
-            NOTE("case %zu\n", i);
-        CHECK(memchr(line, '\n', n) == line + n - 1);
-    }
+    check_paths(cases, sizeof cases / sizeof *cases, true);
 }
 
 /* ---- a strict JSON reader (RFC 8259), for validity and for reading values back ---- */
