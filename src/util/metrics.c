@@ -80,8 +80,8 @@ struct metrics *metrics_new(unsigned nworkers)
     }
     static const char *const paths[] = { "(other)" };
     static const char *const routes[] = { "(other)", "(static)", "(none)" };
-    table_init(&m->paths, "service paths", "path", LIM_METRICS_PATHS, paths, 1);
-    table_init(&m->routes, "routes", "route", LIM_METRICS_ROUTES, routes, 3);
+    table_init(&m->paths, "service paths", "path", METRICS_PATH_SLOTS, paths, METRICS_PATH_FIXED);
+    table_init(&m->routes, "routes", "route", METRICS_ROUTE_SLOTS, routes, METRICS_ROUTE_FIXED);
     return m;
 }
 

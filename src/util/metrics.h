@@ -59,9 +59,13 @@ enum { METRICS_TEXT, METRICS_BINARY, METRICS_KINDS };
  * 10 ms, 100 ms, 1 s, and +Inf. */
 #define METRICS_DURATION_BUCKETS 7
 
-/* Ids every table has. */
-enum { METRICS_PATH_OTHER = 0 };
-enum { METRICS_ROUTE_OTHER = 0, METRICS_ROUTE_STATIC = 1, METRICS_ROUTE_NONE = 2 };
+/* Ids every table has, below the LIM_METRICS_PATHS / LIM_METRICS_ROUTES
+ * slots of real labels. */
+enum { METRICS_PATH_OTHER = 0, METRICS_PATH_FIXED };
+enum { METRICS_ROUTE_OTHER = 0, METRICS_ROUTE_STATIC = 1, METRICS_ROUTE_NONE = 2,
+       METRICS_ROUTE_FIXED };
+#define METRICS_PATH_SLOTS (METRICS_PATH_FIXED + LIM_METRICS_PATHS)
+#define METRICS_ROUTE_SLOTS (METRICS_ROUTE_FIXED + LIM_METRICS_ROUTES)
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -94,8 +98,8 @@ struct metrics_route_cells {
 /* A worker's block. Only its own thread writes it (see above). */
 struct metrics_worker {
     uint32_t rng;                       /* the sampling of handler timings; owner only */
-    struct metrics_path_cells paths[LIM_METRICS_PATHS];
-    struct metrics_route_cells routes[LIM_METRICS_ROUTES];
+    struct metrics_path_cells paths[METRICS_PATH_SLOTS];
+    struct metrics_route_cells routes[METRICS_ROUTE_SLOTS];
 };
 
 struct metrics;

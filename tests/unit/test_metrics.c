@@ -404,9 +404,9 @@ TEST(released_series_kept_until_its_slot_is_needed)
 TEST(full_table_retires_idle_series_then_overflows)
 {
     struct metrics *m = metrics_new(2);
-    int ids[LIM_METRICS_PATHS];
+    int ids[METRICS_PATH_SLOTS];
     char name[32];
-    for (int i = 1; i < LIM_METRICS_PATHS; i++) {
+    for (int i = METRICS_PATH_FIXED; i < METRICS_PATH_SLOTS; i++) {
         snprintf(name, sizeof name, "/p%d", i);
         ids[i] = metrics_path_acquire(m, name);
         CHECK_EQ_INT(ids[i], i);
@@ -528,7 +528,7 @@ TEST(routes_overflow_and_reuse)
     struct metrics *m = metrics_new(1);
     char name[48];
     int first = -1, last = -1;
-    for (int i = 3; i < LIM_METRICS_ROUTES; i++) {
+    for (int i = METRICS_ROUTE_FIXED; i < METRICS_ROUTE_SLOTS; i++) {
         snprintf(name, sizeof name, "GET /r%d", i);
         last = metrics_route_acquire(m, name);
         if (first < 0)
