@@ -27,7 +27,7 @@ UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
-               src/util/metrics.c src/util/shbuf.c src/util/traffic_log.c \
+               src/util/metrics.c src/util/shbuf.c src/util/traffic_log.c src/util/twheel.c \
                src/transport/inbox.c src/transport/conn.c src/transport/worker.c \
                src/transport/listener.c src/transport/admission.c \
                src/proto/metrics_http.c
