@@ -404,7 +404,7 @@ static const struct {
       "WebSocket connections opened, by the service path they opened on.",
       offsetof(struct metrics_path_cells, opened) },
     { "moonws_handler_calls_total", "counter",
-      "Handler calls (outermost: onOpen, onText, endpoints, timers ...).",
+      "Calls into a service's Lua: every handler, endpoint and timer function.",
       offsetof(struct metrics_path_cells, handler_calls) },
     { "moonws_handler_errors_total", "counter",
       "Handler calls that failed: a Lua error, or over the CPU budget or the memory cap.",
@@ -517,7 +517,7 @@ static void render_paths(struct metrics *m, struct buf *out)
     }
 
     family(out, "moonws_handler_duration_seconds", "histogram",
-           "Wall time of handler calls; one call in " STR(LIM_METRICS_TIMING_SAMPLE)
+           "Wall time of outermost handler calls; one call in " STR(LIM_METRICS_TIMING_SAMPLE)
            " is timed, chosen at random.");
     for (size_t i = 0; i < n; i++) {
         uint64_t cum = 0;

@@ -195,8 +195,9 @@ static inline void metrics_inflated(struct metrics_path_cells *p, size_t in, siz
 }
 
 /*
- * Handler calls. Every outermost call is counted; one in
- * LIM_METRICS_TIMING_SAMPLE is timed:
+ * Handler calls. Every call is counted; one outermost call in
+ * LIM_METRICS_TIMING_SAMPLE is timed (its time includes the calls made
+ * inside it):
  *
  *     bool timed = metrics_sample(mw);
  *     uint64_t t0 = timed ? metrics_now_ns() : 0;
