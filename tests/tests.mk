@@ -12,7 +12,8 @@
 # Unit tests compile the codecs (and the thread-safe util/transport pieces
 # they test) again with the sanitizers into build/unit/obj, so they never
 # mix with the objects of `make all`. The objects go into one archive: each
-# test binary links only the ones it uses (none pulls conn.c in).
+# test binary links only the ones it uses (only test_metrics_http pulls the
+# transport in: conn.c, worker.c, listener.c on a real loop).
 
 .PHONY: unit fuzz fuzz-build tsan
 
@@ -26,7 +27,10 @@ UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
-               src/transport/inbox.c $(wildcard src/cluster/*.c)
+               src/util/metrics.c src/util/shbuf.c src/util/traffic_log.c src/util/twheel.c \
+               src/transport/inbox.c src/transport/conn.c src/transport/worker.c \
+               src/transport/listener.c src/transport/admission.c \
+               src/proto/metrics_http.c $(wildcard src/cluster/*.c)
 
 # The rules of one build of the unit tests: $(1) its folder, $(2) the
 # compiler flags, $(3) the sanitizer flags to link with.
@@ -85,7 +89,8 @@ unit: $(UNIT_BIN)
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox test_cluster_chans test_cluster_link
+TSAN_UNIT   := test_shdict test_inbox test_cluster_chans test_cluster_link test_metrics \
+               test_traffic_log test_metrics_http
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))

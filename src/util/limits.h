@@ -221,6 +221,48 @@
  * ones among them (stopping at the first live one). */
 #define LIM_DICT_SWEEP             3
 
+/* Metrics (src/util/metrics.h, --metrics) and their listener
+ * (src/proto/metrics_http.h). */
+/* Service paths with series of their own (moonws_connections and every
+ * other family labelled by path). A path gets a series when a service is
+ * mounted there and keeps it, with its counts, for as long as the process
+ * runs unless the slot is needed: a path that no service serves any more
+ * and that no open connection counts under gives its slot to a new path
+ * (its series leave the output). Past it, with every slot in use: the new
+ * path is counted under path="(other)", logged at info (once a second at
+ * most, with the count): "metrics: more than 256 service paths: /x is
+ * counted as path=\"(other)\" (N such since the last line)". */
+#define LIM_METRICS_PATHS          256
+/* Routes with series of their own (the route label of
+ * moonws_http_requests_total: a service's endpoints and its upgrade), kept
+ * and reused like paths. Past it: route="(other)", logged likewise. */
+#define LIM_METRICS_ROUTES         1024
+/* Distinct statuses counted for one route by one worker. Past it: the
+ * status is counted as status="other". */
+#define LIM_METRICS_STATUSES       8
+/* One handler call in this many (a power of two), chosen at random by each
+ * worker, is timed for moonws_handler_duration_seconds: timing every call
+ * (two clock reads, about 55 ns here) would cost the echo path a visible
+ * share of its 0.7 us per message at 16 in flight. */
+#define LIM_METRICS_TIMING_SAMPLE  16
+/* Connections to the metrics listener open at once. Past it: a new one is
+ * closed at once, logged at info (once a second at most, with the count):
+ * "metrics listener: 64 connections open: refused N". */
+#define LIM_METRICS_CONNS          64
+/* Seconds a metrics connection may take to send a request whole, stay idle
+ * between requests, or leave its answer unread. Past it: dropped. */
+#define LIM_METRICS_TIMEOUT        10.0
+
+/* Traffic lines (src/util/traffic_log.h): --access-log, and the log at debug. */
+/* Bytes of one traffic line, its end included. Each line is one write(2),
+ * atomic even into a pipe (PIPE_BUF is 4096 on Linux). Past it: the longest
+ * value (a path) is cut to fit, ending in "...". */
+#define LIM_TRAFFIC_LINE           4096
+/* Seconds between two log lines about traffic lines the access log could
+ * not take (a pipe whose reader is behind, a full disk): "access log FILE:
+ * N lines lost (REASON)", at warn, with the count since the last. */
+#define LIM_TRAFFIC_LOST_INTERVAL  1.0
+
 /* Worker inboxes (src/transport/inbox.h): work posted from other threads. */
 /* Bytes queued in one inbox (each item's payload plus its node). Past it:
  * the post is refused (the poster gets false and keeps the payload), and
