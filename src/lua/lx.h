@@ -126,6 +126,12 @@ struct lx_rt {
      * valid UTF-8, so sending those very bytes back needs no new check. */
     const char *valid_text;
     size_t valid_len;
+    /* Timers created outside any service's code. */
+    struct lx_timer *orphan_timers;
+    /* The worker's compression streams and scratch (its connections'). */
+    struct pmd_pool pmd;
+    /* caller.query and caller.headers parse the kept upgrade head here. */
+    struct http_request head_scratch;
 
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
     struct lx_budget budget;

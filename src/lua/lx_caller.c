@@ -25,8 +25,6 @@ struct lx_caller {
     uint64_t id;
 };
 
-static __thread struct http_request head_scratch;
-
 /* The caller at idx. Only this file makes full userdata of this size
  * with this tag, and scripts cannot write into userdata. */
 static struct lx_caller *check_caller(lua_State *L, int idx)
@@ -215,12 +213,13 @@ bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len)
     return opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
 }
 
-/* Parses the kept upgrade head; NULL after the connection is gone. */
-static const struct http_request *upgrade_head(struct lx_caller *cl)
+/* Parses the kept upgrade head (into the runtime's scratch); NULL after
+ * the connection is gone. */
+static const struct http_request *upgrade_head(struct lx_rt *rt, struct lx_caller *cl)
 {
-    if (!cl->wc || http_parse_request(cl->wc->head, cl->wc->head_len, &head_scratch) <= 0)
+    if (!cl->wc || http_parse_request(cl->wc->head, cl->wc->head_len, &rt->head_scratch) <= 0)
         return NULL;
-    return &head_scratch;
+    return &rt->head_scratch;
 }
 
 static int caller_index(lua_State *L)
@@ -278,7 +277,7 @@ static int caller_index(lua_State *L)
         else
             lua_pushnil(L);
     } else if (strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
-        const struct http_request *req = upgrade_head(cl);
+        const struct http_request *req = upgrade_head(lx_rt_of(L), cl);
         if (!req) {
             lua_pushnil(L);
             return 1;

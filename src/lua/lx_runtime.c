@@ -41,6 +41,7 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
     rt->mem.limit = opt->lua_memory;
     rt->unsafe_lua = opt->unsafe_lua;
     rt->http.router = &rt->router;
+    rt->http.pmd = &rt->pmd;
     rt->http.static_root = static_root ? xstrdup(static_root) : NULL;
     rt->L = lua_newstate(lx_memory_alloc, rt);
     if (!rt->L) {
@@ -465,7 +466,7 @@ void runtime_free(struct lx_rt *rt)
     router_free(&rt->router);
     pubsub_free(&rt->pubsub);
     lua_close(rt->L);
-    pmd_thread_cleanup();
+    pmd_pool_free(&rt->pmd);
     free(rt->http.static_root);
     free(rt->dir);
     free(rt);

@@ -24,9 +24,7 @@ static const char timer_mt_key = 't';
 
 static struct lx_timer **owner_list(struct lx_rt *rt, struct lx_service *owner)
 {
-    static __thread struct lx_timer *orphans;
-    (void)rt;
-    return owner ? &owner->timers : &orphans;
+    return owner ? &owner->timers : &rt->orphan_timers;
 }
 
 /* Stops the timer and lets go of it and its function. */

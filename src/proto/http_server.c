@@ -38,9 +38,6 @@ struct http_conn {
     unsigned batch_n;           /* requests answered in it */
 };
 
-/* One parsed head at a time per thread: big, and never kept across calls. */
-static __thread struct http_request scratch_req;
-
 const char *http_status_text(int status)
 {
     switch (status) {
@@ -236,7 +233,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
             http_respond_error(c, 404, "no WebSocket service at this path", NULL);
             return false;
         }
-        if (ws_conn_accept(c, svc, &ex)) {
+        if (ws_conn_accept(c, svc, &ex, hc->srv->pmd)) {
             hc_free(hc);
             return true;
         }
@@ -344,7 +341,7 @@ static bool host_ok(const struct http_request *req)
 /* The body has arrived whole: parse the kept head again and answer. */
 static bool finish_body(struct conn *c, struct http_conn *hc)
 {
-    struct http_request *req = &scratch_req;
+    struct http_request *req = &hc->srv->scratch;
     int r = http_parse_request(hc->head.data, hc->head.len, req);
     (void)r;
     hc->state = HC_HEAD;
@@ -436,7 +433,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         return used;
     }
 
-    struct http_request *req = &scratch_req;
+    struct http_request *req = &hc->srv->scratch;
     int hl = http_parse_request(data, n, req);
     if (hl == HTTP_PARTIAL) {
         if (n >= LIM_HTTP_HEAD_MAX)

@@ -19,16 +19,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http_parse.h"
 #include "router.h"
 
 struct conn;
 struct worker;
+struct pmd_pool;
 
+/* One worker's HTTP server: its connections share it, on its thread. */
 struct http_server {
     struct router *router;
+    struct pmd_pool *pmd;       /* the worker's compression pool, for upgrades */
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
     double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
+    /* The head being answered: big, and never kept across calls. */
+    struct http_request scratch;
 };
 
 /* Starts speaking HTTP on a newly accepted connection. */

@@ -16,9 +16,6 @@
 
 #define NO_REF (-2)
 
-/* Compressed payloads are built here before their frame header is known. */
-static __thread struct buf zbuf;
-
 uint64_t ws_id(const struct ws_conn *wc)
 {
     return wc->c->id;
@@ -112,12 +109,15 @@ bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
         return false;
     struct ws_pmd *z = wc->pmd;
     if (z && len >= z->threshold) {
-        zbuf.len = 0;
-        pmd_deflate(&z->def, data, len, &zbuf);
+        /* The payload is built in the worker's scratch buffer before its
+         * frame header is known. */
+        struct buf *zb = &z->def.pool->scratch;
+        zb->len = 0;
+        pmd_deflate(&z->def, data, len, zb);
         /* Without context takeover nothing depends on this message being
          * compressed: send whichever is smaller. */
-        if (zbuf.len < len || !z->def.reset_each_message) {
-            write_frame(wc->c, opcode, WS_RSV1, zbuf.data, zbuf.len);
+        if (zb->len < len || !z->def.reset_each_message) {
+            write_frame(wc->c, opcode, WS_RSV1, zb->data, zb->len);
             return true;
         }
     }
@@ -273,7 +273,7 @@ static bool origin_allowed(const struct svc_conf *conf, const struct http_reques
 
 /* Negotiates permessage-deflate; writes the response value into resp. */
 static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct http_request *req,
-                                    char *resp, size_t cap)
+                                    struct pmd_pool *pool, char *resp, size_t cap)
 {
     if (!conf->pmd.enabled)
         return NULL;
@@ -285,7 +285,7 @@ static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct ht
     if (!n || !pmd_server_negotiate(&conf->pmd, vals, lens, n, &p, resp, cap))
         return NULL;
     struct ws_pmd *z = xcalloc(1, sizeof *z);
-    pmd_init(&p, &conf->pmd, true, &z->inf, &z->def);
+    pmd_init(&p, &conf->pmd, true, pool, &z->inf, &z->def);
     z->threshold = conf->pmd.threshold;
     return z;
 }
@@ -330,7 +330,8 @@ static char *keep_head(const struct http_request *req, uint32_t *len)
     return out;
 }
 
-bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex)
+bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex,
+                    struct pmd_pool *pool)
 {
     const struct http_request *req = ex->req;
     const char *why;
@@ -361,7 +362,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
 
     int proto = ws_select_protocol(req, svc->conf.protocols, svc->conf.nprotocols);
     char ext[256];
-    struct ws_pmd *z = negotiate_pmd(&svc->conf, req, ext, sizeof ext);
+    struct ws_pmd *z = negotiate_pmd(&svc->conf, req, pool, ext, sizeof ext);
 
     struct ws_conn *wc = xcalloc(1, sizeof *wc);
     wc->c = c;
@@ -428,9 +429,10 @@ static bool shared_deflated(struct ws_bcast *b, struct ws_pmd *z, struct shbuf *
     }
     if (b->nz == sizeof b->z / sizeof b->z[0])
         return false;
-    zbuf.len = 0;
-    pmd_deflate(&z->def, b->data, b->len, &zbuf);
-    *frame = zbuf.len < b->len ? build_frame(b->opcode, WS_RSV1, zbuf.data, zbuf.len) : NULL;
+    struct buf *zb = &z->def.pool->scratch;
+    zb->len = 0;
+    pmd_deflate(&z->def, b->data, b->len, zb);
+    *frame = zb->len < b->len ? build_frame(b->opcode, WS_RSV1, zb->data, zb->len) : NULL;
     b->z[b->nz].window_bits = z->def.window_bits;
     b->z[b->nz].level = (uint8_t)z->def.level;
     b->z[b->nz].frame = *frame;

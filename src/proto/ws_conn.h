@@ -49,7 +49,7 @@ struct ws_conn {
     struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
     char *head;                 /* a copy of the upgrade request head */
     char *protocol;             /* the negotiated sub-protocol or NULL */
-    ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */          /* the last complete frame (or idle timeout) */
+    ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */
     uint32_t head_len;
     int app_ref;                /* the runtime's handle (the caller), or -2 */
     uint8_t state;
@@ -58,8 +58,10 @@ struct ws_conn {
 
 /* Answers an upgrade request for svc on c: checks it, negotiates, runs the
  * onUpgrade gate, writes the 101 and switches c to WebSocket, then runs
- * onOpen. Returns false when it answered with a refusal instead. */
-bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex);
+ * onOpen. pool is the worker's (compression streams and scratch). Returns
+ * false when it answered with a refusal instead. */
+bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex,
+                    struct pmd_pool *pool);
 
 /* Sends a text/binary message (compressed when negotiated and worth it).
  * Returns false when the connection is closing or closed. Closes it 1008

@@ -136,5 +136,6 @@ void worker_free(struct worker *w)
     free(w->yielded);
     conn_pools_free(w);
     buf_free(&w->cork);
+    buf_free(&w->gather);
     free(w->rbuf);
 }

@@ -33,6 +33,7 @@ struct worker {
     unsigned seg_pool_n;
     struct oseg *ref_pool;      /* free segments that point at shared blocks */
     unsigned ref_pool_n;
+    struct buf gather;          /* TLS: queued segments gathered into one SSL_write */
     /* Connections that yielded their turn, in order; a slot is NULL once
      * its connection closed. */
     struct conn **yielded;
