@@ -19,6 +19,7 @@
 #include "../proto/pubsub.h"
 #include "../proto/router.h"
 #include "../proto/svc.h"
+#include "../proto/ws_bcast.h"
 #include "../proto/ws_conn.h"
 #include "../util/limits.h"
 

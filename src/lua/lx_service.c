@@ -974,6 +974,8 @@ static void rt_close(struct svc *s, struct ws_conn *wc, unsigned code, const cha
     struct lx_rt *rt = ls->rt;
     lua_State *L = rt->L;
     bool strict = lx_memory_relax(rt);
+    /* It hears nothing more: its subscriptions go now. */
+    pubsub_leave_all(wc);
     if (ls->handler[H_CLOSE] != LUA_NOREF) {
         lx_push_handler(rt, ls, H_CLOSE);
         lx_caller_push(rt, wc);

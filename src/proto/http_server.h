@@ -44,15 +44,4 @@ void http_conn_start(struct conn *c, struct http_server *srv);
  * after their current response. */
 void http_server_shutdown(struct http_server *srv, struct worker *w);
 
-/* Writes a complete response. extra is raw header lines or NULL; the body is
- * left out for HEAD (head_only) but its length is still announced. */
-void http_respond(struct conn *c, int status, const char *extra, size_t extra_len,
-                  const char *body, size_t len, bool head_only, bool close);
-
-/* An error answer with a one-line text body, after which the connection
- * ends. extra is raw header lines or NULL. */
-void http_respond_error(struct conn *c, int status, const char *why, const char *extra);
-
-const char *http_status_text(int status);
-
 #endif

@@ -26,7 +26,6 @@
 #include "ws_msg.h"
 
 struct conn;
-struct shbuf;
 struct ws_subs;
 
 enum ws_state {
@@ -56,13 +55,15 @@ struct ws_conn {
     bool notified;              /* svc->ops->close has run */
 };
 
-/* Answers an upgrade request for svc on c: checks it, negotiates, runs the
- * onUpgrade gate, writes the 101 and switches c to WebSocket, then runs
- * onOpen. pool is the worker's (compression streams and scratch). Returns
- * false when it answered with a refusal instead. */
-bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex,
-                    struct pmd_pool *pool);
+/* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
+ * app_ref) and queued the 101: wc joins its service's connections (and
+ * holds a reference to it), and c speaks WebSocket from now on. */
+void ws_conn_start(struct ws_conn *wc);
 
+/* True when a frame may be queued now: the connection is open and its
+ * queue within the service's max_backpressure — past it the connection is
+ * closed 1008 here, and this returns false. */
+bool ws_can_send(struct ws_conn *wc);
 /* Sends a text/binary message (compressed when negotiated and worth it).
  * Returns false when the connection is closing or closed. Closes it 1008
  * instead of sending when its queue already holds more than the service's
@@ -84,29 +85,5 @@ size_t ws_buffered(const struct ws_conn *wc);
 /* The connection's id (unique in the process). */
 uint64_t ws_id(const struct ws_conn *wc);
 bool ws_secure(const struct ws_conn *wc);
-
-/*
- * A message for many connections, encoded once: the plain frame and, when
- * some receivers negotiated compression without context takeover, one
- * compressed frame they all share. Receivers with context takeover get
- * their own compression.
- */
-struct ws_bcast {
-    uint8_t opcode;
-    const char *data;
-    size_t len;
-    struct shbuf *plain;
-    struct {                    /* compressed frames, built on first need */
-        uint8_t window_bits;
-        uint8_t level;
-        struct shbuf *frame;
-    } z[4];
-    unsigned nz;
-};
-
-void ws_bcast_init(struct ws_bcast *b, uint8_t opcode, const char *data, size_t len);
-/* Returns true when the frame was queued. */
-bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc);
-void ws_bcast_done(struct ws_bcast *b);
 
 #endif
