@@ -150,11 +150,6 @@ void lx_call_init(struct lx_rt *rt);
  * then *errmsg, when not NULL, gets the message, valid until the next call). */
 bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int nargs, int nres,
              const char **errmsg);
-/* The preamble of every binding that reaches clients (sends, broadcast,
- * publish, close, subscribe): raises while a file's top level runs. A
- * version is validated before anything changes, and it may yet be refused
- * — so its top level may not act on connections; `what` names the call. */
-void lx_check_serving(lua_State *L, const char *what);
 
 /* ---- lx_budget.c: the CPU budget ---- */
 
@@ -289,6 +284,9 @@ void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls);
 /* A service moved from one file to another: its moonws.shared is kept
  * under the new name from now on. */
 void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
+
+/* ---- lx_request.c ---- */
+
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);
@@ -315,11 +313,19 @@ void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *
 /* Adds moonws.dict (process-wide shared dictionaries) to the module. */
 void lx_dict_init(struct lx_rt *rt);
 
-/* ---- lx_service.c ---- */
+/* ---- lx_dispatch.c ---- */
 
+/* How the protocol layer calls a Lua service's handlers. */
 extern const struct svc_ops lx_svc_ops;
+
 /* Pushes a handler's function (nil when absent). */
-void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h);
+static inline void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h)
+{
+    if (ls->handler[h] == LUA_NOREF)
+        lua_pushnil(rt->L);
+    else
+        lua_rawgeti(rt->L, LUA_REGISTRYINDEX, ls->handler[h]);
+}
 
 /* Pushes t[key], t at idx, raw. A service's tables are read outside any
  * handler call, where a metamethod would run unprotected and without a
@@ -335,6 +341,17 @@ static inline int lx_rawfield(lua_State *L, int idx, const char *key)
 static inline struct lx_rt *lx_rt_of(lua_State *L)
 {
     return *(struct lx_rt **)lua_getextraspace(L);
+}
+
+/* The preamble of every binding that reaches clients (sends, broadcast,
+ * publish, close, subscribe): raises while a file's top level runs. A
+ * version is validated before anything changes, and it may yet be refused
+ * — so its top level may not act on connections; `what` names the call. */
+static inline void lx_check_serving(lua_State *L, const char *what)
+{
+    if (lx_rt_of(L)->loading)
+        luaL_error(L, "%s cannot be used while the file loads: nothing reaches clients before "
+                   "the version is accepted (do it in a handler or in moonws.after(0, fn))", what);
 }
 
 #endif
