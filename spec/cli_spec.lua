@@ -165,11 +165,19 @@ describe("moonws command line", function()
     local srv = testing.start{ dir = "examples", args = { "--log-format", "json" } }
     assert.equal(0, srv:stop())
     local n = 0
+    local workers = 0
     for line in srv:log():gmatch("[^\n]+") do
-      assert.matches('^{"ts":"[^"]+","level":"%a+","msg":".*"}$', line)
+      -- a worker's lines say which one it is
+      local w = line:match('^{"ts":"[^"]+","level":"%a+","worker":(%d+),"msg":".*"}$')
+      if w then
+        workers = workers + 1
+      else
+        assert.matches('^{"ts":"[^"]+","level":"%a+","msg":".*"}$', line)
+      end
       n = n + 1
     end
     assert.is_true(n > 0)
+    assert.is_true(workers > 0)
     srv:cleanup()
   end)
 

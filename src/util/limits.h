@@ -100,9 +100,6 @@
  * C function ...". Nothing more can be done: the call ends (1011) when the
  * function returns. */
 #define LIM_BUDGET_STUCK           5.0
-/* Worker threads the watchdog watches. Past it: a worker's handlers run
- * without a CPU budget, with the warning "CPU budget not enforced". */
-#define LIM_BUDGET_WORKERS         64
 /* Coroutines running inside one another (each resumed from the one before).
  * Past it: that resume raises "coroutines nested more than 64 deep". */
 #define LIM_LUA_COROUTINES         64
@@ -183,6 +180,11 @@
 /* Bytes of queued output gathered into one SSL_write at most (TLS has no
  * writev). */
 #define LIM_TLS_WRITE_GATHER       (256 * 1024)
+
+/* (-w) Worker threads. More: "bad worker count", the usage, exit 2. The
+ * worker's index has 6 bits in a connection id (util/connid.h), and the
+ * CPU budget's watchdog watches this many runtimes. */
+#define LIM_WORKERS_MAX            64
 
 /* -l and --tls-listen listeners together. Past it: "at most 16
  * listeners", the usage, exit 2. */
