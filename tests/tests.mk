@@ -26,7 +26,7 @@ UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
-               src/transport/inbox.c
+               src/util/connid.c src/util/pathcount.c src/transport/inbox.c
 
 # The rules of one build of the unit tests: $(1) its folder, $(2) the
 # compiler flags, $(3) the sanitizer flags to link with.
@@ -85,7 +85,7 @@ unit: $(UNIT_BIN)
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox
+TSAN_UNIT   := test_shdict test_inbox test_connid
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))
