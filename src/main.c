@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lua/runtime.h"
+#include "server/reload.h"
 #include "server/wthread.h"
 #include "transport/admission.h"
 #include "transport/dirwatch.h"
@@ -27,10 +28,12 @@
 #include "transport/tls.h"
 #include "transport/worker.h"
 #include "util/buf.h"
+#include "util/connid.h"
 #include "util/crypto.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/membudget.h"
+#include "util/pathcount.h"
 #include "util/shdict.h"
 
 #define MOONWS_VERSION "0.1.0"
@@ -50,7 +53,8 @@ static const char usage_text[] =
     "      --key-password PASS    password of an encrypted key or of the .p12 store\n"
     "      --key-password-file F  the same, read from the first line of F\n"
     "      --client-ca FILE       require client certificates signed by these CAs\n"
-    "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
+    "  -w, --workers N            worker threads, each with its own loop and Lua state\n"
+    "                             (default: the number of CPUs; 1 to 64)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
     "      --max-connections N    connections open at once (default: the open-file limit\n"
     "                             less a reserve); at it, accepting pauses until one\n"
@@ -181,6 +185,13 @@ static void declare_dict(const char *arg)
     }
 }
 
+/* -w's default: a worker per online CPU (at most LIM_WORKERS_MAX). */
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > LIM_WORKERS_MAX ? LIM_WORKERS_MAX : (unsigned)n;
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
@@ -213,7 +224,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (struct options){ .dir = "services", .max_connections = -1, .workers = 1,
+    *o = (struct options){ .dir = "services", .max_connections = -1, .workers = default_workers(),
                            .max_per_ip = LIM_CONNECTIONS_PER_IP,
                            .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE,
                            .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
@@ -229,11 +240,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         case 'w': {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*end || n < 1)
-                usage_error("bad worker count '%s'", optarg);
-            if (n != 1)
-                usage_error("this version runs one worker: -w %s is not supported (use -w 1)",
-                            optarg);
+            if (*end || n < 1 || n > LIM_WORKERS_MAX)
+                usage_error("bad worker count '%s' (1 to " STRINGIFY(LIM_WORKERS_MAX) ")", optarg);
             o->workers = (unsigned)n;
             break;
         }
@@ -397,7 +405,9 @@ static struct {
     size_t naddrs;
     struct wthread_shared sh;
     struct wthread *workers;
+    struct inbox *inboxes[LIM_WORKERS_MAX];
     unsigned nworkers, started, ready;
+    struct reload *reload;
     struct inbox inbox;         /* the workers' answers */
     bool serving, stopping;
     ev_signal sigterm_w, sigint_w, sighup_w;
@@ -459,6 +469,8 @@ static void begin_shutdown(const char *why)
         return;
     srv.stopping = true;
     log_info("%s: closing %zu connections", why, admission_count(srv.adm));
+    if (srv.reload)
+        reload_stop(srv.reload);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_post_shutdown(&srv.workers[i]);
     ev_break(srv.loop, EVBREAK_ALL);
@@ -471,8 +483,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     if (s->signum == SIGHUP) {
         if (srv.serving && !srv.stopping) {
             log_info("SIGHUP: reloading every service");
-            for (unsigned i = 0; i < srv.nworkers; i++)
-                wthread_post_reload(&srv.workers[i], NULL, 0);
+            reload_all(srv.reload);
         }
         return;
     }
@@ -484,13 +495,14 @@ static void files_changed(void *ud, const char *const *paths, size_t n)
     (void)ud;
     if (!srv.serving || srv.stopping)
         return;
-    for (unsigned i = 0; i < srv.nworkers; i++)
-        wthread_post_reload(&srv.workers[i], paths, n);
+    reload_files(srv.reload, paths, n);
 }
 
-/* Every worker is ready: the listening lines go out, then they accept. */
-static void all_ready(void)
+/* The services are loaded on every worker: the listening lines go out,
+ * then they accept. */
+static void all_loaded(void *ud)
 {
+    (void)ud;
     /* Watched before the lines go out: whoever reads them may change a
      * file at once. */
     if (!srv.no_reload) {
@@ -512,11 +524,22 @@ static void all_ready(void)
         wthread_post_start(&srv.workers[i]);
 }
 
+/* Every worker is ready: they load the services, together. */
 static void worker_ready(struct wthread *t)
 {
     (void)t;
     if (++srv.ready == srv.nworkers && !srv.stopping)
-        all_ready();
+        reload_startup(srv.reload);
+}
+
+static void worker_prepared(struct wthread *t, struct runtime_verdict *v)
+{
+    reload_prepared(srv.reload, t->number, v);
+}
+
+static void worker_committed(struct wthread *t, struct runtime_events *e)
+{
+    reload_committed(srv.reload, t->number, e);
 }
 
 /* Every address gets one socket per worker. */
@@ -551,10 +574,10 @@ static int check_services(const struct options *o, const char *static_root)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct worker w;
     worker_init(&w, loop, 0);
-    struct lx_rt *rt = runtime_new(&w, o->dir, static_root, &o->runtime);
+    struct lx_rt *rt = runtime_new(&w, o->dir, static_root, &o->runtime, NULL);
     /* The budget holds for a file's top level too. */
     runtime_start_watchdog(rt);
-    int failed = runtime_load_all(rt, true);
+    int failed = reload_check(rt, o->dir);
     worker_free(&w);
     runtime_free(rt);
     runtime_stop_watchdog();
@@ -568,7 +591,10 @@ static void free_master(void)
     ev_timer_stop(srv.loop, &srv.report_w);
     inbox_close(&srv.inbox);
     inbox_free(&srv.inbox);
+    reload_free(srv.reload);
     free(srv.workers);
+    connid_cleanup();
+    pathcount_cleanup();
     admission_free(srv.adm);
     runtime_stop_watchdog();
     tls_server_free(srv.tls);
@@ -622,8 +648,12 @@ int main(int argc, char **argv)
         .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
         .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
         .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
-        .workers = srv.workers, .master = &srv.inbox, .ready = worker_ready,
+        .workers = srv.workers, .peers = { srv.nworkers, srv.inboxes }, .master = &srv.inbox,
+        .ready = worker_ready, .prepared = worker_prepared, .committed = worker_committed,
     };
+    for (unsigned i = 0; i < srv.nworkers; i++)
+        srv.inboxes[i] = &srv.workers[i].inbox;
+    srv.reload = reload_new(o.dir, srv.workers, srv.nworkers, all_loaded, NULL);
     admission_set_wake(srv.adm, wthread_wake_all, &srv.sh);
     /* Signals are watched before the workers start: whoever reads the
      * "listening" lines may stop us at once. */
@@ -666,6 +696,10 @@ int main(int argc, char **argv)
      * counts would be a leak in its accounting. */
     log_debug("memory for unfinished messages and bodies at exit: %zu bytes held",
               membudget_used(&srv.mem));
+    /* Likewise: an id still open or a count still held would be a slip in
+     * their bookkeeping. */
+    log_debug("at exit: %zu connection ids open, %zu paths counted", connid_count(),
+              pathcount_keys());
     bool failed = srv.started < srv.nworkers;
     free_master();
     ev_loop_destroy(srv.loop);

@@ -102,10 +102,16 @@ struct lx_memory {
     double logged_at;               /* the last "is full" line, rate-limited */
 };
 
+struct inbox;
+struct lx_batch;
+
 /* The runtime of one worker. */
 struct lx_rt {
     lua_State *L;
-    struct worker *w;
+    struct worker *w;           /* its number is w->index + 1 (moonws.worker) */
+    unsigned nworkers;          /* workers in the process (moonws.workers) */
+    struct inbox *const *peers; /* every worker's inbox, by index; NULL: this one alone */
+    struct lx_batch *pending;   /* a batch between its two phases (lx_runtime.c) */
     struct router router;
     struct http_server http;
     struct pubsub pubsub;
@@ -307,6 +313,39 @@ void lx_timer_init(struct lx_rt *rt);
 void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls);
 /* Hands the timers of `from` to `to` (a new version taking over). */
 void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *from);
+/* The version of ls is installed: the timers its top level made start. */
+void lx_timer_start_deferred(struct lx_rt *rt, struct lx_service *ls);
+
+/* ---- lx_deliver.c: where broadcasts, publishes and sends go ---- */
+
+/* The connections a moonws.* call names by path: every connection of the
+ * service mounted at that path (a pattern, "/rooms/:room", names them
+ * all), or, for a concrete path that a service's pattern matches
+ * ("/rooms/lobby"), the connections of that service opened at that very
+ * path. */
+struct lx_at {
+    struct svc *svc;            /* NULL: no service */
+    const char *only;           /* NULL: all of svc's connections */
+    size_t only_len;
+};
+
+/* What path (NUL-terminated, n bytes) names on this worker. */
+struct lx_at lx_at_path(struct lx_rt *rt, const char *path, size_t n);
+/* True when wc is open and one of those. */
+bool lx_at_has(const struct lx_at *at, struct ws_conn *wc);
+/* A broadcast to the connections path names on this worker; returns how
+ * many it was queued for. */
+size_t lx_broadcast_here(struct lx_rt *rt, const char *path, size_t len, uint8_t opcode,
+                         const char *p, size_t n);
+/* The same broadcast (or publish, to a topic) on every other worker: one
+ * message, shared by reference, queued to their inboxes. */
+void lx_deliver_broadcast(struct lx_rt *rt, const char *path, size_t len, uint8_t opcode,
+                          const char *p, size_t n);
+void lx_deliver_publish(struct lx_rt *rt, const char *topic, size_t len, uint8_t opcode,
+                        const char *p, size_t n);
+/* moonws.send: to the connection id wherever it lives. */
+enum { LX_SEND_QUEUED, LX_SEND_CLOSED, LX_SEND_BUSY };
+int lx_deliver_send(struct lx_rt *rt, uint64_t id, uint8_t opcode, const char *p, size_t n);
 
 /* ---- lx_dict.c ---- */
 

@@ -188,29 +188,10 @@ static void push_data(lua_State *L, int idx)
     }
 }
 
-/* The path the client asked for at the upgrade, percent-decoded, from the
- * kept head's request line ("GET /path?query HTTP/1.1"). */
-static size_t opened_path(const struct ws_conn *wc, char *out, size_t cap)
-{
-    const char *t = memchr(wc->head, ' ', wc->head_len);
-    if (!t)
-        return 0;
-    t++;
-    const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
-    size_t n = 0;
-    while (t + n < end && t[n] != '?' && t[n] != ' ')
-        n++;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, t, n);
-    ssize_t dl = http_url_decode(out, n, false);
-    return dl < 0 ? n : (size_t)dl;
-}
-
 bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len)
 {
     char p[LIM_HTTP_HEAD_MAX];
-    return opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
+    return ws_opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
 }
 
 /* Parses the kept upgrade head (into the runtime's scratch); NULL after
@@ -265,7 +246,7 @@ static int caller_index(lua_State *L)
         /* Matched again against the service's path as it is now. */
         struct path_params params = { 0 };
         char p[LIM_HTTP_HEAD_MAX];
-        size_t n = wc ? opened_path(wc, p, sizeof p) : 0;
+        size_t n = wc ? ws_opened_path(wc, p, sizeof p) : 0;
         if (wc)
             router_match(wc->svc->path, p, n, &params);
         lx_push_params(L, &params);
@@ -273,7 +254,7 @@ static int caller_index(lua_State *L)
         /* The path the client asked for (the service may have moved since). */
         char p[LIM_HTTP_HEAD_MAX];
         if (wc)
-            lua_pushlstring(L, p, opened_path(wc, p, sizeof p));
+            lua_pushlstring(L, p, ws_opened_path(wc, p, sizeof p));
         else
             lua_pushnil(L);
     } else if (strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {

@@ -4,53 +4,30 @@
  */
 #include <string.h>
 
+#include "../transport/worker.h"
 #include "../util/log.h"
+#include "../util/pathcount.h"
 #include "lx.h"
 #include "lx_json.h"
 
-/* The connections a moonws.* call names by path: every connection of the
- * service mounted at that path (a pattern, "/rooms/:room", names them
- * all), or, for a concrete path that a service's pattern matches
- * ("/rooms/lobby"), the connections of that service opened at that very
- * path. */
-struct at_path {
-    struct svc *svc;
-    const char *only;           /* NULL: all of svc's connections */
-    size_t only_len;
-};
-
-static struct at_path find_svc(lua_State *L, int idx)
+/* What the path argument at idx names (lx_at_path). */
+static struct lx_at find_svc(lua_State *L, int idx)
 {
     size_t n;
     const char *path = luaL_checklstring(L, idx, &n);
-    struct router *r = &lx_rt_of(L)->router;
-    struct at_path at = { router_find_mounted(r, path), NULL, 0 };
-    if (!at.svc && (at.svc = router_find(r, path, n, NULL)) != NULL && strchr(at.svc->path, ':')) {
-        at.only = path;
-        at.only_len = n;
-    }
-    return at;
+    return lx_at_path(lx_rt_of(L), path, n);
 }
 
-static bool at_path_has(const struct at_path *at, struct ws_conn *wc)
-{
-    return ws_is_open(wc) && (!at->only || lx_conn_opened_at(wc, at->only, at->only_len));
-}
-
+/* A broadcast reaches this worker's connections at once, the others' a
+ * moment later; the count is this worker's. */
 static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n)
 {
-    struct at_path at = find_svc(L, 1);
-    lua_Integer count = 0;
-    if (at.svc) {
-        struct ws_bcast b;
-        ws_bcast_init(&b, opcode, p, n);
-        /* Connections leave this list only when freed, after the loop
-         * iteration, so a close during the walk does not break it. */
-        for (struct ws_conn *wc = at.svc->conns; wc; wc = wc->svc_next)
-            count += at_path_has(&at, wc) && ws_bcast_send(&b, wc);
-        ws_bcast_done(&b);
-    }
-    lua_pushinteger(L, count);
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    struct lx_rt *rt = lx_rt_of(L);
+    size_t count = lx_broadcast_here(rt, path, len, opcode, p, n);
+    lx_deliver_broadcast(rt, path, len, opcode, p, n);
+    lua_pushinteger(L, (lua_Integer)count);
     return 1;
 }
 
@@ -83,7 +60,9 @@ static int publish(lua_State *L, bool binary)
     else
         op = lx_message_arg(L, 2, &p, &n);
     struct lx_rt *rt = lx_rt_of(L);
-    lua_pushinteger(L, (lua_Integer)pubsub_publish(&rt->pubsub, topic, tl, op, p, n));
+    size_t count = pubsub_publish(&rt->pubsub, topic, tl, op, p, n);
+    lx_deliver_publish(rt, topic, tl, op, p, n);
+    lua_pushinteger(L, (lua_Integer)count);
     return 1;
 }
 
@@ -97,12 +76,59 @@ static int m_publish_binary(lua_State *L)
     return publish(L, true);
 }
 
+/* moonws.send(id, v) / sendBinary(id, s): true when the connection was
+ * open at the call and the message was queued to its worker; nil, "closed"
+ * when it was not open; nil, "busy" when its worker's inbox is full. */
+static int send_one(lua_State *L, bool binary)
+{
+    lx_check_serving(L, binary ? "moonws.sendBinary" : "moonws.send");
+    lua_Integer id = luaL_checkinteger(L, 1);
+    const char *p;
+    size_t n;
+    uint8_t op = WS_OP_BINARY;
+    if (binary)
+        p = luaL_checklstring(L, 2, &n);
+    else
+        op = lx_message_arg(L, 2, &p, &n);
+    int r = id > 0 ? lx_deliver_send(lx_rt_of(L), (uint64_t)id, op, p, n) : LX_SEND_CLOSED;
+    if (r == LX_SEND_QUEUED) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, r == LX_SEND_BUSY ? "busy" : "closed");
+    return 2;
+}
+
+static int m_send(lua_State *L)
+{
+    return send_one(L, false);
+}
+
+static int m_send_binary(lua_State *L)
+{
+    return send_one(L, true);
+}
+
+/* The connections open in the whole process (util/pathcount.h): of the
+ * service at the path, or opened at a concrete path under its pattern. */
 static int m_count(lua_State *L)
 {
-    struct at_path at = find_svc(L, 1);
-    lua_Integer n = 0;
-    for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next)
-        n += at_path_has(&at, wc);
+    struct lx_at at = find_svc(L, 1);
+    long n = 0;
+    if (at.svc && !at.only) {
+        n = pathcount_get(at.svc->path, strlen(at.svc->path));
+    } else if (at.svc) {
+        size_t pl = strlen(at.svc->path);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addlstring(&b, at.svc->path, pl + 1);      /* its NUL too */
+        luaL_addlstring(&b, at.only, at.only_len);
+        luaL_pushresult(&b);
+        size_t kl;
+        const char *key = lua_tolstring(L, -1, &kl);
+        n = pathcount_get(key, kl);
+    }
     lua_pushinteger(L, n);
     return 1;
 }
@@ -120,12 +146,12 @@ static int connections_next(lua_State *L)
  * or close while the loop runs do not disturb it). */
 static int m_connections(lua_State *L)
 {
-    struct at_path at = find_svc(L, 1);
+    struct lx_at at = find_svc(L, 1);
     struct lx_rt *rt = lx_rt_of(L);
     lua_newtable(L);
     lua_Integer i = 0;
     for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next) {
-        if (!at_path_has(&at, wc))
+        if (!lx_at_has(&at, wc))
             continue;
         lx_caller_push(rt, wc);
         lua_rawseti(L, -2, ++i);
@@ -170,10 +196,18 @@ void lx_module_init(struct lx_rt *rt)
         { "publishBinary", m_publish_binary },
         { "count", m_count },
         { "connections", m_connections },
+        { "send", m_send },
+        { "sendBinary", m_send_binary },
         { NULL, NULL },
     };
     luaL_newlib(L, funcs);
     int mod = lua_gettop(L);
+    /* Which worker runs this state (1..N), and how many there are: a
+     * script that wants one timer for the process runs it on worker 1. */
+    lua_pushinteger(L, (lua_Integer)rt->w->index + 1);
+    lua_setfield(L, mod, "worker");
+    lua_pushinteger(L, (lua_Integer)rt->nworkers);
+    lua_setfield(L, mod, "workers");
 
     lx_json_open(L);
     lua_setfield(L, mod, "json");

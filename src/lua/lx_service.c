@@ -99,6 +99,7 @@ bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t
     }
     ls->mounted = true;
     lx_shared_keep(rt, ls);
+    lx_timer_start_deferred(rt, ls);
     if (rt->nsvcs == rt->capsvcs) {
         rt->capsvcs = rt->capsvcs ? rt->capsvcs * 2 : 8;
         rt->svcs = xrealloc(rt->svcs, rt->capsvcs * sizeof *rt->svcs);
@@ -134,8 +135,14 @@ void lx_service_unmount(struct lx_rt *rt, struct lx_service *ls)
 void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand)
 {
     bool moved = strcmp(old->svc.path, cand->svc.path) != 0;
-    if (moved)
+    if (moved) {
         lx_service_unmount(rt, old);
+        /* Its open connections leave the old path's counts... */
+        for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next) {
+            if (ws_is_open(wc))
+                ws_count_open(wc, -1);
+        }
+    }
     /* The old version's Lua state and timers go; the candidate's move in. */
     lx_shared_keep(rt, cand);
     lx_timer_cancel_all(rt, old);
@@ -184,6 +191,11 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
         free(old->svc.path);
         old->svc.path = cand->svc.path;
         cand->svc.path = NULL;
+        /* ...for the new one's. */
+        for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next) {
+            if (ws_is_open(wc))
+                ws_count_open(wc, +1);
+        }
     }
     if (!old->mounted) {
         /* The caller made sure the path is free. */
@@ -195,6 +207,7 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     /* Open connections follow the new limits (compression stays as negotiated). */
     for (struct ws_conn *wc = old->svc.conns; wc; wc = wc->svc_next)
         wc->rx.max_message = old->svc.conf.max_message;
+    lx_timer_start_deferred(rt, old);
     service_free(cand);
 }
 

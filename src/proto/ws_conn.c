@@ -11,8 +11,11 @@
 #include "../transport/conn.h"
 #include "../transport/worker.h"
 #include "../util/limits.h"
+#include "../util/connid.h"
 #include "../util/log.h"
 #include "../util/membudget.h"
+#include "../util/pathcount.h"
+#include "http_parse.h"
 
 uint64_t ws_id(const struct ws_conn *wc)
 {
@@ -53,12 +56,57 @@ static void write_close(struct conn *c, unsigned code, const char *reason, size_
     write_frame(c, WS_OP_CLOSE, 0, payload, n);
 }
 
+size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap)
+{
+    const char *t = memchr(wc->head, ' ', wc->head_len);
+    if (!t)
+        return 0;
+    t++;
+    const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
+    size_t n = 0;
+    while (t + n < end && t[n] != '?' && t[n] != ' ')
+        n++;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, t, n);
+    ssize_t dl = http_url_decode(out, n, false);
+    return dl < 0 ? n : (size_t)dl;
+}
+
+void ws_count_open(struct ws_conn *wc, long delta)
+{
+    const char *path = wc->svc->path;
+    size_t pl = strlen(path);
+    pathcount_add(path, pl, delta);
+    if (strchr(path, ':')) {
+        /* A service with parameters counts each concrete path too. */
+        char key[LIM_HTTP_HEAD_MAX + 256];
+        if (pl + 1 >= sizeof key)
+            return;
+        memcpy(key, path, pl);
+        key[pl] = '\0';
+        size_t n = ws_opened_path(wc, key + pl + 1, sizeof key - pl - 1);
+        pathcount_add(key, pl + 1 + n, delta);
+    }
+}
+
+/* The connection stops taking messages: it leaves the open set and the
+ * counts at once, before its close has even been sent. */
+static void set_closing(struct ws_conn *wc)
+{
+    if (wc->state != WS_OPEN)
+        return;
+    wc->state = WS_CLOSING;
+    connid_close(wc->c->id);
+    ws_count_open(wc, -1);
+}
+
 static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
 {
     if (wc->notified)
         return;
     wc->notified = true;
-    wc->state = WS_CLOSING;
+    set_closing(wc);
     wc->svc->ops->close(wc->svc, wc, code, reason, len);
 }
 
@@ -71,7 +119,7 @@ void ws_fail(struct ws_conn *wc, unsigned code, const char *reason)
     else
         log_debug("conn %llu: failing with %u: %s", (unsigned long long)c->id, code, reason);
     if (wc->state == WS_OPEN && !conn_is_closed(c)) {
-        wc->state = WS_CLOSING;
+        set_closing(wc);
         write_close(c, code, reason, strlen(reason));
     }
     notify_close(wc, code, reason, strlen(reason));
@@ -82,7 +130,7 @@ bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
 {
     if (wc->state != WS_OPEN || conn_is_closed(wc->c))
         return false;
-    wc->state = WS_CLOSING;
+    set_closing(wc);
     write_close(wc->c, code, reason, len);
     wc->c->deadline = ev_now(wc->c->w->loop) + LIM_WS_CLOSE_TIMEOUT;
     return true;
@@ -169,7 +217,7 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
         if (wc->state == WS_OPEN) {
             /* Echo the code (1000 for a close without one), then tell the
              * application. */
-            wc->state = WS_CLOSING;
+            set_closing(wc);
             write_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, "", 0);
         }
         notify_close(wc, code, reason, rlen);
@@ -274,4 +322,6 @@ void ws_conn_start(struct ws_conn *wc)
     svc->conns = wc;
     svc->nconns++;
     conn_set_proto(c, &ws_proto, wc);
+    connid_open(c->id, wc);
+    ws_count_open(wc, +1);
 }

@@ -57,7 +57,9 @@ struct ws_conn {
 
 /* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
  * app_ref) and queued the 101: wc joins its service's connections (and
- * holds a reference to it), and c speaks WebSocket from now on. */
+ * holds a reference to it), c speaks WebSocket from now on, and its id is
+ * open (util/connid.h) and counted (ws_count_open) until its closing
+ * starts. */
 void ws_conn_start(struct ws_conn *wc);
 
 /* True when a frame may be queued now: the connection is open and its
@@ -84,6 +86,15 @@ static inline bool ws_is_open(const struct ws_conn *wc)
 size_t ws_buffered(const struct ws_conn *wc);
 /* The connection's id (unique in the process). */
 uint64_t ws_id(const struct ws_conn *wc);
+/* The path the client asked for at the upgrade, percent-decoded, from the
+ * kept head (at most cap - 1 bytes); its length. */
+size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap);
+/* Adds delta to the process-wide counts (util/pathcount.h) the connection
+ * is in: its service's path, and the concrete path under a service path
+ * with parameters. Done for every connection as it opens (+1) and as its
+ * closing starts (-1); a service that moves takes its open connections
+ * from the old path's counts (-1) to the new one's (+1) around the move. */
+void ws_count_open(struct ws_conn *wc, long delta);
 bool ws_secure(const struct ws_conn *wc);
 
 #endif

@@ -99,6 +99,7 @@ static void begin_shutdown(struct wthread *t)
         return;
     t->stopping = true;
     close_listeners(t);
+    runtime_abort(t->rt);       /* a batch between its phases: nobody commits it now */
     runtime_shutdown(t->rt);
     http_server_shutdown(runtime_http(t->rt), &t->w);
     ev_timer_init(&t->grace_w, grace_cb, LIM_SHUTDOWN_GRACE, 0);
@@ -144,43 +145,92 @@ void wthread_post_shutdown(struct wthread *t)
     post(t, run_shutdown, NULL, t);
 }
 
-/* A batch of changed files, for one worker. */
-struct reload_msg {
+/* A phase of a batch, for one worker: its request, then its answer. */
+struct phase_msg {
     struct wthread *t;
-    size_t n;                   /* SIZE_MAX: every file (SIGHUP) */
-    char *files[];
+    const struct runtime_batch *batch;  /* PREPARE */
+    char *const *refuse;                /* COMMIT */
+    struct runtime_verdict *verdicts;   /* the answers */
+    size_t n;
+    struct runtime_events *events;
 };
 
-static void drop_reload(void *arg)
+static void drop_answer(void *arg)
 {
-    struct reload_msg *m = arg;
-    for (size_t i = 0; m->n != SIZE_MAX && i < m->n; i++)
-        free(m->files[i]);
+    struct phase_msg *m = arg;
+    if (m->verdicts) {
+        runtime_verdicts_free(m->verdicts, m->n);
+        free(m->verdicts);
+    }
+    if (m->events) {
+        runtime_events_free(m->events);
+        free(m->events);
+    }
     free(m);
 }
 
-static void run_reload(void *arg, void *ctx)
+/* On the master's thread: the answer goes to its callback, which takes
+ * the arrays. */
+static void run_answer(void *arg, void *ctx)
 {
     (void)ctx;
-    struct reload_msg *m = arg;
-    if (!m->t->stopping) {
-        if (m->n == SIZE_MAX)
-            runtime_reload_all(m->t->rt);
-        else
-            runtime_files_changed(m->t->rt, (const char *const *)m->files, m->n);
-    }
-    drop_reload(m);
+    struct phase_msg *m = arg;
+    const struct wthread_shared *sh = m->t->sh;
+    if (m->events)
+        sh->committed(m->t, m->events);
+    else
+        sh->prepared(m->t, m->verdicts);
+    free(m);
 }
 
-void wthread_post_reload(struct wthread *t, const char *const *files, size_t n)
+static void answer(struct phase_msg *m)
 {
-    size_t k = files ? n : 0;
-    struct reload_msg *m = xmalloc(sizeof *m + k * sizeof *m->files);
+    struct inbox_item it = { .run = run_answer, .drop = drop_answer, .arg = m };
+    if (!inbox_post_control(m->t->sh->master, &it))
+        drop_answer(m);
+}
+
+static void run_prepare(void *arg, void *ctx)
+{
+    (void)ctx;
+    struct phase_msg *m = arg;
+    if (m->t->stopping) {
+        free(m);                /* the master is stopping too: nobody waits */
+        return;
+    }
+    m->n = m->batch->n;
+    m->verdicts = xcalloc(m->n ? m->n : 1, sizeof *m->verdicts);
+    runtime_prepare(m->t->rt, m->batch, m->verdicts);
+    answer(m);
+}
+
+void wthread_post_prepare(struct wthread *t, const struct runtime_batch *b)
+{
+    struct phase_msg *m = xcalloc(1, sizeof *m);
     m->t = t;
-    m->n = files ? n : SIZE_MAX;
-    for (size_t i = 0; i < k; i++)
-        m->files[i] = xstrdup(files[i]);
-    post(t, run_reload, drop_reload, m);
+    m->batch = b;
+    post(t, run_prepare, free, m);
+}
+
+static void run_commit(void *arg, void *ctx)
+{
+    (void)ctx;
+    struct phase_msg *m = arg;
+    if (m->t->stopping) {
+        free(m);
+        return;
+    }
+    m->events = xcalloc(1, sizeof *m->events);
+    runtime_commit(m->t->rt, m->refuse, m->events);
+    answer(m);
+}
+
+void wthread_post_commit(struct wthread *t, char *const *refuse)
+{
+    struct phase_msg *m = xcalloc(1, sizeof *m);
+    m->t = t;
+    m->refuse = refuse;
+    post(t, run_commit, free, m);
 }
 
 /* ---- the thread ---- */
@@ -206,7 +256,7 @@ static void *thread_main(void *arg)
 
     worker_init(&t->w, t->loop, t->number - 1);
     t->w.mem = sh->mem;
-    t->rt = runtime_new(&t->w, sh->dir, sh->static_root, &sh->runtime);
+    t->rt = runtime_new(&t->w, sh->dir, sh->static_root, &sh->runtime, &sh->peers);
     runtime_http(t->rt)->keepalive = sh->keepalive;
     char name[32];
     snprintf(name, sizeof name, "worker %u", t->number);
@@ -217,7 +267,6 @@ static void *thread_main(void *arg)
     t->room_w.data = t;
     ev_async_start(t->loop, &t->room_w);
     runtime_start_watchdog(t->rt);
-    runtime_load_all(t->rt, false);
     for (size_t i = sh->naddrs; i-- > 0;) {
         const struct wthread_addr *a = &sh->addrs[i];
         struct listener *l = listener_new(t->loop, a->fds[t->number - 1], a->host, a->port);

@@ -48,10 +48,15 @@ struct wthread_shared {
     size_t naddrs;
     unsigned nworkers;
     struct wthread *workers;            /* the table, nworkers long */
+    struct runtime_peers peers;         /* their inboxes, for the runtimes */
     struct inbox *master;               /* where workers answer */
-    /* Run on the master's thread (an item of its inbox) when worker t is
-     * ready: its services loaded, its listeners made but not accepting. */
+    /* Run on the master's thread (items of its inbox): worker t is ready
+     * (its runtime made, no service loaded yet, its listeners made but not
+     * accepting); it prepared the batch (v: one verdict per file, the
+     * callee's to free); it committed it (e: the callee's). */
     void (*ready)(struct wthread *t);
+    void (*prepared)(struct wthread *t, struct runtime_verdict *v);
+    void (*committed)(struct wthread *t, struct runtime_events *e);
 };
 
 struct wthread {
@@ -78,9 +83,10 @@ void wthread_post_start(struct wthread *t);
 /* From the master: stop accepting, close every WebSocket 1001, let HTTP
  * answers finish, wait up to LIM_SHUTDOWN_GRACE, end the thread. */
 void wthread_post_shutdown(struct wthread *t);
-/* From the master: these service files changed (NULL: SIGHUP, every
- * file again); the worker reloads them as one batch. */
-void wthread_post_reload(struct wthread *t, const char *const *files, size_t n);
+/* From the master: the phases of a batch (server/reload.h). b and refuse
+ * stay the master's, unchanged until every worker has answered. */
+void wthread_post_prepare(struct wthread *t, const struct runtime_batch *b);
+void wthread_post_commit(struct wthread *t, char *const *refuse);
 /* Waits for the thread to end (after wthread_post_shutdown). */
 void wthread_join(struct wthread *t);
 /* Once every worker is joined (nobody posts any more): drops what is left
