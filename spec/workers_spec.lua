@@ -172,6 +172,28 @@ for _, n in ipairs({ 2, 4 }) do
       assert.equal("closed", r.err)
     end)
 
+    it("counts connections by concrete path under a parameter path, on every worker", function()
+      local rs, seen, k = {}, {}, 0
+      while (k < n or #rs < 10) and #rs < 100 do
+        local room = #rs % 2 == 0 and "a" or "b"
+        local c = assert(srv:connect("/rooms/" .. room))
+        local w = tonumber((assert(c:receive(5))))
+        if not seen[w] then seen[w] = true; k = k + 1 end
+        rs[#rs + 1] = c
+      end
+      assert.equal(n, k)
+      local a = (#rs + 1) // 2
+      rs[1]:send("/rooms/a")
+      assert.equal(tostring(a), (rs[1]:receive(5)))
+      rs[1]:send("/rooms/b")
+      assert.equal(tostring(#rs - a), (rs[1]:receive(5)))
+      rs[1]:send("/rooms/:room")
+      assert.equal(tostring(#rs), (rs[1]:receive(5)))
+      rs[1]:send("/rooms/nobody")
+      assert.equal("0", (rs[1]:receive(5)))
+      for _, c in ipairs(rs) do c:close() end
+    end)
+
     it("sums moonws.dict increments from connections on every worker exactly", function()
       local first = conns[1].c
       first:send(cjson.encode({ op = "total" }))
@@ -266,6 +288,17 @@ return s
         c:send("version?")
         assert.equal("v5", (c:receive(5)))
       end
+      -- a service that moves to another path takes its count along
+      write(dir .. "/svc.lua", [[
+local s = { path = "/moved" }
+function s.onText(caller, t) return tostring(moonws.count(t)) end
+return s
+]])
+      assert(srv:wait_log("reloaded svc.lua at /moved (" .. #cs .. " connections kept)", 5, true))
+      cs[1]:send("/moved")
+      assert.equal(tostring(#cs), (cs[1]:receive(5)))
+      cs[1]:send("/svc")
+      assert.equal("0", (cs[1]:receive(5)))
       for _, c in ipairs(cs) do c:close() end
       assert.equal(0, srv:stop())
       os.execute("rm -rf " .. dir)
@@ -305,5 +338,45 @@ describe("listening with -w 2", function()
     assert(c:receive(5))
     c:close()
     assert.equal(0, a:stop())
+  end)
+end)
+
+describe("a worker's inbox over its cap (16 MiB)", function()
+  it("drops what would pass it, logs it, answers moonws.send with busy, and serves on", function()
+    local srv <close> = testing.start{ dir = "spec/services/workers", workers = 2 }
+    local conns = open_many(srv, 20)
+    local holders = open_many(srv, 10, "/hold")
+    local a, h
+    for _, k in ipairs(conns) do
+      for _, x in ipairs(holders) do
+        if not a and k.worker ~= x.worker then a, h = k, x end
+      end
+    end
+    local bystander
+    for _, k in ipairs(conns) do
+      if k.worker == a.worker and k ~= a then bystander = k end
+    end
+    assert(a and bystander, "connections on both workers")
+    -- h's worker is held for 2 s: its inbox fills with 24 publishes of 1 MiB
+    h.c:send(cjson.encode({ op = "hold", seconds = 2 }))
+    assert(srv:wait_log("holding worker " .. h.worker, 5, true))
+    a.c:send(cjson.encode({ op = "flood", topic = "nobody", n = 24, size = 1024 * 1024 }))
+    assert(next_op(a.c, "flooded", 5))
+    -- 15 of them got in: a message of 2 MiB does not
+    a.c:send(cjson.encode({ op = "send", id = h.id, size = 2 * 1024 * 1024 }))
+    local r = next_op(a.c, "sent", 5)
+    assert.is_false(r.ok)
+    assert.equal("busy", r.err)
+    assert(srv:wait_log("inbox of worker " .. h.worker .. " full (16777216 bytes): ", 5, true))
+    -- the publisher's worker serves on meanwhile, and the held one once it is done
+    bystander.c:send(cjson.encode({ op = "count", path = "/probe" }))
+    assert.equal(#conns, math.tointeger(next_op(bystander.c, "count", 5).n))
+    assert(next_op(h.c, "held", 5))
+    a.c:send(cjson.encode({ op = "send", id = h.id, text = "room again" }))
+    assert.is_true(next_op(a.c, "sent", 5).ok)
+    assert.equal("room again", next_op(h.c, "direct", 5).text)
+    close_all(conns)
+    close_all(holders)
+    assert.equal(0, srv:stop())
   end)
 end)

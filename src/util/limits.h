@@ -224,11 +224,14 @@
 #define LIM_DICT_SWEEP             3
 
 /* Worker inboxes (src/transport/inbox.h): work posted from other threads. */
-/* Bytes queued in one inbox (each item's payload plus its node). Past it:
- * the post is refused (the poster gets false and keeps the payload), and
- * the drops are logged at info at most once per LIM_INBOX_LOG_INTERVAL with
- * the count since the last line: "inbox of NAME full (CAP bytes): K items
- * dropped". */
+/* Bytes queued in one inbox (each item's payload plus its node): what other
+ * workers' broadcasts, publishes and sends wait there. Past it: the post is
+ * refused (the poster gets false and keeps the payload): that worker's
+ * share of a broadcast or publish is dropped, moonws.send returns nil,
+ * "busy"; the drops are logged at info at most once per
+ * LIM_INBOX_LOG_INTERVAL with the count since the last line: "inbox of
+ * worker 2 full (CAP bytes): K items dropped". The master's messages (a
+ * reload's phases, shutdown) pass the cap (inbox_post_control). */
 #define LIM_INBOX_BYTES            (16 * 1024 * 1024)
 /* Items one wake-up of an inbox runs; the rest waits for the next loop
  * iteration, so a busy inbox cannot starve the connections. */

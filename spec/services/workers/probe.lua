@@ -30,9 +30,11 @@ function probe.onBroadcast(caller, m)
   return { op = "broadcasted" }
 end
 
--- {"op": "send", "id": 123, "text": "..."}: the result comes back
+-- {"op": "send", "id": 123, "text": "..."}: the result comes back (with
+-- "size": n instead of text, n bytes of "y")
 function probe.onSend(caller, m)
-  local ok, err = moonws.send(m.id, { op = "direct", text = m.text, from = caller.id })
+  local text = m.size and string.rep("y", m.size) or m.text
+  local ok, err = moonws.send(m.id, { op = "direct", text = text, from = caller.id })
   return { op = "sent", ok = ok == true, err = err }
 end
 
@@ -48,6 +50,21 @@ end
 
 function probe.onTotal(caller)
   return { op = "total", n = hits:get("n") }
+end
+
+-- {"op": "spin", "seconds": 0.8}: holds this worker (within the CPU budget)
+function probe.onSpin(caller, m)
+  moonws.log.info("spinning on worker " .. moonws.worker)
+  local t0 = os.clock()
+  while os.clock() - t0 < m.seconds do end
+  return { op = "spun" }
+end
+
+-- {"op": "flood", "topic": "t", "n": 24, "size": 1048576}: big publishes
+function probe.onFlood(caller, m)
+  local big = string.rep("x", m.size)
+  for _ = 1, m.n do moonws.publish(m.topic, big) end
+  return { op = "flooded" }
 end
 
 return probe
