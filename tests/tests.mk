@@ -84,7 +84,10 @@ unit: $(UNIT_BIN)
 # build/tsan/moonws, against which the multi-worker specs run (TSAN_SPECS,
 # with MOONWS_TEST_WORKERS=2 for the specs that do not pick their own
 # workers). A report fails the run: a unit binary exits 66, the server's
-# reports are written to build/tsan/reports/ and printed.
+# reports are written to build/tsan/reports/ and printed. (Not the CPU
+# budget's specs: ThreadSanitizer hands a signal to its handler only when
+# the thread next calls an intercepted function, which a handler spinning
+# in Lua never does.)
 
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
