@@ -135,14 +135,18 @@ struct lx_rt {
     size_t valid_len;
     /* Timers created outside any service's code. */
     struct lx_timer *orphan_timers;
-    /* The worker's compression streams and scratch (its connections'). */
-    struct pmd_pool pmd;
-    /* caller.query and caller.headers parse the kept upgrade head here. */
-    struct http_request head_scratch;
 
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
     struct lx_budget budget;
     struct lx_memory mem;
+
+    /* Big and seldom used: last, away from what every call touches. */
+    /* The worker's compression streams and scratch (its connections'). */
+    struct pmd_pool pmd;
+    /* caller.query and caller.headers parse the kept upgrade head here. */
+    struct http_request head_scratch;
+    /* The HTTP server parses the request head it answers here. */
+    struct http_request req_scratch;
 };
 
 /* ---- lx_call.c: the one way into Lua ---- */

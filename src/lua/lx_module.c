@@ -18,16 +18,16 @@ static struct lx_at find_svc(lua_State *L, int idx)
     return lx_at_path(lx_rt_of(L), path, n);
 }
 
-/* A broadcast reaches this worker's connections at once, the others' a
- * moment later; the count is this worker's. */
+/* A broadcast goes to the other workers first, so that they write to
+ * their clients while this one writes to its own; the count is this
+ * worker's. */
 static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n)
 {
     size_t len;
     const char *path = luaL_checklstring(L, 1, &len);
     struct lx_rt *rt = lx_rt_of(L);
-    size_t count = lx_broadcast_here(rt, path, len, opcode, p, n);
     lx_deliver_broadcast(rt, path, len, opcode, p, n);
-    lua_pushinteger(L, (lua_Integer)count);
+    lua_pushinteger(L, (lua_Integer)lx_broadcast_here(rt, path, len, opcode, p, n));
     return 1;
 }
 
@@ -60,9 +60,9 @@ static int publish(lua_State *L, bool binary)
     else
         op = lx_message_arg(L, 2, &p, &n);
     struct lx_rt *rt = lx_rt_of(L);
-    size_t count = pubsub_publish(&rt->pubsub, topic, tl, op, p, n);
+    /* The other workers first, as for a broadcast. */
     lx_deliver_publish(rt, topic, tl, op, p, n);
-    lua_pushinteger(L, (lua_Integer)count);
+    lua_pushinteger(L, (lua_Integer)pubsub_publish(&rt->pubsub, topic, tl, op, p, n));
     return 1;
 }
 

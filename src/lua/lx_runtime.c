@@ -41,6 +41,7 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
     rt->unsafe_lua = opt->unsafe_lua;
     rt->http.router = &rt->router;
     rt->http.pmd = &rt->pmd;
+    rt->http.scratch = &rt->req_scratch;
     rt->http.static_root = static_root ? xstrdup(static_root) : NULL;
     rt->L = lua_newstate(lx_memory_alloc, rt);
     if (!rt->L) {

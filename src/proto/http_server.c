@@ -275,7 +275,7 @@ static bool host_ok(const struct http_request *req)
 /* The body has arrived whole: parse the kept head again and answer. */
 static bool finish_body(struct conn *c, struct http_conn *hc)
 {
-    struct http_request *req = &hc->srv->scratch;
+    struct http_request *req = hc->srv->scratch;
     int r = http_parse_request(hc->head.data, hc->head.len, req);
     (void)r;
     hc->state = HC_HEAD;
@@ -367,7 +367,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         return used;
     }
 
-    struct http_request *req = &hc->srv->scratch;
+    struct http_request *req = hc->srv->scratch;
     int hl = http_parse_request(data, n, req);
     if (hl == HTTP_PARTIAL) {
         if (n >= LIM_HTTP_HEAD_MAX)

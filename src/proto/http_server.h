@@ -33,8 +33,9 @@ struct http_server {
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
     double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
-    /* The head being answered: big, and never kept across calls. */
-    struct http_request scratch;
+    /* Where the head being answered is parsed: big, and never kept across
+     * calls (the owner's, kept apart from what every message touches). */
+    struct http_request *scratch;
 };
 
 /* Starts speaking HTTP on a newly accepted connection. */

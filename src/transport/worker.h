@@ -33,7 +33,6 @@ struct worker {
     unsigned seg_pool_n;
     struct oseg *ref_pool;      /* free segments that point at shared blocks */
     unsigned ref_pool_n;
-    struct buf gather;          /* TLS: queued segments gathered into one SSL_write */
     /* Connections that yielded their turn, in order; a slot is NULL once
      * its connection closed. */
     struct conn **yielded;
@@ -47,6 +46,7 @@ struct worker {
     void *app;                  /* the layer above (the Lua runtime) */
     /* Called on every sweep after the connections (optional). */
     void (*on_sweep)(struct worker *w, ev_tstamp now);
+    struct buf gather;          /* TLS: queued segments gathered into one SSL_write */
 };
 
 /* index: the worker's place among the process's workers, 0-based. */
