@@ -31,13 +31,14 @@ ifneq ($(SANITIZE),)
   LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-# Layers (docs/architecture.md): util <- transport <- proto <- lua <- main;
+# Layers (docs/architecture.md): util <- transport <- proto <- lua <- server <- main;
 # src/cluster (the link to Redis) stands on util and transport only.
 # The client (proto/ws_client.c) and its Lua module go into core.so only.
 CLIENT_SRC := src/proto/ws_client.c src/proto/wsc_tls.c src/lua/lx_client.c src/lua/lx_process.c
 CORE_SRC   := $(filter-out $(CLIENT_SRC),$(wildcard src/util/*.c src/transport/*.c src/cluster/*.c \
                                              src/proto/*.c))
-SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) src/main.c
+SERVER_SRC := $(CORE_SRC) $(filter-out $(CLIENT_SRC),$(wildcard src/lua/*.c)) \
+              $(wildcard src/server/*.c) src/main.c
 # The codecs the client shares with the server.
 CODEC_SRC  := src/util/buf.c src/util/crypto.c src/util/log.c src/util/utf8.c src/util/sslio.c \
               src/util/membudget.c \

@@ -10,21 +10,33 @@
 -- announcements, not every client of the server.
 -- POST /chat/broadcast sends its body to every client; GET /chat/stats
 -- tells who is where.
+--
+-- It is correct with any number of workers (-w N): publish and broadcast
+-- reach every worker's clients, and what is counted for the whole server
+-- lives in a shared dictionary (moonws.dict), not in moonws.shared or in
+-- moonws.connections, which are one worker's.
 local chat = {
   protocols = { "chat.v1" },
   idle_timeout = 300,
   dispatch = "event",
 }
 
-local stats = moonws.shared          -- survives hot reloads
-stats.messages = stats.messages or 0
+-- "messages", and "room:NAME" -> members; survives hot reloads.
+local stats = moonws.dict("chat")
+
+local function leave(caller)
+  local room = caller.data.room
+  if not room then return end
+  stats:incr("room:" .. room, -1)        -- atomic: another worker may count it too
+  moonws.publish("room:" .. room, { event = "left", who = caller.data.name, room = room })
+end
 
 local function join(caller, room)
   if caller.data.room then
     caller:unsubscribe("room:" .. caller.data.room)
-    moonws.publish("room:" .. caller.data.room,
-      { event = "left", who = caller.data.name, room = caller.data.room })
+    leave(caller)
   end
+  stats:incr("room:" .. room, 1, 0)
   caller.data.room = room
   caller:subscribe("room:" .. room)
   moonws.publish("room:" .. room, { event = "joined", who = caller.data.name, room = room })
@@ -51,7 +63,7 @@ function chat.onSay(caller, msg)
   if not caller.data.room then
     return caller:send({ event = "error", error = "join a room first" })
   end
-  stats.messages = stats.messages + 1
+  stats:incr("messages", 1, 0)
   moonws.publish("room:" .. caller.data.room,
     { event = "said", who = caller.data.name, room = caller.data.room, text = msg.text })
 end
@@ -61,24 +73,23 @@ function chat.onMessage(caller, msg)
 end
 
 function chat.onClose(caller)
-  if caller.data.room then
-    moonws.publish("room:" .. caller.data.room,
-      { event = "left", who = caller.data.name, room = caller.data.room })
-  end
+  leave(caller)
 end
 
 chat.http = {
   ["POST /broadcast"] = function(req)
-    local n = moonws.broadcast("/chat", req.body)
-    return 200, { delivered = n }
+    moonws.broadcast("/chat", req.body)   -- every worker's clients
+    return 200, { delivered = moonws.count("/chat") }
   end,
   ["GET /stats"] = function(req)
     local rooms = {}
-    for caller in moonws.connections("/chat") do
-      local room = caller.data.room or "?"
-      rooms[room] = (rooms[room] or 0) + 1
+    for _, key in ipairs(stats:keys(0)) do
+      local room = key:match("^room:(.*)")
+      local n = room and stats:get(key)
+      if n and n > 0 then rooms[room] = n end
     end
-    return 200, { connections = moonws.count("/chat"), rooms = rooms, messages = stats.messages }
+    return 200, { connections = moonws.count("/chat"), rooms = rooms,
+                  messages = stats:get("messages") or 0 }
   end,
 }
 

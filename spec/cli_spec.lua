@@ -26,7 +26,8 @@ describe("moonws command line", function()
     assert.equal(0, code)
     assert.matches("usage: moonws", out, 1, true)
     assert.matches("--listen", out, 1, true)
-    assert.matches("N must be 1", out, 1, true)
+    assert.matches("--workers N", out, 1, true)
+    assert.matches("default: the number of CPUs", out, 1, true)
   end)
 
   it("prints the version for -v", function()
@@ -53,9 +54,28 @@ describe("moonws command line", function()
     assert.equal(2, (run("-l 127.0.0.1:99999 examples")))
     assert.equal(2, (run("--log-level loud examples")))
     assert.equal(2, (run("--log-format xml examples")))
-    local code, _, err = run("-w 2 examples")
-    assert.equal(2, code)
-    assert.matches("one worker", err, 1, true)
+    for _, n in ipairs({ "0", "65", "x", "2x", "-1", "" }) do
+      local code, out, err = run(("-w '%s' examples"):format(n))
+      assert.equal(2, code, "-w " .. n)
+      assert.equal("", out)
+      assert.matches("bad worker count", err, 1, true)
+      assert.matches("usage: moonws", err, 1, true)
+    end
+  end)
+
+  it("runs -w 2 and -w 64, one listening line per address", function()
+    for _, n in ipairs({ 2, 64 }) do
+      local srv <close> = testing.start{ workers = n, args = { "-l", "127.0.0.1:0" }, listeners = 2 }
+      assert.equal(2, #srv.urls)
+      assert.not_equal(srv.urls[1], srv.urls[2])
+      for _, url in ipairs(srv.urls) do
+        local c = assert(client.connect(url .. "/echo"))
+        c:send("hi")
+        assert.equal("hi", (c:receive(2)))
+        c:close()
+      end
+      assert.equal(0, srv:stop())
+    end
   end)
 
   it("refuses bad values of the limits' flags with usage and exit 2", function()
@@ -165,11 +185,19 @@ describe("moonws command line", function()
     local srv = testing.start{ dir = "examples", args = { "--log-format", "json" } }
     assert.equal(0, srv:stop())
     local n = 0
+    local workers = 0
     for line in srv:log():gmatch("[^\n]+") do
-      assert.matches('^{"ts":"[^"]+","level":"%a+","msg":".*"}$', line)
+      -- a worker's lines say which one it is
+      local w = line:match('^{"ts":"[^"]+","level":"%a+","worker":(%d+),"msg":".*"}$')
+      if w then
+        workers = workers + 1
+      else
+        assert.matches('^{"ts":"[^"]+","level":"%a+","msg":".*"}$', line)
+      end
       n = n + 1
     end
     assert.is_true(n > 0)
+    assert.is_true(workers > 0)
     srv:cleanup()
   end)
 

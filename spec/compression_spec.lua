@@ -69,7 +69,10 @@ end
 
 describe("permessage-deflate", function()
   local srv
-  lazy_setup(function() srv = testing.start{ dir = "spec/services/pmd" } end)
+  -- One worker: the broadcasts below count the receivers and show that a
+  -- frame is compressed once for all of them, both of which are one
+  -- worker's (each worker compresses once for its own clients).
+  lazy_setup(function() srv = testing.start{ dir = "spec/services/pmd", workers = 1 } end)
   lazy_teardown(function()
     assert.equal(0, srv:stop())
     srv:cleanup()

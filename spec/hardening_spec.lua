@@ -150,7 +150,9 @@ describe("pipelined HTTP requests", function()
   end)
 
   it("get a turn each: one connection's pile does not go before everybody else", function()
-    local srv = testing.start{ dir = DIR }
+    -- One worker: taking turns is within one worker's loop, and /h/seq
+    -- numbers the requests of one worker.
+    local srv = testing.start{ dir = DIR, workers = 1 }
     local b = testing.bystander(srv, "/echo")
     local spin, pile, other = assert(srv:tcp()), assert(srv:tcp()), assert(srv:tcp())
     -- while the worker is busy, one request arrives on `other`, then 500

@@ -5,7 +5,9 @@ local cjson = require "cjson"
 
 describe("JSON", function()
   local srv
-  lazy_setup(function() srv = testing.start{ dir = "spec/services/json" } end)
+  -- One worker: /types/who lists moonws.connections, which are the
+  -- answering worker's own.
+  lazy_setup(function() srv = testing.start{ dir = "spec/services/json", workers = 1 } end)
   lazy_teardown(function()
     assert.equal(0, srv:stop())
     srv:cleanup()

@@ -4,7 +4,9 @@ local cjson = require "cjson"
 
 describe("path parameters", function()
   local srv
-  lazy_setup(function() srv = testing.start{ dir = "spec/services/params" } end)
+  -- One worker: the concrete-path specs list moonws.connections, and count
+  -- what moonws.broadcast returns, both the answering worker's own.
+  lazy_setup(function() srv = testing.start{ dir = "spec/services/params", workers = 1 } end)
   lazy_teardown(function()
     assert.equal(0, srv:stop())
     srv:cleanup()

@@ -3,35 +3,37 @@
 local testing = require "moonws.testing"
 local cjson = require "cjson"
 
+-- The server of the describe running now (each starts its own).
+local srv
+
+local function open(path, opts)
+  return assert(srv:connect(path or "/probe", opts))
+end
+
+local function events()
+  local status, body = srv:http("GET", "/probe/events")
+  assert.equal(200, status)
+  return cjson.decode(body)
+end
+
+-- Waits until an event matching pattern was recorded.
+local function wait_event(pattern)
+  local deadline = require("moonws.core").now() + 3
+  repeat
+    for _, e in ipairs(events()) do
+      if e:find(pattern) then return e end
+    end
+    require("moonws.core").sleep(0.02)
+  until require("moonws.core").now() > deadline
+  error("no event matching " .. pattern .. " in " .. table.concat(events(), " | "))
+end
+
 describe("the Lua runtime", function()
-  local srv
   lazy_setup(function() srv = testing.start{ dir = "spec/services/rt" } end)
   lazy_teardown(function()
     assert.equal(0, srv:stop())
     srv:cleanup()
   end)
-
-  local function open(path, opts)
-    return assert(srv:connect(path or "/probe", opts))
-  end
-
-  local function events()
-    local status, body = srv:http("GET", "/probe/events")
-    assert.equal(200, status)
-    return cjson.decode(body)
-  end
-
-  -- Waits until an event matching pattern was recorded.
-  local function wait_event(pattern)
-    local deadline = require("moonws.core").now() + 3
-    repeat
-      for _, e in ipairs(events()) do
-        if e:find(pattern) then return e end
-      end
-      require("moonws.core").sleep(0.02)
-    until require("moonws.core").now() > deadline
-    error("no event matching " .. pattern .. " in " .. table.concat(events(), " | "))
-  end
 
   describe("the caller", function()
     it("shows the upgrade's members", function()
@@ -136,16 +138,6 @@ describe("the Lua runtime", function()
       local c = open()
       c:send("close")
       assert.equal(1000, (testing.until_close(c, 2)))
-    end)
-
-    it("returns nil, 'closed' when used after its connection is gone", function()
-      local c = open()
-      c:send("data:k=kept")
-      c:close()
-      wait_event("^close %d+ 1000  false kept$")
-      local status, body = srv:http("POST", "/probe/send-to-closed")
-      assert.equal(200, status)
-      assert.same({ ok = false, err = "closed", open = false, data = "kept" }, cjson.decode(body))
     end)
 
     it("raises on misuse: invalid UTF-8 text, assigning a member", function()
@@ -265,61 +257,6 @@ describe("the Lua runtime", function()
       for i = 1, 5 do cs[i]:close() end
     end)
 
-    it("broadcasts through an HTTP endpoint to many clients", function()
-      local cs = {}
-      for i = 1, 50 do cs[i] = open() end
-      local status, body = srv:http("POST", "/probe/broadcast", "news")
-      assert.equal(200, status)
-      assert.equal(50, cjson.decode(body).delivered)
-      for i = 1, 50 do
-        repeat local data = assert(cs[i]:receive(2)) until data == "news"
-        cs[i]:close()
-      end
-    end)
-
-    it("publishes to subscribers only, and stops after unsubscribe", function()
-      local a, b, c = open(), open(), open()
-      a:send("sub:news")
-      b:send("sub:news")
-      assert.equal("sub true", (a:receive(2)))
-      assert.equal("sub true", (b:receive(2)))
-      a:send("sub:news")
-      assert.equal("sub false", (a:receive(2)))
-      c:send("pub:news:extra")
-      assert.equal("extra", (a:receive(2)))
-      assert.equal("extra", (b:receive(2)))
-      wait_event("^published news 2$")
-      b:send("unsub:news")
-      assert.equal("unsub true", (b:receive(2)))
-      local status, body = srv:http("GET", "/probe/publish?topic=news&msg=second")
-      assert.equal(200, status)
-      assert.equal(1, cjson.decode(body).n)
-      assert.equal("second", (a:receive(2)))
-      local data, why = b:receive(0.2)
-      assert.is_nil(data)
-      assert.equal("timeout", why)
-      a:close() b:close() c:close()
-      -- topics of closed connections are gone
-      status, body = srv:http("GET", "/probe/publish?topic=news&msg=nobody")
-      assert.equal(0, cjson.decode(body).n)
-    end)
-
-    it("counts and lists the open connections", function()
-      local a = open()
-      a:send("count")
-      local before = tonumber((a:receive(2)))
-      local b = open()
-      a:send("count")
-      assert.equal(before + 1, tonumber((a:receive(2))))
-      b:send("info")
-      local idb = math.tointeger(cjson.decode((b:receive(2))).id)
-      a:send("conns")
-      local ids = (a:receive(2))
-      assert.matches("%f[%d]" .. idb .. "%f[%D]", ids)
-      b:close()
-      a:close()
-    end)
-
     it("runs after and every timers, and cancels them", function()
       local c = open("/timers")
       c:send("after")
@@ -338,12 +275,6 @@ describe("the Lua runtime", function()
       c:close()
     end)
 
-    it("keeps each service's globals to itself", function()
-      assert.equal("aa", select(2, srv:http("GET", "/iso_a")))
-      assert.equal("bb", select(2, srv:http("GET", "/iso_b")))
-      assert.equal("aaa", select(2, srv:http("GET", "/iso_a")))
-    end)
-
     it("keeps each service's standard library and moonws.json/log to itself", function()
       local status, hidden = srv:http("POST", "/iso_a/clobber", "")
       assert.equal(200, status)
@@ -360,9 +291,9 @@ describe("the Lua runtime", function()
       c:send("log")
       c:send("exit")
       assert.equal(1011, (testing.until_close(c, 2)))
-      -- whole lines: nothing after the message
-      assert(srv:wait_log("%[info%] %[iso_b%] printed from iso_b$"))
-      assert(srv:wait_log("%[warn%] %[iso_b%] a warning 42$"))
+      -- whole lines: nothing after the message (a worker's lines carry its number)
+      assert(srv:wait_log("%[info%] %[w%d+%] %[iso_b%] printed from iso_b$"))
+      assert(srv:wait_log("%[warn%] %[w%d+%] %[iso_b%] a warning 42$"))
       assert(srv:wait_log("os.exit is not available", 2, true))
       local status = srv:http("GET", "/iso_a")
       assert.equal(200, status)
@@ -480,6 +411,94 @@ describe("the Lua runtime", function()
       local code, _, seen = testing.until_close(c, 3)
       assert.equal(1008, code)
       assert.is_true(#seen < 200)
+    end)
+  end)
+end)
+
+-- What belongs to one worker (docs/reference.md, "Workers"): a caller
+-- object a script keeps, a service's globals, the count broadcast and
+-- publish return (the connections of the worker that sends),
+-- moonws.connections. Pinned to one
+-- worker, so that every connection of these specs is that worker's.
+describe("the Lua runtime, one worker's own", function()
+  lazy_setup(function() srv = testing.start{ dir = "spec/services/rt", workers = 1 } end)
+  lazy_teardown(function()
+    assert.equal(0, srv:stop())
+    srv:cleanup()
+  end)
+
+  describe("the caller", function()
+    it("returns nil, 'closed' when used after its connection is gone", function()
+      local c = open()
+      c:send("data:k=kept")
+      c:close()
+      wait_event("^close %d+ 1000  false kept$")
+      local status, body = srv:http("POST", "/probe/send-to-closed")
+      assert.equal(200, status)
+      assert.same({ ok = false, err = "closed", open = false, data = "kept" }, cjson.decode(body))
+    end)
+  end)
+
+  describe("the moonws module", function()
+    it("keeps each service's globals to itself (a worker's Lua state)", function()
+      assert.equal("aa", select(2, srv:http("GET", "/iso_a")))
+      assert.equal("bb", select(2, srv:http("GET", "/iso_b")))
+      assert.equal("aaa", select(2, srv:http("GET", "/iso_a")))
+    end)
+
+    it("broadcasts through an HTTP endpoint to many clients", function()
+      local cs = {}
+      for i = 1, 50 do cs[i] = open() end
+      local status, body = srv:http("POST", "/probe/broadcast", "news")
+      assert.equal(200, status)
+      assert.equal(50, cjson.decode(body).delivered)
+      for i = 1, 50 do
+        repeat local data = assert(cs[i]:receive(2)) until data == "news"
+        cs[i]:close()
+      end
+    end)
+
+    it("publishes to subscribers only, and stops after unsubscribe", function()
+      local a, b, c = open(), open(), open()
+      a:send("sub:news")
+      b:send("sub:news")
+      assert.equal("sub true", (a:receive(2)))
+      assert.equal("sub true", (b:receive(2)))
+      a:send("sub:news")
+      assert.equal("sub false", (a:receive(2)))
+      c:send("pub:news:extra")
+      assert.equal("extra", (a:receive(2)))
+      assert.equal("extra", (b:receive(2)))
+      wait_event("^published news 2$")
+      b:send("unsub:news")
+      assert.equal("unsub true", (b:receive(2)))
+      local status, body = srv:http("GET", "/probe/publish?topic=news&msg=second")
+      assert.equal(200, status)
+      assert.equal(1, cjson.decode(body).n)
+      assert.equal("second", (a:receive(2)))
+      local data, why = b:receive(0.2)
+      assert.is_nil(data)
+      assert.equal("timeout", why)
+      a:close() b:close() c:close()
+      -- topics of closed connections are gone
+      status, body = srv:http("GET", "/probe/publish?topic=news&msg=nobody")
+      assert.equal(0, cjson.decode(body).n)
+    end)
+
+    it("counts and lists the open connections", function()
+      local a = open()
+      a:send("count")
+      local before = tonumber((a:receive(2)))
+      local b = open()
+      a:send("count")
+      assert.equal(before + 1, tonumber((a:receive(2))))
+      b:send("info")
+      local idb = math.tointeger(cjson.decode((b:receive(2))).id)
+      a:send("conns")
+      local ids = (a:receive(2))
+      assert.matches("%f[%d]" .. idb .. "%f[%D]", ids)
+      b:close()
+      a:close()
     end)
   end)
 end)

@@ -1,6 +1,8 @@
 /*
- * moonws: the command line, signals, and the worker's life from start to
- * graceful stop.
+ * moonws: the master — the command line, the TLS context, the listening
+ * sockets, the worker table, signals, the folder watcher, and the graceful
+ * stop. It runs no connection and no service handler: each worker thread
+ * (server/wthread.c) does, with its own loop and Lua state.
  */
 #include <errno.h>
 #include <ev.h>
@@ -17,17 +19,21 @@
 #include <unistd.h>
 
 #include "lua/runtime.h"
-#include "proto/http_server.h"
+#include "server/reload.h"
+#include "server/wthread.h"
 #include "transport/admission.h"
-#include "transport/conn.h"
 #include "transport/dirwatch.h"
+#include "transport/inbox.h"
 #include "transport/listener.h"
 #include "transport/tls.h"
 #include "transport/worker.h"
+#include "util/buf.h"
+#include "util/connid.h"
 #include "util/crypto.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/membudget.h"
+#include "util/pathcount.h"
 #include "util/shdict.h"
 
 #define MOONWS_VERSION "0.1.0"
@@ -47,7 +53,8 @@ static const char usage_text[] =
     "      --key-password PASS    password of an encrypted key or of the .p12 store\n"
     "      --key-password-file F  the same, read from the first line of F\n"
     "      --client-ca FILE       require client certificates signed by these CAs\n"
-    "  -w, --workers N            worker threads; this version runs one (N must be 1)\n"
+    "  -w, --workers N            worker threads, each with its own loop and Lua state\n"
+    "                             (default: the number of CPUs; 1 to 64)\n"
     "      --static DIR           serve files under DIR for plain GET requests\n"
     "      --max-connections N    connections open at once (default: the open-file limit\n"
     "                             less a reserve); at it, accepting pauses until one\n"
@@ -93,6 +100,7 @@ struct options {
     unsigned max_per_ip;
     size_t max_buffered;
     double keepalive;
+    unsigned workers;
     struct runtime_options runtime;
 };
 
@@ -177,6 +185,13 @@ static void declare_dict(const char *arg)
     }
 }
 
+/* -w's default: a worker per online CPU (at most LIM_WORKERS_MAX). */
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > LIM_WORKERS_MAX ? LIM_WORKERS_MAX : (unsigned)n;
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
@@ -209,7 +224,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (struct options){ .dir = "services", .max_connections = -1,
+    *o = (struct options){ .dir = "services", .max_connections = -1, .workers = default_workers(),
                            .max_per_ip = LIM_CONNECTIONS_PER_IP,
                            .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE,
                            .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
@@ -225,11 +240,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         case 'w': {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*end || n < 1)
-                usage_error("bad worker count '%s'", optarg);
-            if (n != 1)
-                usage_error("this version runs one worker: -w %s is not supported (use -w 1)",
-                            optarg);
+            if (*end || n < 1 || n > LIM_WORKERS_MAX)
+                usage_error("bad worker count '%s' (1 to " STRINGIFY(LIM_WORKERS_MAX) ")", optarg);
+            o->workers = (unsigned)n;
             break;
         }
         case OPT_STATIC:
@@ -381,69 +394,28 @@ static bool check_folders(const struct options *o, char *static_real)
            (!o->static_dir || folder_ok("--static", o->static_dir, static_real));
 }
 
-/* ---- the running server ---- */
+/* ---- the running server: the master ---- */
 
 static struct {
     struct ev_loop *loop;
     struct tls_server *tls;
-    struct worker w;
-    struct lx_rt *rt;
-    struct listener *listeners;
-    bool stopping;
-    ev_signal sigterm_w, sigint_w, sighup_w;
-    struct dirwatch *watch;
-    ev_timer grace_w;
-    ev_prepare drained_w;
-    /* Process-wide, shared by every worker: who may connect, and the
-     * memory held for unfinished work. */
     struct admission *adm;
     struct membudget mem;
-    ev_async room_w;            /* a connection left: paused listeners go on */
+    struct wthread_addr addrs[LIM_LISTENERS];
+    size_t naddrs;
+    struct wthread_shared sh;
+    struct wthread *workers;
+    struct inbox *inboxes[LIM_WORKERS_MAX];
+    unsigned nworkers, started, ready;
+    struct reload *reload;
+    struct inbox inbox;         /* the workers' answers */
+    bool serving, stopping;
+    ev_signal sigterm_w, sigint_w, sighup_w;
+    struct dirwatch *watch;
+    const char *dir;
+    bool no_reload;
     ev_timer report_w;          /* the tail of rate-limited log lines */
 } srv;
-
-/* A refused client learns it at once, and we keep no TIME_WAIT for it. */
-static void reset_close(int fd)
-{
-    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-}
-
-static void on_accept(struct listener *l, int fd, const struct sockaddr *addr)
-{
-    if (srv.stopping) {
-        admission_unreserve(srv.adm);
-        close(fd);
-        return;
-    }
-    struct adm_entry *e = admission_enter(srv.adm, addr);
-    if (!e) {
-        reset_close(fd);
-        return;
-    }
-    struct conn *c = conn_new(&srv.w, fd, NULL);
-    c->adm = e;
-    http_conn_start(c, runtime_http(srv.rt));
-    if (l->tls && !tls_attach(c, srv.tls))
-        conn_close(c);
-}
-
-/* The admission's wake hook: it may run on any thread, so it only signals. */
-static void wake_listeners(void *ud)
-{
-    (void)ud;
-    ev_async_send(srv.loop, &srv.room_w);
-}
-
-static void room_cb(struct ev_loop *loop, ev_async *a, int revents)
-{
-    (void)loop;
-    (void)a;
-    (void)revents;
-    for (struct listener *l = srv.listeners; l; l = l->next)
-        listener_resume(l);
-}
 
 static void report_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -491,53 +463,17 @@ static size_t connection_limit(const struct options *o)
     return (size_t)o->max_connections;
 }
 
-static void stop_loop(void)
-{
-    ev_break(srv.loop, EVBREAK_ALL);
-}
-
-static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)t;
-    (void)revents;
-    log_warn("shutdown: %zu connections did not close within %.0f s; dropping them",
-             srv.w.nconns, LIM_SHUTDOWN_GRACE);
-    stop_loop();
-}
-
-/* During shutdown: stop as soon as no connection has anything left to do
- * (one that is only waiting for the peer's FIN after a completed close is
- * done). */
-static void drained_cb(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-    (void)loop;
-    (void)p;
-    (void)revents;
-    for (struct conn *c = srv.w.conns; c; c = c->next) {
-        if (!(c->flags & CONN_SHUT_WR))
-            return;
-    }
-    stop_loop();
-}
-
 static void begin_shutdown(const char *why)
 {
     if (srv.stopping)
         return;
     srv.stopping = true;
-    log_info("%s: closing %zu connections", why, srv.w.nconns);
-    while (srv.listeners) {
-        struct listener *next = srv.listeners->next;
-        listener_close(srv.listeners);
-        srv.listeners = next;
-    }
-    runtime_shutdown(srv.rt);
-    http_server_shutdown(runtime_http(srv.rt), &srv.w);
-    ev_timer_init(&srv.grace_w, grace_cb, LIM_SHUTDOWN_GRACE, 0);
-    ev_timer_start(srv.loop, &srv.grace_w);
-    ev_prepare_init(&srv.drained_w, drained_cb);
-    ev_prepare_start(srv.loop, &srv.drained_w);
+    log_info("%s: closing %zu connections", why, admission_count(srv.adm));
+    if (srv.reload)
+        reload_stop(srv.reload);
+    for (unsigned i = 0; i < srv.started; i++)
+        wthread_post_shutdown(&srv.workers[i]);
+    ev_break(srv.loop, EVBREAK_ALL);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
@@ -545,9 +481,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     if (s->signum == SIGHUP) {
-        if (!srv.stopping) {
+        if (srv.serving && !srv.stopping) {
             log_info("SIGHUP: reloading every service");
-            runtime_reload_all(srv.rt);
+            reload_all(srv.reload);
         }
         return;
     }
@@ -557,45 +493,111 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 static void files_changed(void *ud, const char *const *paths, size_t n)
 {
     (void)ud;
-    if (!srv.stopping)
-        runtime_files_changed(srv.rt, paths, n);
+    if (!srv.serving || srv.stopping)
+        return;
+    reload_files(srv.reload, paths, n);
 }
 
-/* After the worker freed its connections: no slot is held any more. */
-static void stop_admission(void)
+/* The services are loaded on every worker: the listening lines go out,
+ * then they accept. */
+static void all_loaded(void *ud)
 {
-    ev_ref(srv.loop);
-    ev_ref(srv.loop);
-    ev_async_stop(srv.loop, &srv.room_w);
-    ev_timer_stop(srv.loop, &srv.report_w);
-    admission_free(srv.adm);
-    srv.adm = NULL;
+    (void)ud;
+    /* Watched before the lines go out: whoever reads them may change a
+     * file at once. */
+    if (!srv.no_reload) {
+        char err[256];
+        srv.watch = dirwatch_new(srv.loop, srv.dir, ".lua", LIM_RELOAD_QUIET, files_changed, NULL,
+                                 err, sizeof err);
+        if (!srv.watch)
+            log_warn("not watching %s for changes: %s (SIGHUP reloads)", srv.dir, err);
+    }
+    for (size_t i = 0; i < srv.naddrs; i++) {
+        const struct wthread_addr *a = &srv.addrs[i];
+        bool v6 = strchr(a->host, ':') != NULL;
+        printf("moonws: listening on %s://%s%s%s:%u\n", a->tls ? "wss" : "ws", v6 ? "[" : "",
+               a->host, v6 ? "]" : "", a->port);
+    }
+    fflush(stdout);
+    srv.serving = true;
+    for (unsigned i = 0; i < srv.nworkers; i++)
+        wthread_post_start(&srv.workers[i]);
 }
 
-static int open_listeners(const struct options *o)
+/* Every worker is ready: they load the services, together. */
+static void worker_ready(struct wthread *t)
+{
+    (void)t;
+    if (++srv.ready == srv.nworkers && !srv.stopping)
+        reload_startup(srv.reload);
+}
+
+static void worker_prepared(struct wthread *t, struct runtime_verdict *v)
+{
+    reload_prepared(srv.reload, t->number, v);
+}
+
+static void worker_committed(struct wthread *t, struct runtime_events *e)
+{
+    reload_committed(srv.reload, t->number, e);
+}
+
+/* Every address gets one socket per worker. */
+static int bind_listeners(const struct options *o)
 {
     for (int i = 0; i < o->nlisten; i++) {
-        char host[64], err[256];
+        struct wthread_addr *a = &srv.addrs[srv.naddrs];
+        char err[256];
         unsigned port;
-        listener_parse(o->listen[i], host, sizeof host, &port, err, sizeof err);
-        struct listener *l = listener_open(srv.loop, host, port, err, sizeof err);
-        if (!l) {
+        listener_parse(o->listen[i], a->host, sizeof a->host, &port, err, sizeof err);
+        if (!listener_bind_group(a->host, port, a->fds, srv.nworkers, &a->port, err, sizeof err)) {
             fprintf(stderr, "moonws: %s\n", err);
             return -1;
         }
-        l->on_accept = on_accept;
-        l->adm = srv.adm;
-        l->tls = o->listen_tls[i];
-        l->next = srv.listeners;
-        srv.listeners = l;
-        bool v6 = strchr(host, ':') != NULL;
-        printf("moonws: listening on %s://%s%s%s:%u\n", l->tls ? "wss" : "ws", v6 ? "[" : "",
-               host, v6 ? "]" : "", l->port);
+        a->tls = o->listen_tls[i];
+        srv.naddrs++;
     }
-    fflush(stdout);
-    for (struct listener *l = srv.listeners; l; l = l->next)
-        listener_start(l);
     return 0;
+}
+
+static void close_unused_listeners(void)
+{
+    for (size_t i = 0; i < srv.naddrs; i++) {
+        for (unsigned k = srv.started; k < srv.nworkers; k++)
+            close(srv.addrs[i].fds[k]);
+    }
+}
+
+/* --check: every service is loaded once, on this thread, and reported. */
+static int check_services(const struct options *o, const char *static_root)
+{
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    struct worker w;
+    worker_init(&w, loop, 0);
+    struct lx_rt *rt = runtime_new(&w, o->dir, static_root, &o->runtime, NULL);
+    /* The budget holds for a file's top level too. */
+    runtime_start_watchdog(rt);
+    int failed = reload_check(rt, o->dir);
+    worker_free(&w);
+    runtime_free(rt);
+    runtime_stop_watchdog();
+    tls_server_free(srv.tls);
+    return failed ? 1 : 0;
+}
+
+static void free_master(void)
+{
+    ev_ref(srv.loop);
+    ev_timer_stop(srv.loop, &srv.report_w);
+    inbox_close(&srv.inbox);
+    inbox_free(&srv.inbox);
+    reload_free(srv.reload);
+    free(srv.workers);
+    connid_cleanup();
+    pathcount_cleanup();
+    admission_free(srv.adm);
+    runtime_stop_watchdog();
+    tls_server_free(srv.tls);
 }
 
 int main(int argc, char **argv)
@@ -623,62 +625,56 @@ int main(int argc, char **argv)
     char warm[WS_ACCEPT_LEN];
     crypto_ws_accept("moonws", 6, warm);
 
+    const char *static_root = o.static_dir ? static_real : NULL;
+    if (o.check)
+        return check_services(&o, static_root);
+
     srv.loop = ev_default_loop(EVFLAG_AUTO);
-    worker_init(&srv.w, srv.loop);
+    srv.dir = o.dir;
+    srv.no_reload = o.no_reload;
+    srv.nworkers = o.workers;
     membudget_init(&srv.mem, o.max_buffered);
-    srv.w.mem = &srv.mem;
-    srv.rt = runtime_new(&srv.w, o.dir, o.static_dir ? static_real : NULL, &o.runtime);
-    runtime_http(srv.rt)->keepalive = o.keepalive;
-
-    /* The budget holds for a file's top level too, when checking as well. */
-    runtime_start_watchdog(srv.rt);
-    if (o.check) {
-        int failed = runtime_load_all(srv.rt, true);
-        worker_free(&srv.w);
-        runtime_free(srv.rt);
-        runtime_stop_watchdog();
-        tls_server_free(srv.tls);
-        return failed ? 1 : 0;
-    }
-
-    runtime_load_all(srv.rt, false);
     srv.adm = admission_new(connection_limit(&o), o.max_per_ip);
-    admission_set_wake(srv.adm, wake_listeners, NULL);
-    ev_async_init(&srv.room_w, room_cb);
-    ev_async_start(srv.loop, &srv.room_w);
+    inbox_init(&srv.inbox, srv.loop, "the master", LIM_INBOX_BYTES, NULL);
     ev_timer_init(&srv.report_w, report_cb, 1.0, 1.0);
     ev_timer_start(srv.loop, &srv.report_w);
-    /* Neither should keep the loop alive by itself. */
-    ev_unref(srv.loop);
-    ev_unref(srv.loop);
-    /* Signals are watched before the "listening" lines go out: whoever
-     * reads them may stop us at once. */
+    ev_unref(srv.loop);         /* it should not keep the loop alive by itself */
+    srv.workers = xcalloc(srv.nworkers, sizeof *srv.workers);
+    if (bind_listeners(&o) != 0) {
+        free_master();
+        return 1;
+    }
+    srv.sh = (struct wthread_shared){
+        .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
+        .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
+        .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
+        .workers = srv.workers, .peers = { srv.nworkers, srv.inboxes }, .master = &srv.inbox,
+        .ready = worker_ready, .prepared = worker_prepared, .committed = worker_committed,
+    };
+    for (unsigned i = 0; i < srv.nworkers; i++)
+        srv.inboxes[i] = &srv.workers[i].inbox;
+    srv.reload = reload_new(o.dir, srv.workers, srv.nworkers, all_loaded, NULL);
+    admission_set_wake(srv.adm, wthread_wake_all, &srv.sh);
+    /* Signals are watched before the workers start: whoever reads the
+     * "listening" lines may stop us at once. */
     ev_signal_init(&srv.sigterm_w, signal_cb, SIGTERM);
     ev_signal_start(srv.loop, &srv.sigterm_w);
     ev_signal_init(&srv.sigint_w, signal_cb, SIGINT);
     ev_signal_start(srv.loop, &srv.sigint_w);
     ev_signal_init(&srv.sighup_w, signal_cb, SIGHUP);
     ev_signal_start(srv.loop, &srv.sighup_w);
-    if (!o.no_reload) {
-        char err[256];
-        srv.watch = dirwatch_new(srv.loop, o.dir, ".lua", LIM_RELOAD_QUIET, files_changed, NULL, err,
-                                 sizeof err);
-        if (!srv.watch)
-            log_warn("not watching %s for changes: %s (SIGHUP reloads)", o.dir, err);
+    for (; srv.started < srv.nworkers; srv.started++) {
+        if (!wthread_start(&srv.workers[srv.started], &srv.sh, srv.started + 1)) {
+            log_error("cannot start worker %u", srv.started + 1);
+            begin_shutdown("startup failed");
+            break;
+        }
     }
-    if (open_listeners(&o) != 0) {
-        dirwatch_free(srv.watch);
-        worker_free(&srv.w);
-        stop_admission();
-        runtime_free(srv.rt);
-        runtime_stop_watchdog();
-        tls_server_free(srv.tls);
-        return 1;
-    }
+    close_unused_listeners();
 
-    ev_run(srv.loop, 0);
+    if (!srv.stopping)
+        ev_run(srv.loop, 0);
 
-    log_info("stopped");
     /* A second SIGTERM while we clean up must not turn exit 0 into death
      * by signal: from here on they wait, blocked, and the process ends. */
     sigset_t stop_signals;
@@ -690,24 +686,22 @@ int main(int argc, char **argv)
     ev_signal_stop(srv.loop, &srv.sigint_w);
     ev_signal_stop(srv.loop, &srv.sighup_w);
     dirwatch_free(srv.watch);
-    if (srv.stopping) {
-        ev_timer_stop(srv.loop, &srv.grace_w);
-        ev_prepare_stop(srv.loop, &srv.drained_w);
-    }
-    while (srv.listeners) {
-        struct listener *next = srv.listeners->next;
-        listener_close(srv.listeners);
-        srv.listeners = next;
-    }
-    worker_free(&srv.w);
-    stop_admission();
-    runtime_free(srv.rt);
+    for (unsigned i = 0; i < srv.started; i++)
+        wthread_join(&srv.workers[i]);
+    log_info("stopped");
+    /* Nobody posts any more: what is left in the inboxes goes. */
+    for (unsigned i = 0; i < srv.started; i++)
+        wthread_free(&srv.workers[i]);
     /* Every connection and pooled stream is gone: what the budget still
      * counts would be a leak in its accounting. */
     log_debug("memory for unfinished messages and bodies at exit: %zu bytes held",
               membudget_used(&srv.mem));
-    runtime_stop_watchdog();
-    tls_server_free(srv.tls);
+    /* Likewise: an id still open or a count still held would be a slip in
+     * their bookkeeping. */
+    log_debug("at exit: %zu connection ids open, %zu paths counted", connid_count(),
+              pathcount_keys());
+    bool failed = srv.started < srv.nworkers;
+    free_master();
     ev_loop_destroy(srv.loop);
-    return 0;
+    return failed ? 1 : 0;
 }

@@ -7,7 +7,8 @@
 #   make fuzz-build           only build them (build/fuzz/fuzz_*)
 #
 #   make tsan                 the threaded unit tests under ThreadSanitizer, and
-#                             the server built with it as build/tsan/moonws
+#                             the multi-worker specs against the server built
+#                             with it (build/tsan/moonws)
 #
 # Unit tests compile the codecs (and the thread-safe util/transport pieces
 # they test) again with the sanitizers into build/unit/obj, so they never
@@ -27,6 +28,7 @@ UNIT_ALL    := $(UNIT_SRC:tests/unit/%.c=%)
 UNIT        ?= $(UNIT_ALL)
 UNIT_BIN    := $(addprefix $(UNIT_DIR)/,$(UNIT))
 UNIT_LIBSRC := $(CODEC_SRC) src/util/siphash.c src/util/shdict.c src/util/xshbuf.c \
+               src/util/connid.c src/util/pathcount.c \
                src/util/metrics.c src/util/shbuf.c src/util/traffic_log.c src/util/twheel.c \
                src/transport/inbox.c src/transport/conn.c src/transport/worker.c \
                src/transport/listener.c src/transport/admission.c \
@@ -83,15 +85,23 @@ unit: $(UNIT_BIN)
 
 # ---- ThreadSanitizer ----
 # The unit tests that start threads, built again with -fsanitize=thread (it
-# cannot be combined with ASan), and the server as build/tsan/moonws (run
-# specs against it with MOONWS_BIN=build/tsan/moonws). A report fails the run.
+# cannot be combined with ASan), then the server built with it as
+# build/tsan/moonws, against which the multi-worker specs run (TSAN_SPECS,
+# with MOONWS_TEST_WORKERS=2 for the specs that do not pick their own
+# workers). A report fails the run: a unit binary exits 66, the server's
+# reports are written to build/tsan/reports/ and printed. (Not the CPU
+# budget's specs: ThreadSanitizer hands a signal to its handler only when
+# the thread next calls an intercepted function, which a handler spinning
+# in Lua never does.)
 
 TSAN_DIR    := $(BUILD)/tsan/unit
 TSAN_SAN    := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
-TSAN_UNIT   := test_shdict test_inbox test_cluster_chans test_cluster_link test_metrics \
-               test_traffic_log test_metrics_http
+TSAN_UNIT   := test_shdict test_inbox test_connid test_cluster_chans test_cluster_link \
+               test_metrics test_traffic_log test_metrics_http
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
+TSAN_SPECS  ?= spec/workers_spec.lua spec/dict_spec.lua spec/examples_spec.lua
+TSAN_REPORTS := $(BUILD)/tsan/reports
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))
 
@@ -107,6 +117,15 @@ tsan: $(TSAN_BIN)
 	   fi; \
 	 done; \
 	 echo "tsan: $$bad of $(words $(TSAN_BIN)) binaries failed"; [ $$bad -eq 0 ]
+	@rm -rf $(TSAN_REPORTS); mkdir -p $(TSAN_REPORTS); \
+	 echo "tsan: $(TSAN_SPECS) against $(BUILD)/tsan/moonws"; \
+	 TSAN_OPTIONS="exitcode=66 second_deadlock_stack=1 log_path=$(abspath $(TSAN_REPORTS))/moonws" \
+	 MOONWS_BIN=$(BUILD)/tsan/moonws MOONWS_TEST_WORKERS=2 \
+	   lua5.4 $$(command -v busted) $(TSAN_SPECS); rc=$$?; \
+	 n=$$(ls $(TSAN_REPORTS) | wc -l); \
+	 if [ $$n -gt 0 ]; then cat $(TSAN_REPORTS)/*; fi; \
+	 echo "tsan: busted exited $$rc; $$n server$$([ $$n = 1 ] || echo s) reported races (logs in $(TSAN_REPORTS))"; \
+	 [ $$rc -eq 0 ] && [ $$n -eq 0 ]
 
 # ---- libFuzzer ----
 

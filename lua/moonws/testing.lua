@@ -70,7 +70,8 @@ end
 
 -- opts: dir (default "examples"), bin, args (a list of extra arguments),
 -- env (variables for the server: NAME = value, or false to remove one),
--- workers, static, log_level (default "debug"), listeners (how many
+-- workers (default $MOONWS_TEST_WORKERS, else 1), static, log_level
+-- (default "debug"), listeners (how many
 -- "listening" lines to wait for, when args add -l listeners), timeout
 -- (seconds to wait for them, default 10), tls = { cert =, key =,
 -- password =, client_ca = } to add a TLS listener (srv.wss_url,
@@ -79,7 +80,10 @@ function testing.start(opts)
   opts = opts or {}
   local bin = testing.find_bin(opts.bin)
   local argv = { bin, "-l", "127.0.0.1:0", "--log-level", opts.log_level or "debug" }
-  if opts.workers then argv[#argv + 1] = "-w"; argv[#argv + 1] = tostring(opts.workers) end
+  -- -w always: the server's own default is the number of CPUs, and a spec
+  -- must not depend on the machine.
+  local workers = opts.workers or tonumber(os.getenv("MOONWS_TEST_WORKERS") or "") or 1
+  argv[#argv + 1] = "-w"; argv[#argv + 1] = tostring(workers)
   if opts.static then argv[#argv + 1] = "--static"; argv[#argv + 1] = opts.static end
   local listeners = opts.listeners or 1
   if opts.tls then
@@ -99,7 +103,8 @@ function testing.start(opts)
     error(ok and fd or pid, 2)
   end
   -- From here on the object's finalizers own the process and the log.
-  local srv = setmetatable({ pid = pid, fd = fd, logfile = logfile, bin = bin, urls = {} }, Server)
+  local srv = setmetatable({ pid = pid, fd = fd, logfile = logfile, bin = bin, urls = {},
+                             workers = workers }, Server)
   local deadline = core.now() + (opts.timeout or 10)
   while true do
     local line, err = core.readline(fd, deadline - core.now())

@@ -19,6 +19,7 @@
 #include "../proto/pubsub.h"
 #include "../proto/router.h"
 #include "../proto/svc.h"
+#include "../proto/ws_bcast.h"
 #include "../proto/ws_conn.h"
 #include "../util/limits.h"
 
@@ -101,10 +102,16 @@ struct lx_memory {
     double logged_at;               /* the last "is full" line, rate-limited */
 };
 
+struct inbox;
+struct lx_batch;
+
 /* The runtime of one worker. */
 struct lx_rt {
     lua_State *L;
-    struct worker *w;
+    struct worker *w;           /* its number is w->index + 1 (moonws.worker) */
+    unsigned nworkers;          /* workers in the process (moonws.workers) */
+    struct inbox *const *peers; /* every worker's inbox, by index; NULL: this one alone */
+    struct lx_batch *pending;   /* a batch between its two phases (lx_runtime.c) */
     struct router router;
     struct http_server http;
     struct pubsub pubsub;
@@ -126,10 +133,20 @@ struct lx_rt {
      * valid UTF-8, so sending those very bytes back needs no new check. */
     const char *valid_text;
     size_t valid_len;
+    /* Timers created outside any service's code. */
+    struct lx_timer *orphan_timers;
 
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
     struct lx_budget budget;
     struct lx_memory mem;
+
+    /* Big and seldom used: last, away from what every call touches. */
+    /* The worker's compression streams and scratch (its connections'). */
+    struct pmd_pool pmd;
+    /* caller.query and caller.headers parse the kept upgrade head here. */
+    struct http_request head_scratch;
+    /* The HTTP server parses the request head it answers here. */
+    struct http_request req_scratch;
 };
 
 /* ---- lx_call.c: the one way into Lua ---- */
@@ -143,11 +160,6 @@ void lx_call_init(struct lx_rt *rt);
  * then *errmsg, when not NULL, gets the message, valid until the next call). */
 bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int nargs, int nres,
              const char **errmsg);
-/* The preamble of every binding that reaches clients (sends, broadcast,
- * publish, close, subscribe): raises while a file's top level runs. A
- * version is validated before anything changes, and it may yet be refused
- * — so its top level may not act on connections; `what` names the call. */
-void lx_check_serving(lua_State *L, const char *what);
 
 /* ---- lx_budget.c: the CPU budget ---- */
 
@@ -282,6 +294,9 @@ void lx_shared_keep(struct lx_rt *rt, struct lx_service *ls);
 /* A service moved from one file to another: its moonws.shared is kept
  * under the new name from now on. */
 void lx_shared_rename(struct lx_rt *rt, const char *from, const char *to);
+
+/* ---- lx_request.c ---- */
+
 /* Pushes the TLS facts of a connection ({version, cipher, alpn, resumed,
  * subject, issuer}), or nil for a plain one. */
 void lx_push_tls(lua_State *L, const struct conn *c);
@@ -302,17 +317,58 @@ void lx_timer_init(struct lx_rt *rt);
 void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls);
 /* Hands the timers of `from` to `to` (a new version taking over). */
 void lx_timer_adopt(struct lx_rt *rt, struct lx_service *to, struct lx_service *from);
+/* The version of ls is installed: the timers its top level made start. */
+void lx_timer_start_deferred(struct lx_rt *rt, struct lx_service *ls);
+
+/* ---- lx_deliver.c: where broadcasts, publishes and sends go ---- */
+
+/* The connections a moonws.* call names by path: every connection of the
+ * service mounted at that path (a pattern, "/rooms/:room", names them
+ * all), or, for a concrete path that a service's pattern matches
+ * ("/rooms/lobby"), the connections of that service opened at that very
+ * path. */
+struct lx_at {
+    struct svc *svc;            /* NULL: no service */
+    const char *only;           /* NULL: all of svc's connections */
+    size_t only_len;
+};
+
+/* What path (NUL-terminated, n bytes) names on this worker. */
+struct lx_at lx_at_path(struct lx_rt *rt, const char *path, size_t n);
+/* True when wc is open and one of those. */
+bool lx_at_has(const struct lx_at *at, struct ws_conn *wc);
+/* A broadcast to the connections path names on this worker; returns how
+ * many it was queued for. */
+size_t lx_broadcast_here(struct lx_rt *rt, const char *path, size_t len, uint8_t opcode,
+                         const char *p, size_t n);
+/* The same broadcast (or publish, to a topic) on every other worker: one
+ * message, shared by reference, queued to their inboxes. */
+void lx_deliver_broadcast(struct lx_rt *rt, const char *path, size_t len, uint8_t opcode,
+                          const char *p, size_t n);
+void lx_deliver_publish(struct lx_rt *rt, const char *topic, size_t len, uint8_t opcode,
+                        const char *p, size_t n);
+/* moonws.send: to the connection id wherever it lives. */
+enum { LX_SEND_QUEUED, LX_SEND_CLOSED, LX_SEND_BUSY };
+int lx_deliver_send(struct lx_rt *rt, uint64_t id, uint8_t opcode, const char *p, size_t n);
 
 /* ---- lx_dict.c ---- */
 
 /* Adds moonws.dict (process-wide shared dictionaries) to the module. */
 void lx_dict_init(struct lx_rt *rt);
 
-/* ---- lx_service.c ---- */
+/* ---- lx_dispatch.c ---- */
 
+/* How the protocol layer calls a Lua service's handlers. */
 extern const struct svc_ops lx_svc_ops;
+
 /* Pushes a handler's function (nil when absent). */
-void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h);
+static inline void lx_push_handler(struct lx_rt *rt, struct lx_service *ls, enum lx_handler h)
+{
+    if (ls->handler[h] == LUA_NOREF)
+        lua_pushnil(rt->L);
+    else
+        lua_rawgeti(rt->L, LUA_REGISTRYINDEX, ls->handler[h]);
+}
 
 /* Pushes t[key], t at idx, raw. A service's tables are read outside any
  * handler call, where a metamethod would run unprotected and without a
@@ -328,6 +384,17 @@ static inline int lx_rawfield(lua_State *L, int idx, const char *key)
 static inline struct lx_rt *lx_rt_of(lua_State *L)
 {
     return *(struct lx_rt **)lua_getextraspace(L);
+}
+
+/* The preamble of every binding that reaches clients (sends, broadcast,
+ * publish, close, subscribe): raises while a file's top level runs. A
+ * version is validated before anything changes, and it may yet be refused
+ * — so its top level may not act on connections; `what` names the call. */
+static inline void lx_check_serving(lua_State *L, const char *what)
+{
+    if (lx_rt_of(L)->loading)
+        luaL_error(L, "%s cannot be used while the file loads: nothing reaches clients before "
+                   "the version is accepted (do it in a handler or in moonws.after(0, fn))", what);
 }
 
 #endif

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../proto/http_respond.h"
 #include "../transport/conn.h"
 #include "../util/htpasswd.h"
 #include "../util/jws.h"

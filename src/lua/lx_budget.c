@@ -50,7 +50,7 @@ static struct {
         double start_cpu;       /* its thread's CPU clock when first seen */
         double interrupted_at;  /* monotonic seconds; 0: not interrupted yet */
         bool stuck_logged;
-    } w[LIM_BUDGET_WORKERS];
+    } w[LIM_WORKERS_MAX];
 } wd = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static bool interrupted_now(struct lx_budget *b)
@@ -182,13 +182,13 @@ void lx_watchdog_start(struct lx_rt *rt)
 
     pthread_mutex_lock(&wd.mu);
     struct watched *w = &wd.w[wd.n];
-    if (wd.n < LIM_BUDGET_WORKERS && pthread_getcpuclockid(rt->budget.thread, &w->clock) == 0) {
+    if (wd.n < LIM_WORKERS_MAX && pthread_getcpuclockid(rt->budget.thread, &w->clock) == 0) {
         w->rt = rt;
         w->seq = 0;
         wd.n++;
     } else {
         log_warn("CPU budget not enforced: no CPU clock for this thread, or more than %d workers",
-                 LIM_BUDGET_WORKERS);
+                 LIM_WORKERS_MAX);
     }
     if (!wd.running) {
         wd.stop = false;

@@ -102,10 +102,3 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
     lua_pop(L, 2);
     return false;
 }
-
-void lx_check_serving(lua_State *L, const char *what)
-{
-    if (lx_rt_of(L)->loading)
-        luaL_error(L, "%s cannot be used while the file loads: nothing reaches clients before "
-                   "the version is accepted (do it in a handler or in moonws.after(0, fn))", what);
-}

@@ -25,8 +25,6 @@ struct lx_caller {
     uint64_t id;
 };
 
-static __thread struct http_request head_scratch;
-
 /* The caller at idx. Only this file makes full userdata of this size
  * with this tag, and scripts cannot write into userdata. */
 static struct lx_caller *check_caller(lua_State *L, int idx)
@@ -190,37 +188,19 @@ static void push_data(lua_State *L, int idx)
     }
 }
 
-/* The path the client asked for at the upgrade, percent-decoded, from the
- * kept head's request line ("GET /path?query HTTP/1.1"). */
-static size_t opened_path(const struct ws_conn *wc, char *out, size_t cap)
-{
-    const char *t = memchr(wc->head, ' ', wc->head_len);
-    if (!t)
-        return 0;
-    t++;
-    const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
-    size_t n = 0;
-    while (t + n < end && t[n] != '?' && t[n] != ' ')
-        n++;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, t, n);
-    ssize_t dl = http_url_decode(out, n, false);
-    return dl < 0 ? n : (size_t)dl;
-}
-
 bool lx_conn_opened_at(const struct ws_conn *wc, const char *path, size_t len)
 {
     char p[LIM_HTTP_HEAD_MAX];
-    return opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
+    return ws_opened_path(wc, p, sizeof p) == len && memcmp(p, path, len) == 0;
 }
 
-/* Parses the kept upgrade head; NULL after the connection is gone. */
-static const struct http_request *upgrade_head(struct lx_caller *cl)
+/* Parses the kept upgrade head (into the runtime's scratch); NULL after
+ * the connection is gone. */
+static const struct http_request *upgrade_head(struct lx_rt *rt, struct lx_caller *cl)
 {
-    if (!cl->wc || http_parse_request(cl->wc->head, cl->wc->head_len, &head_scratch) <= 0)
+    if (!cl->wc || http_parse_request(cl->wc->head, cl->wc->head_len, &rt->head_scratch) <= 0)
         return NULL;
-    return &head_scratch;
+    return &rt->head_scratch;
 }
 
 static int caller_index(lua_State *L)
@@ -266,7 +246,7 @@ static int caller_index(lua_State *L)
         /* Matched again against the service's path as it is now. */
         struct path_params params = { 0 };
         char p[LIM_HTTP_HEAD_MAX];
-        size_t n = wc ? opened_path(wc, p, sizeof p) : 0;
+        size_t n = wc ? ws_opened_path(wc, p, sizeof p) : 0;
         if (wc)
             router_match(wc->svc->path, p, n, &params);
         lx_push_params(L, &params);
@@ -274,11 +254,11 @@ static int caller_index(lua_State *L)
         /* The path the client asked for (the service may have moved since). */
         char p[LIM_HTTP_HEAD_MAX];
         if (wc)
-            lua_pushlstring(L, p, opened_path(wc, p, sizeof p));
+            lua_pushlstring(L, p, ws_opened_path(wc, p, sizeof p));
         else
             lua_pushnil(L);
     } else if (strcmp(k, "query") == 0 || strcmp(k, "headers") == 0) {
-        const struct http_request *req = upgrade_head(cl);
+        const struct http_request *req = upgrade_head(lx_rt_of(L), cl);
         if (!req) {
             lua_pushnil(L);
             return 1;

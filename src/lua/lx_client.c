@@ -596,6 +596,7 @@ static int l_deflate(lua_State *L)
     struct pmd_deflater d = { .window_bits = (uint8_t)wb, .level = 6, .reset_each_message = true };
     struct buf out = { 0 };
     pmd_deflate(&d, s, n, &out);
+    pmd_free(NULL, &d);
     lua_pushlstring(L, out.data ? out.data : "", out.len);
     buf_free(&out);
     return 1;

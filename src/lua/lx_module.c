@@ -1,184 +1,33 @@
 /*
- * The moonws module (DESIGN.md §4), the environment each service runs in,
- * and the request tables handed to onUpgrade and HTTP endpoints.
+ * The moonws module (DESIGN.md §4) and the environment each service runs
+ * in.
  */
 #include <string.h>
 
-#include "../proto/http_parse.h"
-#include "../transport/conn.h"
-#include "../transport/tls.h"
-#include "../util/buf.h"
+#include "../transport/worker.h"
 #include "../util/log.h"
-#include "../util/utf8.h"
+#include "../util/pathcount.h"
 #include "lx.h"
 #include "lx_json.h"
 
-/* ---- request tables ---- */
-
-static void push_decoded(lua_State *L, const char *s, size_t n)
-{
-    char small[256];
-    struct buf big = { 0 };
-    char *d = n <= sizeof small ? small : buf_reserve(&big, n);
-    memcpy(d, s, n);
-    ssize_t dl = http_url_decode(d, n, true);
-    if (dl < 0)
-        lua_pushlstring(L, s, n);       /* a bad escape: keep it raw */
-    else
-        lua_pushlstring(L, d, (size_t)dl);
-    buf_free(&big);
-}
-
-void lx_push_query(lua_State *L, const char *q, size_t len)
-{
-    lua_newtable(L);
-    const char *end = q + len;
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *e = amp ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(e - q));
-        if (e > q) {
-            push_decoded(L, q, (size_t)((eq ? eq : e) - q));
-            if (eq)
-                push_decoded(L, eq + 1, (size_t)(e - eq - 1));
-            else
-                lua_pushliteral(L, "");
-            lua_settable(L, -3);
-        }
-        q = amp ? amp + 1 : end;
-    }
-}
-
-void lx_push_headers(lua_State *L, const struct http_request *req)
-{
-    lua_newtable(L);
-    char name[256];
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const struct http_header *h = &req->headers[i];
-        size_t nl = h->name_len < sizeof name ? h->name_len : sizeof name - 1;
-        for (size_t k = 0; k < nl; k++) {
-            char c = h->name[k];
-            name[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-        lua_pushlstring(L, name, nl);
-        lua_pushvalue(L, -1);
-        /* Repeated fields are joined with ", " (RFC 9110 §5.3). */
-        if (lua_rawget(L, -3) == LUA_TSTRING) {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, h->value, h->value_len);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, h->value, h->value_len);
-        }
-        lua_rawset(L, -3);
-    }
-}
-
-void lx_push_tls(lua_State *L, const struct conn *c)
-{
-    struct tls_info ti;
-    if (!tls_info(c, &ti)) {
-        lua_pushnil(L);
-        return;
-    }
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, ti.version);
-    lua_setfield(L, -2, "version");
-    lua_pushstring(L, ti.cipher);
-    lua_setfield(L, -2, "cipher");
-    lua_pushstring(L, ti.alpn);
-    lua_setfield(L, -2, "alpn");
-    lua_pushboolean(L, ti.resumed);
-    lua_setfield(L, -2, "resumed");
-    if (ti.subject[0]) {
-        lua_pushstring(L, ti.subject);
-        lua_setfield(L, -2, "subject");
-        lua_pushstring(L, ti.issuer);
-        lua_setfield(L, -2, "issuer");
-    }
-}
-
-void lx_push_params(lua_State *L, const struct path_params *params)
-{
-    lua_createtable(L, 0, (int)params->n);
-    for (size_t i = 0; i < params->n; i++) {
-        lua_pushlstring(L, params->p[i].name, params->p[i].name_len);
-        lua_pushlstring(L, params->p[i].value, params->p[i].value_len);
-        lua_rawset(L, -3);
-    }
-}
-
-void lx_push_request(lua_State *L, const struct http_exchange *ex)
-{
-    const struct http_request *req = ex->req;
-    struct conn *c = ex->conn;
-    lua_createtable(L, 0, 9);
-    lua_pushlstring(L, req->method, req->method_len);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, ex->path, ex->path_len);
-    lua_setfield(L, -2, "path");
-    lx_push_params(L, ex->params);
-    lua_setfield(L, -2, "params");
-    lx_push_query(L, ex->query ? ex->query : "", ex->query ? ex->query_len : 0);
-    lua_setfield(L, -2, "query");
-    lx_push_headers(L, req);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, ex->body ? ex->body : "", ex->body ? ex->body_len : 0);
-    lua_setfield(L, -2, "body");
-    char addr[80];
-    conn_remote(c, addr, sizeof addr);
-    lua_pushstring(L, addr);
-    lua_setfield(L, -2, "remote");
-    lx_push_tls(L, c);
-    lua_setfield(L, -2, "tls");
-}
-
-/* ---- moonws.* ---- */
-
-/* The connections a moonws.* call names by path: every connection of the
- * service mounted at that path (a pattern, "/rooms/:room", names them
- * all), or, for a concrete path that a service's pattern matches
- * ("/rooms/lobby"), the connections of that service opened at that very
- * path. */
-struct at_path {
-    struct svc *svc;
-    const char *only;           /* NULL: all of svc's connections */
-    size_t only_len;
-};
-
-static struct at_path find_svc(lua_State *L, int idx)
+/* What the path argument at idx names (lx_at_path). */
+static struct lx_at find_svc(lua_State *L, int idx)
 {
     size_t n;
     const char *path = luaL_checklstring(L, idx, &n);
-    struct router *r = &lx_rt_of(L)->router;
-    struct at_path at = { router_find_mounted(r, path), NULL, 0 };
-    if (!at.svc && (at.svc = router_find(r, path, n, NULL)) != NULL && strchr(at.svc->path, ':')) {
-        at.only = path;
-        at.only_len = n;
-    }
-    return at;
+    return lx_at_path(lx_rt_of(L), path, n);
 }
 
-static bool at_path_has(const struct at_path *at, struct ws_conn *wc)
-{
-    return ws_is_open(wc) && (!at->only || lx_conn_opened_at(wc, at->only, at->only_len));
-}
-
+/* A broadcast goes to the other workers first, so that they write to
+ * their clients while this one writes to its own; the count is this
+ * worker's. */
 static int send_to_service(lua_State *L, uint8_t opcode, const char *p, size_t n)
 {
-    struct at_path at = find_svc(L, 1);
-    lua_Integer count = 0;
-    if (at.svc) {
-        struct ws_bcast b;
-        ws_bcast_init(&b, opcode, p, n);
-        /* Connections leave this list only when freed, after the loop
-         * iteration, so a close during the walk does not break it. */
-        for (struct ws_conn *wc = at.svc->conns; wc; wc = wc->svc_next)
-            count += at_path_has(&at, wc) && ws_bcast_send(&b, wc);
-        ws_bcast_done(&b);
-    }
-    lua_pushinteger(L, count);
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    struct lx_rt *rt = lx_rt_of(L);
+    lx_deliver_broadcast(rt, path, len, opcode, p, n);
+    lua_pushinteger(L, (lua_Integer)lx_broadcast_here(rt, path, len, opcode, p, n));
     return 1;
 }
 
@@ -211,6 +60,8 @@ static int publish(lua_State *L, bool binary)
     else
         op = lx_message_arg(L, 2, &p, &n);
     struct lx_rt *rt = lx_rt_of(L);
+    /* The other workers first, as for a broadcast. */
+    lx_deliver_publish(rt, topic, tl, op, p, n);
     lua_pushinteger(L, (lua_Integer)pubsub_publish(&rt->pubsub, topic, tl, op, p, n));
     return 1;
 }
@@ -225,12 +76,59 @@ static int m_publish_binary(lua_State *L)
     return publish(L, true);
 }
 
+/* moonws.send(id, v) / sendBinary(id, s): true when the connection was
+ * open at the call and the message was queued to its worker; nil, "closed"
+ * when it was not open; nil, "busy" when its worker's inbox is full. */
+static int send_one(lua_State *L, bool binary)
+{
+    lx_check_serving(L, binary ? "moonws.sendBinary" : "moonws.send");
+    lua_Integer id = luaL_checkinteger(L, 1);
+    const char *p;
+    size_t n;
+    uint8_t op = WS_OP_BINARY;
+    if (binary)
+        p = luaL_checklstring(L, 2, &n);
+    else
+        op = lx_message_arg(L, 2, &p, &n);
+    int r = id > 0 ? lx_deliver_send(lx_rt_of(L), (uint64_t)id, op, p, n) : LX_SEND_CLOSED;
+    if (r == LX_SEND_QUEUED) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, r == LX_SEND_BUSY ? "busy" : "closed");
+    return 2;
+}
+
+static int m_send(lua_State *L)
+{
+    return send_one(L, false);
+}
+
+static int m_send_binary(lua_State *L)
+{
+    return send_one(L, true);
+}
+
+/* The connections open in the whole process (util/pathcount.h): of the
+ * service at the path, or opened at a concrete path under its pattern. */
 static int m_count(lua_State *L)
 {
-    struct at_path at = find_svc(L, 1);
-    lua_Integer n = 0;
-    for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next)
-        n += at_path_has(&at, wc);
+    struct lx_at at = find_svc(L, 1);
+    long n = 0;
+    if (at.svc && !at.only) {
+        n = pathcount_get(at.svc->path, strlen(at.svc->path));
+    } else if (at.svc) {
+        size_t pl = strlen(at.svc->path);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addlstring(&b, at.svc->path, pl + 1);      /* its NUL too */
+        luaL_addlstring(&b, at.only, at.only_len);
+        luaL_pushresult(&b);
+        size_t kl;
+        const char *key = lua_tolstring(L, -1, &kl);
+        n = pathcount_get(key, kl);
+    }
     lua_pushinteger(L, n);
     return 1;
 }
@@ -248,12 +146,12 @@ static int connections_next(lua_State *L)
  * or close while the loop runs do not disturb it). */
 static int m_connections(lua_State *L)
 {
-    struct at_path at = find_svc(L, 1);
+    struct lx_at at = find_svc(L, 1);
     struct lx_rt *rt = lx_rt_of(L);
     lua_newtable(L);
     lua_Integer i = 0;
     for (struct ws_conn *wc = at.svc ? at.svc->conns : NULL; wc; wc = wc->svc_next) {
-        if (!at_path_has(&at, wc))
+        if (!lx_at_has(&at, wc))
             continue;
         lx_caller_push(rt, wc);
         lua_rawseti(L, -2, ++i);
@@ -298,10 +196,18 @@ void lx_module_init(struct lx_rt *rt)
         { "publishBinary", m_publish_binary },
         { "count", m_count },
         { "connections", m_connections },
+        { "send", m_send },
+        { "sendBinary", m_send_binary },
         { NULL, NULL },
     };
     luaL_newlib(L, funcs);
     int mod = lua_gettop(L);
+    /* Which worker runs this state (1..N), and how many there are: a
+     * script that wants one timer for the process runs it on worker 1. */
+    lua_pushinteger(L, (lua_Integer)rt->w->index + 1);
+    lua_setfield(L, mod, "worker");
+    lua_pushinteger(L, (lua_Integer)rt->nworkers);
+    lua_setfield(L, mod, "workers");
 
     lx_json_open(L);
     lua_setfield(L, mod, "json");

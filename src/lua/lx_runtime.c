@@ -1,17 +1,14 @@
 /*
- * The runtime of one worker: the lua_State, the services folder, startup
- * and shutdown.
+ * The runtime of one worker: the lua_State, the services folder, the two
+ * phases of a batch of files (startup and hot reload), and shutdown.
  */
 #include <assert.h>
-#include <dirent.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "../proto/pmd.h"
 #include "../transport/conn.h"
@@ -32,15 +29,19 @@ static int panic(lua_State *L)
 }
 
 struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root,
-                          const struct runtime_options *opt)
+                          const struct runtime_options *opt, const struct runtime_peers *peers)
 {
     struct lx_rt *rt = xcalloc(1, sizeof *rt);
     rt->w = w;
+    rt->nworkers = peers ? peers->n : 1;
+    rt->peers = peers ? peers->inboxes : NULL;
     rt->dir = xstrdup(dir);
     rt->budget.seconds = LIM_HANDLER_CPU;
     rt->mem.limit = opt->lua_memory;
     rt->unsafe_lua = opt->unsafe_lua;
     rt->http.router = &rt->router;
+    rt->http.pmd = &rt->pmd;
+    rt->http.scratch = &rt->req_scratch;
     rt->http.static_root = static_root ? xstrdup(static_root) : NULL;
     rt->L = lua_newstate(lx_memory_alloc, rt);
     if (!rt->L) {
@@ -70,117 +71,9 @@ const char *runtime_dir(const struct lx_rt *rt)
     return rt->dir;
 }
 
-/* A folder being scanned and the one that holds it: a link back to one of
- * them would make the scan go round forever. */
-struct scan_level {
-    dev_t dev;
-    ino_t ino;
-    const struct scan_level *up;
-};
-
-/* Appends every *.lua under dir/rel to files (paths relative to dir). */
-static void scan(const char *dir, const char *rel, const struct scan_level *up, char ***files,
-                 size_t *n, size_t *cap)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s%s%s", dir, *rel ? "/" : "", rel);
-    struct stat self;
-    if (stat(path, &self) != 0)
-        return;
-    for (const struct scan_level *l = up; l; l = l->up) {
-        if (l->dev == self.st_dev && l->ino == self.st_ino) {
-            log_warn("%s: a link to a folder that holds it: skipped", path);
-            return;
-        }
-    }
-    struct scan_level here = { self.st_dev, self.st_ino, up };
-    DIR *d = opendir(path);
-    if (!d) {
-        log_error("cannot read %s: %s", path, strerror(errno));
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char sub[4096];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
-        char full[8192];
-        snprintf(full, sizeof full, "%s/%s", dir, sub);
-        struct stat st;
-        if (stat(full, &st) != 0)
-            continue;
-        if (S_ISDIR(st.st_mode)) {
-            scan(dir, sub, &here, files, n, cap);
-        } else if (S_ISREG(st.st_mode)) {
-            size_t l = strlen(sub);
-            if (l > 4 && strcmp(sub + l - 4, ".lua") == 0) {
-                if (*n == *cap) {
-                    *cap = *cap ? *cap * 2 : 16;
-                    *files = xrealloc(*files, *cap * sizeof **files);
-                }
-                (*files)[(*n)++] = xstrdup(sub);
-            }
-        }
-    }
-    closedir(d);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-int runtime_load_all(struct lx_rt *rt, bool check)
-{
-    char **files = NULL;
-    size_t n = 0, cap = 0;
-    struct stat st;
-    if (stat(rt->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        if (check)
-            fprintf(stderr, "moonws: %s is not a folder\n", rt->dir);
-        else
-            log_error("services folder %s does not exist", rt->dir);
-        return 1;
-    }
-    scan(rt->dir, "", NULL, &files, &n, &cap);
-    qsort(files, n, sizeof *files, cmp_str);
-    int failed = 0;
-    for (size_t i = 0; i < n; i++) {
-        char err[1024];
-        struct lx_service *ls = lx_service_load(rt, files[i], NULL, err, sizeof err);
-        if (ls && !lx_service_mount(rt, ls, err, sizeof err)) {
-            lx_service_discard(rt, ls);
-            ls = NULL;
-        }
-        if (!ls) {
-            failed++;
-            if (check)
-                fprintf(stderr, "%s\n", err);
-            else
-                log_error("%s (not loaded)", err);
-        } else if (check) {
-            printf("ok %s -> %s\n", ls->file, ls->svc.path);
-        } else {
-            log_info("serving %s at %s", ls->file, ls->svc.path);
-        }
-        free(files[i]);
-    }
-    free(files);
-    if (!check && n == 0)
-        log_warn("no services (*.lua) in %s", rt->dir);
-    return failed;
-}
-
-/* "1 connection", "2 connections": for the reload log lines. */
-static const char *conns(size_t n)
-{
-    return n == 1 ? "connection" : "connections";
-}
-
 /* One file of a batch of changes, and what becomes of it. */
 struct change {
-    const char *file;
+    const char *file;           /* its own copy */
     struct lx_service *old;     /* the service loaded from file, or NULL */
     struct lx_service *cand;    /* its new version; NULL when gone or refused */
     bool gone;                  /* the file is no longer there */
@@ -258,67 +151,10 @@ static void settle_paths(struct claim *cl, size_t n)
     free(by);
 }
 
-/* The heart of hot reload: every file of a batch is loaded and validated
- * first, then the paths of the whole resulting set are checked, then
- * everything that passed is applied at once — so services may trade paths
- * and folders may be renamed. */
-static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
+/* Claims on paths of every service now and after the batch (every file
+ * of it that still has a candidate claims the candidate's path). */
+static void settle(struct lx_rt *rt, struct change *ch, size_t n)
 {
-    qsort(files, nfiles, sizeof *files, cmp_str);
-    struct change *ch = xcalloc(nfiles ? nfiles : 1, sizeof *ch);
-    size_t n = 0;
-    for (size_t i = 0; i < nfiles; i++) {
-        if (n && strcmp(ch[n - 1].file, files[i]) == 0)
-            continue;
-        struct change *c = &ch[n++];
-        c->file = files[i];
-        c->old = lx_service_find(rt, c->file);
-        char full[8192];
-        snprintf(full, sizeof full, "%s/%s", rt->dir, c->file);
-        struct stat st;
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
-            c->gone = true;
-            continue;
-        }
-        char err[1024];
-        c->cand = lx_service_load(rt, c->file, NULL, err, sizeof err);
-        if (!c->cand)
-            c->err = xstrdup(err);
-    }
-
-    /* A new file that serves the path of a service whose file is gone is
-     * that service, moved (renamed, or its folder was): it keeps its
-     * connections. Its top level ran with a moonws.shared of its own;
-     * it runs again with the service's. */
-    for (size_t i = 0; i < n; i++) {
-        struct change *c = &ch[i], *from = NULL;
-        for (size_t k = 0; k < n && c->cand && !c->old && !from; k++) {
-            struct change *g = &ch[k];
-            if (g->gone && g->old && !g->moved_to && same(g->old->svc.path, c->cand->svc.path))
-                from = g;
-        }
-        if (!from)
-            continue;
-        char *path = xstrdup(c->cand->svc.path);
-        lx_service_discard(rt, c->cand);
-        char err[1024];
-        c->cand = lx_service_load(rt, c->file, from->file, err, sizeof err);
-        if (!c->cand) {
-            c->err = xstrdup(err);
-        } else if (strcmp(c->cand->svc.path, path) != 0) {
-            /* Whatever made the path differ, it is no move. */
-            c->err = format("%s:%d: path %s on its second load, %s on its first", c->file,
-                            c->cand->path_line, c->cand->svc.path, path);
-            lx_service_discard(rt, c->cand);
-            c->cand = NULL;
-        } else {
-            c->moved_from = from;
-            from->moved_to = c;
-        }
-        free(path);
-    }
-
-    /* What every service serves now and would serve after the batch. */
     struct claim *cl = xcalloc(rt->nsvcs + n + 1, sizeof *cl);
     size_t ncl = 0;
     for (size_t i = 0; i < rt->nsvcs; i++) {
@@ -347,16 +183,177 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
     }
     settle_paths(cl, ncl);
     free(cl);
+}
 
-    /* Refused versions go; the old ones keep serving. */
+/* Refused candidates go (their moonws.shared changes undone, their timers
+ * cancelled); the old versions keep serving. */
+static void discard_refused(struct lx_rt *rt, struct change *ch, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         struct change *c = &ch[i];
-        if (!c->err)
-            continue;
-        log_error("%s (%s)", c->err, c->old ? "the old version keeps serving" : "not loaded");
-        if (c->cand)
+        if (c->err && c->cand) {
             lx_service_discard(rt, c->cand);
-        c->cand = NULL;
+            c->cand = NULL;
+        }
+    }
+}
+
+/* A batch between its two phases. */
+struct lx_batch {
+    bool startup;
+    size_t n;
+    struct change *ch;
+};
+
+static void batch_free(struct lx_rt *rt, struct lx_batch *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->ch[i].cand)
+            lx_service_discard(rt, p->ch[i].cand);
+        free(p->ch[i].err);
+        free((char *)p->ch[i].file);
+    }
+    free(p->ch);
+    free(p);
+}
+
+/* The moves of a batch: a new file that serves the path of a service
+ * whose file is gone is that service, moved (renamed, or its folder was):
+ * it keeps its connections. Its top level ran with a moonws.shared of its
+ * own; it runs again with the service's. */
+static void find_moves(struct lx_rt *rt, struct change *ch, size_t n,
+                       const struct runtime_batch *b)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i], *from = NULL;
+        for (size_t k = 0; k < n && c->cand && !c->old && !from; k++) {
+            struct change *g = &ch[k];
+            if (g->gone && g->old && !g->moved_to && same(g->old->svc.path, c->cand->svc.path))
+                from = g;
+        }
+        if (!from)
+            continue;
+        char *path = xstrdup(c->cand->svc.path);
+        lx_service_discard(rt, c->cand);
+        char err[1024];
+        const struct runtime_file *f = &b->files[i];
+        c->cand = lx_service_load_source(rt, c->file, f->src, f->len, from->file, err, sizeof err);
+        if (!c->cand) {
+            c->err = xstrdup(err);
+        } else if (strcmp(c->cand->svc.path, path) != 0) {
+            /* Whatever made the path differ, it is no move. */
+            c->err = format("%s:%d: path %s on its second load, %s on its first", c->file,
+                            c->cand->path_line, c->cand->svc.path, path);
+            lx_service_discard(rt, c->cand);
+            c->cand = NULL;
+        } else {
+            c->moved_from = from;
+            from->moved_to = c;
+        }
+        free(path);
+    }
+}
+
+/* At startup the files are taken in order: one that claims a path an
+ * earlier one took is refused. */
+static void first_come(struct change *ch, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        for (size_t k = 0; k < i && c->cand && !c->err; k++) {
+            struct change *e = &ch[k];
+            if (e->cand && !e->err && same(e->cand->svc.path, c->cand->svc.path))
+                c->err = format("%s:%d: path %s is already served by %s", c->file,
+                                c->cand->path_line, c->cand->svc.path, e->file);
+        }
+    }
+}
+
+void runtime_prepare(struct lx_rt *rt, const struct runtime_batch *b, struct runtime_verdict *out)
+{
+    assert(!rt->pending);
+    struct lx_batch *p = xcalloc(1, sizeof *p);
+    p->startup = b->startup;
+    p->n = b->n;
+    p->ch = xcalloc(b->n ? b->n : 1, sizeof *p->ch);
+    struct change *ch = p->ch;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct runtime_file *f = &b->files[i];
+        struct change *c = &ch[i];
+        c->file = xstrdup(f->name);
+        c->old = lx_service_find(rt, c->file);
+        if (f->err) {
+            c->err = xstrdup(f->err);
+        } else if (!f->src) {
+            c->gone = true;
+        } else {
+            char err[1024];
+            c->cand = lx_service_load_source(rt, c->file, f->src, f->len, NULL, err, sizeof err);
+            if (!c->cand)
+                c->err = xstrdup(err);
+        }
+    }
+    if (b->startup) {
+        first_come(ch, b->n);
+    } else {
+        find_moves(rt, ch, b->n, b);
+        settle(rt, ch, b->n);
+    }
+    discard_refused(rt, ch, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        struct change *c = &ch[i];
+        out[i] = (struct runtime_verdict){ RUNTIME_GONE, NULL, NULL };
+        if (c->err) {
+            out[i].state = RUNTIME_REFUSED;
+            out[i].err = xstrdup(c->err);
+        } else if (c->cand) {
+            out[i].state = RUNTIME_OK;
+            out[i].path = xstrdup(c->cand->svc.path);
+        }
+    }
+    rt->pending = p;
+}
+
+static struct runtime_event *event(struct runtime_events *out, enum runtime_event_kind kind,
+                                   const char *file, const char *path)
+{
+    if ((out->n & (out->n - 1)) == 0)       /* 0, 1, 2, 4, ...: double */
+        out->ev = xrealloc(out->ev, (out->n ? out->n * 2 : 1) * sizeof *out->ev);
+    struct runtime_event *e = &out->ev[out->n++];
+    *e = (struct runtime_event){ .kind = kind, .file = xstrdup(file),
+                                 .path = path ? xstrdup(path) : NULL };
+    return e;
+}
+
+static void commit_startup(struct lx_rt *rt, struct lx_batch *p, struct runtime_events *out)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        struct change *c = &p->ch[i];
+        char err[1024];
+        if (c->cand && !lx_service_mount(rt, c->cand, err, sizeof err)) {
+            c->err = xstrdup(err);
+            lx_service_discard(rt, c->cand);
+            c->cand = NULL;
+        }
+        if (c->err) {
+            event(out, RUNTIME_NOT_LOADED, c->file, NULL)->err = xstrdup(c->err);
+        } else if (c->cand) {
+            event(out, RUNTIME_SERVING, c->file, c->cand->svc.path);
+            c->cand = NULL;     /* it serves: no longer the batch's */
+        }
+    }
+}
+
+/* The rest of the batch applies at once, the outcome logged as events. */
+static void commit_reload(struct lx_rt *rt, struct lx_batch *p, struct runtime_events *out)
+{
+    struct change *ch = p->ch;
+    size_t n = p->n;
+    for (size_t i = 0; i < n; i++) {
+        struct change *c = &ch[i];
+        if (c->err)
+            event(out, c->old ? RUNTIME_KEPT : RUNTIME_NOT_LOADED, c->file, NULL)->err =
+                xstrdup(c->err);
     }
     /* Paths are freed first, so that services can trade them. */
     for (size_t i = 0; i < n; i++) {
@@ -368,70 +365,94 @@ static void apply_batch(struct lx_rt *rt, char **files, size_t nfiles)
         struct change *c = &ch[i];
         if (!c->gone || !c->old || (c->moved_to && c->moved_to->cand))
             continue;
-        size_t k = lx_service_open_count(c->old);
-        char *path = xstrdup(c->old->svc.path);
+        struct runtime_event *e = event(out, RUNTIME_REMOVED, c->file, c->old->svc.path);
+        e->conns = lx_service_open_count(c->old);
         lx_service_unload(rt, c->old, "service removed");
-        log_info("removed %s from %s (%zu %s closed)", c->file, path, k, conns(k));
-        free(path);
     }
     for (size_t i = 0; i < n; i++) {
         struct change *c = &ch[i];
         if (!c->cand)
             continue;
+        struct lx_service *cand = c->cand;
+        c->cand = NULL;         /* consumed below */
         if (c->moved_from) {
             struct lx_service *ls = c->moved_from->old;
-            lx_service_replace(rt, ls, c->cand);
-            size_t k = lx_service_open_count(ls);
-            log_info("moved %s to %s at %s (%zu %s kept)", c->moved_from->file, c->file,
-                     ls->svc.path, k, conns(k));
+            lx_service_replace(rt, ls, cand);
+            struct runtime_event *e = event(out, RUNTIME_MOVED, c->file, ls->svc.path);
+            e->from = xstrdup(c->moved_from->file);
+            e->conns = lx_service_open_count(ls);
         } else if (c->old) {
-            lx_service_replace(rt, c->old, c->cand);
-            size_t k = lx_service_open_count(c->old);
-            log_info("reloaded %s at %s (%zu %s kept)", c->file, c->old->svc.path, k, conns(k));
+            lx_service_replace(rt, c->old, cand);
+            event(out, RUNTIME_RELOADED, c->file, c->old->svc.path)->conns =
+                lx_service_open_count(c->old);
         } else {
             char err[1024];
-            bool mounted = lx_service_mount(rt, c->cand, err, sizeof err);
+            bool mounted = lx_service_mount(rt, cand, err, sizeof err);
             assert(mounted);        /* settle_paths left its path free */
             (void)mounted;
-            log_info("loaded %s at %s", c->file, c->cand->svc.path);
+            event(out, RUNTIME_LOADED, c->file, cand->svc.path);
         }
     }
-    for (size_t i = 0; i < n; i++)
-        free(ch[i].err);
-    free(ch);
 }
 
-void runtime_files_changed(struct lx_rt *rt, const char *const *files, size_t n)
+void runtime_commit(struct lx_rt *rt, char *const *refuse, struct runtime_events *out)
 {
-    char **copy = xcalloc(n ? n : 1, sizeof *copy);
-    for (size_t i = 0; i < n; i++)
-        copy[i] = xstrdup(files[i]);
-    apply_batch(rt, copy, n);
-    for (size_t i = 0; i < n; i++)
-        free(copy[i]);
-    free(copy);
-}
-
-void runtime_reload_all(struct lx_rt *rt)
-{
-    /* Every file there is, and the files of services that are gone: one
-     * batch. */
-    char **files = NULL;
-    size_t n = 0, cap = 0;
-    scan(rt->dir, "", NULL, &files, &n, &cap);
-    files = xrealloc(files, (n + rt->nsvcs + 1) * sizeof *files);
-    size_t all = n;
-    for (size_t i = 0; i < rt->nsvcs; i++) {
-        bool found = false;
-        for (size_t k = 0; k < n && !found; k++)
-            found = strcmp(files[k], rt->svcs[i]->file) == 0;
-        if (!found)
-            files[all++] = xstrdup(rt->svcs[i]->file);
+    struct lx_batch *p = rt->pending;
+    assert(p);
+    rt->pending = NULL;
+    *out = (struct runtime_events){ 0 };
+    bool forced = false;
+    for (size_t i = 0; refuse && i < p->n; i++) {
+        struct change *c = &p->ch[i];
+        if (!refuse[i])
+            continue;
+        /* The same words on every worker, whoever refused it first. */
+        free(c->err);
+        c->err = xstrdup(refuse[i]);
+        forced |= c->cand != NULL;
     }
-    apply_batch(rt, files, all);
-    for (size_t i = 0; i < all; i++)
-        free(files[i]);
-    free(files);
+    if (forced) {
+        discard_refused(rt, p->ch, p->n);
+        /* What a refused file would have freed or taken is as it was:
+         * settle again (the same inputs on every worker, the same
+         * outcome). */
+        if (!p->startup) {
+            settle(rt, p->ch, p->n);
+            discard_refused(rt, p->ch, p->n);
+        }
+    }
+    if (p->startup)
+        commit_startup(rt, p, out);
+    else
+        commit_reload(rt, p, out);
+    batch_free(rt, p);
+}
+
+void runtime_abort(struct lx_rt *rt)
+{
+    if (rt->pending)
+        batch_free(rt, rt->pending);
+    rt->pending = NULL;
+}
+
+void runtime_verdicts_free(struct runtime_verdict *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].path);
+        free(v[i].err);
+    }
+}
+
+void runtime_events_free(struct runtime_events *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        free(e->ev[i].file);
+        free(e->ev[i].from);
+        free(e->ev[i].path);
+        free(e->ev[i].err);
+    }
+    free(e->ev);
+    *e = (struct runtime_events){ 0 };
 }
 
 void runtime_start_watchdog(struct lx_rt *rt)
@@ -456,6 +477,7 @@ void runtime_shutdown(struct lx_rt *rt)
 
 void runtime_free(struct lx_rt *rt)
 {
+    runtime_abort(rt);
     lx_watchdog_forget(rt);
     /* The worker is freed first (its connections' onClose still runs). */
     while (rt->nsvcs)
@@ -465,7 +487,7 @@ void runtime_free(struct lx_rt *rt)
     router_free(&rt->router);
     pubsub_free(&rt->pubsub);
     lua_close(rt->L);
-    pmd_thread_cleanup();
+    pmd_pool_free(&rt->pmd);
     free(rt->http.static_root);
     free(rt->dir);
     free(rt);

@@ -4,7 +4,9 @@
  * collector cannot take its ev_timer away; it is stopped before that
  * reference is dropped. Each timer belongs to the service whose code
  * created it and runs as that service; unloading or reloading the service
- * cancels them.
+ * cancels them. A timer made while a file's top level runs waits for its
+ * version to be accepted: it starts when the version is installed (the
+ * reload's second phase may come much later than its first).
  */
 #include "../transport/worker.h"
 #include "../util/log.h"
@@ -18,15 +20,14 @@ struct lx_timer {
     int fn_ref;
     int self_ref;
     bool repeat;
+    bool deferred;              /* made by a top level: not started yet */
 };
 
 static const char timer_mt_key = 't';
 
 static struct lx_timer **owner_list(struct lx_rt *rt, struct lx_service *owner)
 {
-    static __thread struct lx_timer *orphans;
-    (void)rt;
-    return owner ? &owner->timers : &orphans;
+    return owner ? &owner->timers : &rt->orphan_timers;
 }
 
 /* Stops the timer and lets go of it and its function. */
@@ -82,7 +83,9 @@ static int start(lua_State *L, bool repeat)
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ev_timer_init(&t->w, timer_cb, sec, repeat ? sec : 0);
     t->w.data = t;
-    ev_timer_start(rt->w->loop, &t->w);
+    t->deferred = rt->loading;
+    if (!t->deferred)
+        ev_timer_start(rt->w->loop, &t->w);
     struct lx_timer **list = owner_list(rt, t->owner);
     t->next = *list;
     if (*list)
@@ -171,4 +174,14 @@ void lx_timer_cancel_all(struct lx_rt *rt, struct lx_service *ls)
     struct lx_timer **list = owner_list(rt, ls);
     while (*list)
         timer_stop(*list);
+}
+
+void lx_timer_start_deferred(struct lx_rt *rt, struct lx_service *ls)
+{
+    for (struct lx_timer *t = ls->timers; t; t = t->next) {
+        if (t->deferred) {
+            t->deferred = false;
+            ev_timer_start(rt->w->loop, &t->w);
+        }
+    }
 }

@@ -1,7 +1,15 @@
 /*
  * runtime: the Lua side of a worker, as the rest of the program sees it
- * (no lua.h here): load the services of a folder, answer HTTP and
- * WebSocket traffic through them, shut them down.
+ * (no lua.h here): its services, loaded and reloaded in batches, answering
+ * HTTP and WebSocket traffic, shut down.
+ *
+ * Loading is a two-phase commit, the same on every worker (the master,
+ * src/server/reload.c, drives it): runtime_prepare loads and validates
+ * every file of a batch from the bytes the master read (each worker gets
+ * the same), and says what it made of each; runtime_commit applies the
+ * batch, refusing what the master says to refuse (files some other worker
+ * refused), and reports every outcome as a log event. Between the phases
+ * the worker serves as before.
  */
 #ifndef MOONWS_RUNTIME_H
 #define MOONWS_RUNTIME_H
@@ -12,6 +20,7 @@
 struct lx_rt;
 struct worker;
 struct http_server;
+struct inbox;
 
 /* What the command line says about the Lua side. */
 struct runtime_options {
@@ -19,27 +28,93 @@ struct runtime_options {
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
 };
 
-/* A runtime on worker w for the services in dir; static_root (a realpath)
- * or NULL for --static. */
+/* The workers of the process, as a runtime reaches them: their inboxes,
+ * indexed by worker number less one (a connection id's worker index). */
+struct runtime_peers {
+    unsigned n;
+    struct inbox *const *inboxes;
+};
+
+/* A runtime on worker w (its number is w->index + 1) for the services in
+ * dir; static_root (a realpath) or NULL for --static; peers: every worker
+ * (NULL: this one alone, as for --check). */
 struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_root,
-                          const struct runtime_options *opt);
-/* Loads every *.lua under the folder. Errors are logged, or printed to
- * stderr when `check` is set (with a line per good service on stdout).
- * Returns the number of files that failed. */
-int runtime_load_all(struct lx_rt *rt, bool check);
+                          const struct runtime_options *opt, const struct runtime_peers *peers);
 struct http_server *runtime_http(struct lx_rt *rt);
-/* Files under the folder (relative paths) were added, changed or removed,
- * together: each is loaded, reloaded, or its service unloaded. Every new
- * version is compiled and validated first, then the paths of the whole
- * resulting set are checked, then all of it is applied at once — except
- * the files of a conflict, and those that failed: their old versions keep
- * serving and each error is logged with file and line. */
-void runtime_files_changed(struct lx_rt *rt, const char *const *files, size_t n);
-/* SIGHUP: every file again, and services whose files are gone, as one
- * batch (runtime_files_changed). */
-void runtime_reload_all(struct lx_rt *rt);
 /* The services folder. */
 const char *runtime_dir(const struct lx_rt *rt);
+
+/* One file of a batch, as the master read it: its bytes, or why they could
+ * not be read, or neither when it is gone. */
+struct runtime_file {
+    char *name;                 /* relative to the services folder: "api/feed.lua" */
+    char *src;                  /* its bytes, a NUL after them; NULL: see err */
+    size_t len;
+    char *err;                  /* could not be read: "file: cannot open: ..."; NULL
+                                 * with src NULL: the file is gone */
+};
+
+/* A batch: files sorted by name, each once. At startup (`startup`) the
+ * files are taken in that order and the first to claim a path keeps it;
+ * later batches settle paths across the whole resulting set (services may
+ * trade paths), and a new file that serves the path of a gone file's
+ * service is that service, moved. */
+struct runtime_batch {
+    bool startup;
+    size_t n;
+    struct runtime_file *files;
+};
+
+enum runtime_state { RUNTIME_OK, RUNTIME_REFUSED, RUNTIME_GONE };
+
+/* What a worker made of one file in the first phase. */
+struct runtime_verdict {
+    enum runtime_state state;
+    char *path;                 /* RUNTIME_OK: the path it would serve */
+    char *err;                  /* RUNTIME_REFUSED: "file:line: why" */
+};
+
+/* One line of the log a committed batch makes, in the order they go out:
+ * the same kinds, files and paths on every worker; the counts are each
+ * worker's own (the master adds them up). */
+enum runtime_event_kind {
+    RUNTIME_SERVING,            /* startup: "serving FILE at PATH" */
+    RUNTIME_NOT_LOADED,         /* "ERR (not loaded)" */
+    RUNTIME_KEPT,               /* "ERR (the old version keeps serving)" */
+    RUNTIME_REMOVED,            /* "removed FILE from PATH (N connections closed)" */
+    RUNTIME_MOVED,              /* "moved FROM to FILE at PATH (N connections kept)" */
+    RUNTIME_RELOADED,           /* "reloaded FILE at PATH (N connections kept)" */
+    RUNTIME_LOADED,             /* "loaded FILE at PATH" */
+};
+
+struct runtime_event {
+    enum runtime_event_kind kind;
+    char *file;
+    char *from;                 /* RUNTIME_MOVED: the file it was served from */
+    char *path;
+    char *err;                  /* RUNTIME_NOT_LOADED, RUNTIME_KEPT */
+    size_t conns;               /* this worker's connections kept or closed */
+};
+
+struct runtime_events {
+    size_t n;
+    struct runtime_event *ev;
+};
+
+/* Phase one: loads and validates every file of b (which must stay valid
+ * until runtime_commit or runtime_abort), settles their paths, and fills
+ * out[i] for b->files[i]. Nothing serves differently yet. */
+void runtime_prepare(struct lx_rt *rt, const struct runtime_batch *b, struct runtime_verdict *out);
+/* Phase two: refuse[i] (may be NULL), when set, is the reason file i is
+ * refused everywhere — it replaces this worker's own verdict. The rest is
+ * applied (paths settled again without the refused, so the outcome is
+ * the same on every worker); out gets the log events. */
+void runtime_commit(struct lx_rt *rt, char *const *refuse, struct runtime_events *out);
+/* Throws a prepared batch away (shutdown). */
+void runtime_abort(struct lx_rt *rt);
+void runtime_verdicts_free(struct runtime_verdict *v, size_t n);
+void runtime_events_free(struct runtime_events *e);
+
 /* Enforces the per-call CPU budget on this thread's handlers. */
 void runtime_start_watchdog(struct lx_rt *rt);
 void runtime_stop_watchdog(void);

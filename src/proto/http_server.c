@@ -11,9 +11,10 @@
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/membudget.h"
+#include "http_respond.h"
 #include "http_static.h"
 #include "svc.h"
-#include "ws_conn.h"
+#include "ws_upgrade.h"
 #include "ws_handshake.h"
 
 enum { HC_HEAD, HC_BODY, HC_FILE };
@@ -37,76 +38,6 @@ struct http_conn {
     unsigned batch_iter;        /* the loop iteration batch_n counts for */
     unsigned batch_n;           /* requests answered in it */
 };
-
-/* One parsed head at a time per thread: big, and never kept across calls. */
-static __thread struct http_request scratch_req;
-
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return status < 400 ? "OK" : "Error";
-    }
-}
-
-void http_respond(struct conn *c, int status, const char *extra, size_t extra_len,
-                  const char *body, size_t len, bool head_only, bool closing)
-{
-    char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nServer: moonws\r\nContent-Length: %zu\r\n%s",
-                      status, http_status_text(status), len,
-                      closing ? "Connection: close\r\n" : "");
-    conn_write(c, head, (size_t)hl);
-    if (extra_len)
-        conn_write(c, extra, extra_len);
-    conn_write(c, "\r\n", 2);
-    if (!head_only && len)
-        conn_write(c, body, len);
-}
-
-void http_respond_error(struct conn *c, int status, const char *why, const char *extra)
-{
-    /* Limits (413, 431) are worth a line at info; the rest is client noise. */
-    if (status == 413 || status == 431) {
-        char addr[80];
-        conn_remote(c, addr, sizeof addr);
-        log_info("conn %llu (%s): %d: %s", (unsigned long long)c->id, addr, status, why);
-    } else {
-        log_debug("conn %llu: %d: %s", (unsigned long long)c->id, status, why);
-    }
-    char body[256];
-    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_status_text(status), why);
-    char hdr[256];
-    int el = snprintf(hdr, sizeof hdr, "Content-Type: text/plain; charset=utf-8\r\n%s",
-                      extra ? extra : "");
-    http_respond(c, status, hdr, (size_t)el, body, (size_t)bl, false, true);
-    conn_finish(c, LIM_HTTP_LINGER);
-}
 
 static void hc_free(struct http_conn *hc)
 {
@@ -236,7 +167,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
             http_respond_error(c, 404, "no WebSocket service at this path", NULL);
             return false;
         }
-        if (ws_conn_accept(c, svc, &ex)) {
+        if (ws_conn_accept(c, svc, &ex, hc->srv->pmd)) {
             hc_free(hc);
             return true;
         }
@@ -344,7 +275,7 @@ static bool host_ok(const struct http_request *req)
 /* The body has arrived whole: parse the kept head again and answer. */
 static bool finish_body(struct conn *c, struct http_conn *hc)
 {
-    struct http_request *req = &scratch_req;
+    struct http_request *req = hc->srv->scratch;
     int r = http_parse_request(hc->head.data, hc->head.len, req);
     (void)r;
     hc->state = HC_HEAD;
@@ -436,7 +367,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         return used;
     }
 
-    struct http_request *req = &scratch_req;
+    struct http_request *req = hc->srv->scratch;
     int hl = http_parse_request(data, n, req);
     if (hl == HTTP_PARTIAL) {
         if (n >= LIM_HTTP_HEAD_MAX)

@@ -19,16 +19,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http_parse.h"
 #include "router.h"
 
 struct conn;
 struct worker;
+struct pmd_pool;
 
+/* One worker's HTTP server: its connections share it, on its thread. */
 struct http_server {
     struct router *router;
+    struct pmd_pool *pmd;       /* the worker's compression pool, for upgrades */
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
     double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
+    /* Where the head being answered is parsed: big, and never kept across
+     * calls (the owner's, kept apart from what every message touches). */
+    struct http_request *scratch;
 };
 
 /* Starts speaking HTTP on a newly accepted connection. */
@@ -37,16 +44,5 @@ void http_conn_start(struct conn *c, struct http_server *srv);
 /* The server is stopping: idle HTTP connections of w close now, busy ones
  * after their current response. */
 void http_server_shutdown(struct http_server *srv, struct worker *w);
-
-/* Writes a complete response. extra is raw header lines or NULL; the body is
- * left out for HEAD (head_only) but its length is still announced. */
-void http_respond(struct conn *c, int status, const char *extra, size_t extra_len,
-                  const char *body, size_t len, bool head_only, bool close);
-
-/* An error answer with a one-line text body, after which the connection
- * ends. extra is raw header lines or NULL. */
-void http_respond_error(struct conn *c, int status, const char *why, const char *extra);
-
-const char *http_status_text(int status);
 
 #endif

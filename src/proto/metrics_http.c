@@ -238,15 +238,19 @@ struct metrics_http *metrics_http_open(struct ev_loop *loop, const char *host, u
                                        struct metrics *m, const struct metrics_http_options *opts,
                                        char *err, size_t errcap)
 {
-    struct listener *l = listener_open(loop, host, port, err, errcap);
-    if (!l)
+    int fd;
+    unsigned bound;
+    if (!listener_bind_group(host, port, &fd, 1, &bound, err, errcap))
         return NULL;
+    struct listener *l = listener_new(loop, fd, host, bound);
     struct metrics_http *mh = xcalloc(1, sizeof *mh);
     mh->l = l;
     mh->m = m;
     mh->opt = opts ? *opts
                    : (struct metrics_http_options){ LIM_METRICS_TIMEOUT, LIM_METRICS_CONNS };
-    worker_init(&mh->w, loop);
+    /* Its connections are plain HTTP: the index in their ids is never
+     * looked up (they are not in the open set of WebSocket ids). */
+    worker_init(&mh->w, loop, 0);
     l->on_accept = mh_accept;
     l->data = mh;
     return mh;

@@ -359,11 +359,6 @@ static int mem_level_for(int wb)
     return m < 1 ? 1 : m > 8 ? 8 : m;
 }
 
-/* Per thread: shared deflaters by [window bits - 9][level], pooled inflaters. */
-static __thread z_stream *shared_def[7][10];
-static __thread z_stream *inflate_pool[LIM_INFLATE_POOL];
-static __thread unsigned inflate_pool_n;
-
 static z_stream *deflater_new(int wb, int level, int mem_level)
 {
     z_stream *z = xcalloc(1, sizeof *z);
@@ -392,11 +387,11 @@ static void budget_zfree(voidpf opaque, voidpf p)
 /* An inflate stream of wb window bits whose memory counts against mem:
  * from the pool when one there counts against the same budget. NULL when
  * the budget refuses it. */
-static z_stream *inflater_get(int wb, struct membudget *mem)
+static z_stream *inflater_get(struct pmd_pool *pool, int wb, struct membudget *mem)
 {
     int bits = wb < 9 ? 9 : wb;
-    if (inflate_pool_n) {
-        z_stream *z = inflate_pool[--inflate_pool_n];
+    if (pool && pool->ninflaters) {
+        z_stream *z = pool->inflaters[--pool->ninflaters];
         if (z->opaque == (voidpf)mem && inflateReset2(z, -bits) == Z_OK)
             return z;
         inflateEnd(z);
@@ -420,10 +415,10 @@ static z_stream *inflater_get(int wb, struct membudget *mem)
     return z;
 }
 
-static void inflater_put(z_stream *z)
+static void inflater_put(struct pmd_pool *pool, z_stream *z)
 {
-    if (inflate_pool_n < LIM_INFLATE_POOL) {
-        inflate_pool[inflate_pool_n++] = z;
+    if (pool && pool->ninflaters < LIM_INFLATE_POOL) {
+        pool->inflaters[pool->ninflaters++] = z;
         return;
     }
     inflateEnd(z);
@@ -431,14 +426,16 @@ static void inflater_put(z_stream *z)
 }
 
 void pmd_init(const struct pmd_params *p, const struct pmd_conf *conf, bool server,
-              struct pmd_inflater *inf, struct pmd_deflater *def)
+              struct pmd_pool *pool, struct pmd_inflater *inf, struct pmd_deflater *def)
 {
     *inf = (struct pmd_inflater){
+        .pool = pool,
         .window_bits = server ? p->client_max_window_bits : p->server_max_window_bits,
         .reset_each_message =
             server ? p->client_no_context_takeover : p->server_no_context_takeover,
     };
     *def = (struct pmd_deflater){
+        .pool = pool,
         .window_bits = server ? p->server_max_window_bits : p->client_max_window_bits,
         .level = conf->level,
         .reset_each_message =
@@ -450,7 +447,7 @@ void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def)
 {
     if (inf && inf->z) {
         if (inf->reset_each_message) {
-            inflater_put(inf->z);
+            inflater_put(inf->pool, inf->z);
         } else {
             inflateEnd(inf->z);
             free(inf->z);
@@ -467,7 +464,7 @@ void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def)
 int pmd_inflate(struct pmd_inflater *inf, const char *in, size_t n, struct buf *out,
                 size_t max, struct membudget *out_mem)
 {
-    if (!inf->z && !(inf->z = inflater_get(inf->window_bits, inf->mem)))
+    if (!inf->z && !(inf->z = inflater_get(inf->pool, inf->window_bits, inf->mem)))
         return PMD_BUSY;
     z_stream *z = inf->z;
     z->next_in = (Bytef *)in;
@@ -542,7 +539,7 @@ bool pmd_inflate_end_message(struct pmd_inflater *inf)
     }
     inf->ended = false;
     if (inf->reset_each_message && z) {
-        inflater_put(z);
+        inflater_put(inf->pool, z);
         inf->z = NULL;
     }
     return clean;
@@ -552,8 +549,11 @@ void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf 
 {
     z_stream *z;
     if (def->reset_each_message) {
+        /* One stream for every connection of the pool with these settings
+         * (without a pool, the connection's own), reset after each
+         * message: memLevel 8, the fastest, since it is held once. */
         int wb = deflate_bits(def->window_bits);
-        z_stream **slot = &shared_def[wb - 9][def->level];
+        void **slot = def->pool ? &def->pool->shared_def[wb - 9][def->level] : &def->z;
         if (!*slot)
             *slot = deflater_new(wb, def->level, 8);
         z = *slot;
@@ -586,20 +586,22 @@ void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf 
         deflateReset(z);
 }
 
-void pmd_thread_cleanup(void)
+void pmd_pool_free(struct pmd_pool *pool)
 {
     for (int i = 0; i < 7; i++) {
         for (int j = 0; j < 10; j++) {
-            if (shared_def[i][j]) {
-                deflateEnd(shared_def[i][j]);
-                free(shared_def[i][j]);
-                shared_def[i][j] = NULL;
+            z_stream *z = pool->shared_def[i][j];
+            if (z) {
+                deflateEnd(z);
+                free(z);
+                pool->shared_def[i][j] = NULL;
             }
         }
     }
-    while (inflate_pool_n) {
-        z_stream *z = inflate_pool[--inflate_pool_n];
+    while (pool->ninflaters) {
+        z_stream *z = pool->inflaters[--pool->ninflaters];
         inflateEnd(z);
         free(z);
     }
+    buf_free(&pool->scratch);
 }

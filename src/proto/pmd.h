@@ -1,18 +1,22 @@
 /*
  * pmd: permessage-deflate (RFC 7692) — negotiation on both sides and the
- * per-message compression streams. Pure: buffers in, buffers out.
+ * per-message compression streams. Pure: buffers in, buffers out, and no
+ * state of its own — what streams share is in a pool their owner passes in.
  *
  * Memory policy. zlib state exists only for connections that negotiated the
  * extension, and only where context takeover forces it:
  *  - without server context takeover, outgoing messages are compressed by a
- *    deflate stream shared by every connection of the thread and reset
- *    after each message, so a connection holds no deflate state at all, and
- *    a broadcast can be compressed once for every such connection;
- *  - without client context takeover, an inflate stream is taken from a
- *    per-thread pool when a compressed message starts and given back when
- *    it ends, so an idle connection holds none.
+ *    deflate stream shared by every connection of the pool (one worker's)
+ *    and reset after each message, so a connection holds no deflate state
+ *    at all, and a broadcast can be compressed once for every such
+ *    connection;
+ *  - without client context takeover, an inflate stream is taken from the
+ *    pool when a compressed message starts and given back when it ends, so
+ *    an idle connection holds none.
  * With context takeover the streams are the connection's own, sized by the
- * negotiated window bits (memLevel follows the window).
+ * negotiated window bits (memLevel follows the window). Without a pool (the
+ * client) the streams are always the connection's own, reset after each
+ * message where no context is taken over.
  */
 #ifndef MOONWS_PMD_H
 #define MOONWS_PMD_H
@@ -22,6 +26,7 @@
 #include <stdint.h>
 
 #include "../util/buf.h"
+#include "../util/limits.h"
 
 /* A service's compression settings (DESIGN.md §2 `compression`). */
 struct pmd_conf {
@@ -82,9 +87,23 @@ bool pmd_client_accept(const struct pmd_offer_opts *o, const char *const *values
 
 struct membudget;
 
+/* What the streams of one worker's connections share. One thread uses it:
+ * the worker that owns it (its runtime) passes it to pmd_init for each
+ * connection, and frees it with pmd_pool_free once they are all gone. */
+struct pmd_pool {
+    void *shared_def[7][10];    /* z_stream *: deflaters without takeover, [window bits - 9][level] */
+    void *inflaters[LIM_INFLATE_POOL];  /* z_stream *: inflaters between messages */
+    unsigned ninflaters;
+    /* Not pmd's: a buffer for the pool's user, for one compressed payload
+     * at a time (ws_conn compresses a message here before its frame header
+     * is known). */
+    struct buf scratch;
+};
+
 /* The receiving stream of one connection. */
 struct pmd_inflater {
     void *z;                    /* z_stream *, NULL between messages without takeover */
+    struct pmd_pool *pool;      /* where it goes between messages, or NULL */
     /* Counts the stream's zlib memory (state and window) while it exists,
      * pooled or not (NULL: not counted). Set after pmd_init. */
     struct membudget *mem;
@@ -98,16 +117,20 @@ struct pmd_inflater {
 
 /* The sending stream of one connection. */
 struct pmd_deflater {
-    void *z;                    /* own z_stream * with takeover; NULL: the shared one */
+    void *z;                    /* own z_stream *: with takeover, or without a pool */
+    struct pmd_pool *pool;      /* its shared stream without takeover, or NULL */
     uint8_t window_bits;
     int level;
     bool reset_each_message;
 };
 
-/* Sets up the streams for one connection; `server` tells which side we are.
+/* Sets up the streams for one connection; `server` tells which side we are;
+ * pool (NULL: none) is where streams without context takeover come from.
  * Nothing is allocated until the first compressed message. */
 void pmd_init(const struct pmd_params *p, const struct pmd_conf *conf, bool server,
-              struct pmd_inflater *inf, struct pmd_deflater *def);
+              struct pmd_pool *pool, struct pmd_inflater *inf, struct pmd_deflater *def);
+/* Releases what the connection's streams hold (a pooled one goes back to
+ * its pool). Either may be NULL. */
 void pmd_free(struct pmd_inflater *inf, struct pmd_deflater *def);
 
 /* Inflates n bytes of a message's compressed payload, appending to out;
@@ -127,8 +150,9 @@ bool pmd_inflate_end_message(struct pmd_inflater *inf);
  * message is at least the byte 00. */
 void pmd_deflate(struct pmd_deflater *def, const char *in, size_t n, struct buf *out);
 
-/* Releases this thread's shared deflaters and pooled inflaters (giving
- * the pooled ones' memory back to their budget). */
-void pmd_thread_cleanup(void);
+/* Releases a pool's shared deflaters and pooled inflaters (giving the
+ * pooled ones' memory back to their budget) and its scratch buffer. Every
+ * connection that used it must be gone. */
+void pmd_pool_free(struct pmd_pool *pool);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../util/buf.h"
+#include "ws_bcast.h"
 #include "ws_conn.h"
 
 struct member {

@@ -23,7 +23,8 @@ struct pubsub {
 bool pubsub_join(struct pubsub *ps, struct ws_conn *wc, const char *topic, size_t len);
 /* Returns false when wc was not subscribed. */
 bool pubsub_leave(struct pubsub *ps, struct ws_conn *wc, const char *topic, size_t len);
-/* Takes wc out of every topic (when it closes). */
+/* Takes wc out of every topic: its owner (the runtime) does so when the
+ * connection ends, before it is freed. */
 void pubsub_leave_all(struct ws_conn *wc);
 /* Sends to every subscriber; returns how many it was queued for. */
 size_t pubsub_publish(struct pubsub *ps, const char *topic, size_t tlen, uint8_t opcode,

@@ -345,7 +345,7 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
             return false;
         }
         struct pmd_conf conf = PMD_CONF_DEFAULT;
-        pmd_init(&p, &conf, false, &c->inf, &c->def);
+        pmd_init(&p, &conf, false, NULL, &c->inf, &c->def);
         c->pmd = true;
         c->extensions = xstrdup(all.data);
         c->rx.inf = &c->inf;

@@ -26,7 +26,6 @@
 #include "ws_msg.h"
 
 struct conn;
-struct shbuf;
 struct ws_subs;
 
 enum ws_state {
@@ -49,18 +48,24 @@ struct ws_conn {
     struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
     char *head;                 /* a copy of the upgrade request head */
     char *protocol;             /* the negotiated sub-protocol or NULL */
-    ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */          /* the last complete frame (or idle timeout) */
+    ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */
     uint32_t head_len;
     int app_ref;                /* the runtime's handle (the caller), or -2 */
     uint8_t state;
     bool notified;              /* svc->ops->close has run */
 };
 
-/* Answers an upgrade request for svc on c: checks it, negotiates, runs the
- * onUpgrade gate, writes the 101 and switches c to WebSocket, then runs
- * onOpen. Returns false when it answered with a refusal instead. */
-bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex);
+/* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
+ * app_ref) and queued the 101: wc joins its service's connections (and
+ * holds a reference to it), c speaks WebSocket from now on, and its id is
+ * open (util/connid.h) and counted (ws_count_open) until its closing
+ * starts. */
+void ws_conn_start(struct ws_conn *wc);
 
+/* True when a frame may be queued now: the connection is open and its
+ * queue within the service's max_backpressure — past it the connection is
+ * closed 1008 here, and this returns false. */
+bool ws_can_send(struct ws_conn *wc);
 /* Sends a text/binary message (compressed when negotiated and worth it).
  * Returns false when the connection is closing or closed. Closes it 1008
  * instead of sending when its queue already holds more than the service's
@@ -81,30 +86,15 @@ static inline bool ws_is_open(const struct ws_conn *wc)
 size_t ws_buffered(const struct ws_conn *wc);
 /* The connection's id (unique in the process). */
 uint64_t ws_id(const struct ws_conn *wc);
+/* The path the client asked for at the upgrade, percent-decoded, from the
+ * kept head (at most cap - 1 bytes); its length. */
+size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap);
+/* Adds delta to the process-wide counts (util/pathcount.h) the connection
+ * is in: its service's path, and the concrete path under a service path
+ * with parameters. Done for every connection as it opens (+1) and as its
+ * closing starts (-1); a service that moves takes its open connections
+ * from the old path's counts (-1) to the new one's (+1) around the move. */
+void ws_count_open(struct ws_conn *wc, long delta);
 bool ws_secure(const struct ws_conn *wc);
-
-/*
- * A message for many connections, encoded once: the plain frame and, when
- * some receivers negotiated compression without context takeover, one
- * compressed frame they all share. Receivers with context takeover get
- * their own compression.
- */
-struct ws_bcast {
-    uint8_t opcode;
-    const char *data;
-    size_t len;
-    struct shbuf *plain;
-    struct {                    /* compressed frames, built on first need */
-        uint8_t window_bits;
-        uint8_t level;
-        struct shbuf *frame;
-    } z[4];
-    unsigned nz;
-};
-
-void ws_bcast_init(struct ws_bcast *b, uint8_t opcode, const char *data, size_t len);
-/* Returns true when the frame was queued. */
-bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc);
-void ws_bcast_done(struct ws_bcast *b);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../util/connid.h"
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/shbuf.h"
@@ -447,7 +448,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
     c->w = w;
     c->proto = proto;
     c->tp = &plain_transport;
-    c->id = ++w->next_id;
+    c->id = connid_new(w->index);
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
     c->io.data = c;
     ev_io_start(w->loop, &c->io);

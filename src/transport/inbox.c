@@ -124,14 +124,14 @@ void inbox_init(struct inbox *ib, struct ev_loop *loop, const char *name, size_t
     ev_unref(loop);
 }
 
-bool inbox_post(struct inbox *ib, const struct inbox_item *it)
+static bool post(struct inbox *ib, const struct inbox_item *it, bool capped)
 {
     assert(it->run);
     if (atomic_load_explicit(&ib->closed, memory_order_acquire))
         return false;
     size_t cost = it->bytes + sizeof(struct inbox_node);
     size_t was = atomic_fetch_add_explicit(&ib->bytes, cost, memory_order_relaxed);
-    if (cost > ib->cap || was > ib->cap - cost) {
+    if (capped && (cost > ib->cap || was > ib->cap - cost)) {
         atomic_fetch_sub_explicit(&ib->bytes, cost, memory_order_relaxed);
         atomic_fetch_add_explicit(&ib->dropped, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&ib->unlogged, 1, memory_order_relaxed);
@@ -144,6 +144,16 @@ bool inbox_post(struct inbox *ib, const struct inbox_item *it)
     atomic_fetch_add_explicit(&ib->posted, 1, memory_order_release);
     ev_async_send(ib->loop, &ib->async_w);
     return true;
+}
+
+bool inbox_post(struct inbox *ib, const struct inbox_item *it)
+{
+    return post(ib, it, true);
+}
+
+bool inbox_post_control(struct inbox *ib, const struct inbox_item *it)
+{
+    return post(ib, it, false);
 }
 
 void inbox_close(struct inbox *ib)

@@ -82,6 +82,11 @@ void inbox_init(struct inbox *ib, struct ev_loop *loop, const char *name, size_t
  * the item would pass the byte cap or the inbox is closed. */
 bool inbox_post(struct inbox *ib, const struct inbox_item *it);
 
+/* The same for a control item that must not be lost to the byte cap (a
+ * shutdown, a phase of a reload): counted, but never refused for the cap;
+ * still refused once the inbox is closed. */
+bool inbox_post_control(struct inbox *ib, const struct inbox_item *it);
+
 /* Refuses every later post (shutdown). Posts racing with it may still get
  * in: inbox_free drops them. */
 void inbox_close(struct inbox *ib);

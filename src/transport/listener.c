@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,8 +128,41 @@ static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_start(loop, &l->io);
 }
 
-struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned port,
-                               char *err, size_t errcap)
+/* A socket for res, bound and listening: the first of a group without
+ * SO_REUSEPORT, so that a port anyone holds (another process's reuseport
+ * group too) is "address in use"; it takes SO_REUSEPORT only after the
+ * bind, before listen(), when others are to join it. The others bind with
+ * SO_REUSEPORT to the port the first got. Returns -1 with errno. */
+static int bind_one(const struct addrinfo *res, bool first, bool group)
+{
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((!first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        (first && group && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        listen(fd, 4096) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+bool listener_bind_group(const char *host, unsigned port, int *fds, unsigned n,
+                         unsigned *port_out, char *err, size_t errcap)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
@@ -138,33 +172,39 @@ struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned 
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {
         snprintf(err, errcap, "cannot resolve '%s': %s", host, gai_strerror(rc));
-        return NULL;
+        return false;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errcap, "socket: %s", strerror(errno));
-        freeaddrinfo(res);
-        return NULL;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* No SO_REUSEPORT: with one worker it would only let a second server
-     * share the port silently, where "address in use" is the answer. */
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        snprintf(err, errcap, "cannot listen on %s:%u: %s", host, port, strerror(errno));
-        freeaddrinfo(res);
-        close(fd);
-        return NULL;
+    unsigned done = 0;
+    for (; done < n; done++) {
+        fds[done] = bind_one(res, done == 0, n > 1);
+        if (fds[done] < 0)
+            break;
+        if (done == 0 && port == 0) {
+            /* The others join the port the kernel picked. */
+            struct sockaddr *sa = res->ai_addr;
+            port = bound_port(fds[0]);
+            if (sa->sa_family == AF_INET6)
+                ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+        }
     }
     freeaddrinfo(res);
+    if (done < n) {
+        snprintf(err, errcap, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+        while (done)
+            close(fds[--done]);
+        return false;
+    }
+    *port_out = bound_port(fds[0]);
+    return true;
+}
 
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
+struct listener *listener_new(struct ev_loop *loop, int fd, const char *host, unsigned port)
+{
     struct listener *l = xcalloc(1, sizeof *l);
     l->loop = loop;
-    l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    l->port = port;
     snprintf(l->host, sizeof l->host, "%s", host);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     l->io.data = l;

@@ -39,10 +39,20 @@ struct listener {
 bool listener_parse(const char *spec, char *host, size_t hostcap, unsigned *port,
                     char *err, size_t errcap);
 
-/* Binds and listens (SO_REUSEADDR, SO_REUSEPORT). Returns NULL with a
- * message in err on failure. */
-struct listener *listener_open(struct ev_loop *loop, const char *host, unsigned port,
-                               char *err, size_t errcap);
+/* Binds n listening sockets to host:port (SO_REUSEADDR), one per worker,
+ * into fds: one socket alone is bound plainly; a group shares the port
+ * through SO_REUSEPORT, the kernel spreading connections over its sockets.
+ * The first is bound without SO_REUSEPORT, so a port that anyone holds —
+ * another server, or another process's reuseport group — is refused
+ * ("address in use") instead of joined; it gets SO_REUSEPORT after its
+ * bind, and the others join the port it got (port 0: one free port for
+ * all). *port_out gets the bound port. False with a message in err (no
+ * socket left open). */
+bool listener_bind_group(const char *host, unsigned port, int *fds, unsigned n,
+                         unsigned *port_out, char *err, size_t errcap);
+/* A listener on loop for a bound socket (it takes fd); host and port for
+ * the "listening on" line. Not accepting until listener_start. */
+struct listener *listener_new(struct ev_loop *loop, int fd, const char *host, unsigned port);
 void listener_start(struct listener *l);
 /* Accepts again after a pause at max_connections (the admission's wake
  * hook leads here); nothing when it was not paused. */

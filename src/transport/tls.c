@@ -34,21 +34,25 @@ struct tls_conn {
     bool started;               /* the first handshake bytes were looked at */
 };
 
-static __thread struct buf gather;
+/* Room for an OpenSSL error string. */
+#define SSL_ERROR_CAP 256
 
-/* The newest OpenSSL error as text (the queue is emptied). */
-static const char *ssl_error(void)
+/* The newest OpenSSL error as text, in msg (SSL_ERROR_CAP bytes), or a
+ * constant; the queue is emptied. */
+static const char *ssl_error_in(char *msg)
 {
-    static __thread char msg[256];
     unsigned long e = ERR_peek_last_error();
     if (!e)
         return "unknown error";
-    ERR_error_string_n(e, msg, sizeof msg);
+    ERR_error_string_n(e, msg, SSL_ERROR_CAP);
     ERR_clear_error();
     /* "error:0A000086:SSL routines::certificate verify failed": keep the tail. */
     const char *tail = strrchr(msg, ':');
     return tail && tail[1] ? tail + 1 : msg;
 }
+/* The text lives in a buffer of the calling block (a compound literal):
+ * valid for the statement that logs or formats it, on any thread. */
+#define ssl_error() ssl_error_in((char[SSL_ERROR_CAP]){ 0 })
 
 static int password_cb(char *buf, int size, int rwflag, void *ud)
 {
@@ -255,12 +259,14 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
     if (n > 1) {
-        /* SSL has no writev: gather, so a flush is one SSL_write. */
-        gather.len = 0;
-        for (int i = 0; i < n && gather.len < LIM_TLS_WRITE_GATHER; i++)
-            buf_append(&gather, iov[i].iov_base, iov[i].iov_len);
-        p = gather.data;
-        len = gather.len;
+        /* SSL has no writev: gather (in the worker's buffer), so a flush
+         * is one SSL_write. */
+        struct buf *gather = &c->w->gather;
+        gather->len = 0;
+        for (int i = 0; i < n && gather->len < LIM_TLS_WRITE_GATHER; i++)
+            buf_append(gather, iov[i].iov_base, iov[i].iov_len);
+        p = gather->data;
+        len = gather->len;
     }
     ERR_clear_error();
     errno = 0;

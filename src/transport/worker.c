@@ -105,9 +105,9 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
         w->on_sweep(w, now);
 }
 
-void worker_init(struct worker *w, struct ev_loop *loop)
+void worker_init(struct worker *w, struct ev_loop *loop, unsigned index)
 {
-    *w = (struct worker){ .loop = loop };
+    *w = (struct worker){ .loop = loop, .index = index };
     w->rbuf = xmalloc(LIM_HTTP_HEAD_MAX + LIM_READ_CHUNK);
     ev_idle_init(&w->yield_w, yield_cb);
     ev_set_priority(&w->yield_w, EV_MAXPRI);
@@ -136,5 +136,6 @@ void worker_free(struct worker *w)
     free(w->yielded);
     conn_pools_free(w);
     buf_free(&w->cork);
+    buf_free(&w->gather);
     free(w->rbuf);
 }

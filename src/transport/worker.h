@@ -42,13 +42,15 @@ struct worker {
     ev_timer sweep_w;
     /* The process's budget for unfinished work (set by main; NULL: none). */
     struct membudget *mem;
-    uint64_t next_id;
+    unsigned index;             /* its number less one: 0 for worker 1 (in every connection id) */
     void *app;                  /* the layer above (the Lua runtime) */
     /* Called on every sweep after the connections (optional). */
     void (*on_sweep)(struct worker *w, ev_tstamp now);
+    struct buf gather;          /* TLS: queued segments gathered into one SSL_write */
 };
 
-void worker_init(struct worker *w, struct ev_loop *loop);
+/* index: the worker's place among the process's workers, 0-based. */
+void worker_init(struct worker *w, struct ev_loop *loop, unsigned index);
 /* Closes every connection and releases everything the worker holds. */
 void worker_free(struct worker *w);
 

@@ -100,9 +100,6 @@
  * C function ...". Nothing more can be done: the call ends (1011) when the
  * function returns. */
 #define LIM_BUDGET_STUCK           5.0
-/* Worker threads the watchdog watches. Past it: a worker's handlers run
- * without a CPU budget, with the warning "CPU budget not enforced". */
-#define LIM_BUDGET_WORKERS         64
 /* Coroutines running inside one another (each resumed from the one before).
  * Past it: that resume raises "coroutines nested more than 64 deep". */
 #define LIM_LUA_COROUTINES         64
@@ -184,6 +181,11 @@
  * writev). */
 #define LIM_TLS_WRITE_GATHER       (256 * 1024)
 
+/* (-w) Worker threads. More: "bad worker count", the usage, exit 2. The
+ * worker's index has 6 bits in a connection id (util/connid.h), and the
+ * CPU budget's watchdog watches this many runtimes. */
+#define LIM_WORKERS_MAX            64
+
 /* -l and --tls-listen listeners together. Past it: "at most 16
  * listeners", the usage, exit 2. */
 #define LIM_LISTENERS              16
@@ -264,11 +266,14 @@
 #define LIM_TRAFFIC_LOST_INTERVAL  1.0
 
 /* Worker inboxes (src/transport/inbox.h): work posted from other threads. */
-/* Bytes queued in one inbox (each item's payload plus its node). Past it:
- * the post is refused (the poster gets false and keeps the payload), and
- * the drops are logged at info at most once per LIM_INBOX_LOG_INTERVAL with
- * the count since the last line: "inbox of NAME full (CAP bytes): K items
- * dropped". */
+/* Bytes queued in one inbox (each item's payload plus its node): what other
+ * workers' broadcasts, publishes and sends wait there. Past it: the post is
+ * refused (the poster gets false and keeps the payload): that worker's
+ * share of a broadcast or publish is dropped, moonws.send returns nil,
+ * "busy"; the drops are logged at info at most once per
+ * LIM_INBOX_LOG_INTERVAL with the count since the last line: "inbox of
+ * worker 2 full (CAP bytes): K items dropped". The master's messages (a
+ * reload's phases, shutdown) pass the cap (inbox_post_control). */
 #define LIM_INBOX_BYTES            (16 * 1024 * 1024)
 /* Items one wake-up of an inbox runs; the rest waits for the next loop
  * iteration, so a busy inbox cannot starve the connections. */

@@ -10,6 +10,9 @@
 
 static enum log_level g_level = LOG_INFO;
 static bool g_json;
+/* The worker this thread is, for its lines: a property of the thread, as
+ * the log has no other context to learn it from (0: the master). */
+static __thread unsigned t_worker;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -38,6 +41,11 @@ bool log_set_format(const char *name)
     else
         return false;
     return true;
+}
+
+void log_set_worker(unsigned n)
+{
+    t_worker = n;
 }
 
 bool log_enabled(enum log_level lvl)
@@ -89,13 +97,18 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
     char line[sizeof msg * 2 + 128];
     size_t n;
+    char wtag[24] = "";
     if (g_json) {
-        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
-                             ts, level_names[lvl]);
+        if (t_worker)
+            snprintf(wtag, sizeof wtag, "\"worker\":%u,", t_worker);
+        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",%s\"msg\":\"",
+                             ts, level_names[lvl], wtag);
         n += json_escape(line + n, sizeof line - n - 4, msg);
         n += (size_t)snprintf(line + n, sizeof line - n, "\"}\n");
     } else {
-        n = (size_t)snprintf(line, sizeof line, "%s [%s] %s\n", ts, level_names[lvl], msg);
+        if (t_worker)
+            snprintf(wtag, sizeof wtag, "[w%u] ", t_worker);
+        n = (size_t)snprintf(line, sizeof line, "%s [%s] %s%s\n", ts, level_names[lvl], wtag, msg);
         if (n >= sizeof line)
             n = sizeof line - 1;
     }

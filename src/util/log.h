@@ -2,7 +2,8 @@
  * log: leveled lines on stderr, as text or as one JSON object per line.
  *
  * Each line is formatted into a local buffer and written with one write(2),
- * so lines from different threads never interleave.
+ * so lines from different threads never interleave. A worker's lines carry
+ * its number.
  */
 #ifndef MOONWS_LOG_H
 #define MOONWS_LOG_H
@@ -17,6 +18,9 @@ void log_set_level(enum log_level lvl);
 /* Returns false for a format other than "text" or "json". */
 bool log_set_format(const char *name);
 bool log_enabled(enum log_level lvl);
+/* The lines this thread writes carry worker number n (text "[w2] ", json
+ * "worker":2); 0: none (the master). */
+void log_set_worker(unsigned n);
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -7,6 +7,9 @@
 
 #include "log.h"
 
+/* The reason of the last EPROTO, for sslio_strerror: an extension of
+ * errno, so per thread like errno itself (set and read by the thread whose
+ * call failed, right after it). */
 static __thread char last_error[128];
 
 const char *sslio_strerror(int err)

@@ -29,6 +29,11 @@
 #define FUZZ_PMD 0
 #endif
 
+#if FUZZ_PMD
+/* The streams without context takeover come from here, as from a worker's. */
+static struct pmd_pool pool;
+#endif
+
 struct run {
     uint64_t hash;              /* FNV-1a over every event */
     size_t events;
@@ -114,7 +119,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater inf;
     struct pmd_deflater def;
-    pmd_init(&params, &conf, !FUZZ_CLIENT, &inf, &def);
+    pmd_init(&params, &conf, !FUZZ_CLIENT, &pool, &inf, &def);
     inf.mem = &budget;
     rx.inf = &inf;
 #endif
@@ -153,7 +158,7 @@ out:
     ws_rx_free(&rx);
 #if FUZZ_PMD
     pmd_free(&inf, &def);
-    pmd_thread_cleanup();
+    pmd_pool_free(&pool);
 #endif
     FUZZ_ASSERT(membudget_used(&budget) == 0);
 }

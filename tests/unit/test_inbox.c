@@ -218,6 +218,30 @@ TEST(byte_cap_refuses_counts_and_recovers)
     ev_loop_destroy(loop);
 }
 
+TEST(control_items_pass_a_full_inbox_but_not_a_closed_one)
+{
+    /* A reload's phases and a shutdown must reach a worker whose inbox is
+     * full of broadcasts: they count, but the cap does not refuse them. */
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    long ran = 0;
+    struct inbox ib;
+    const size_t cap = 4 * (64 + sizeof(struct inbox_node));
+    inbox_init(&ib, loop, "test", cap, &ran);
+    for (int i = 0; i < 4; i++)
+        CHECK(inbox_post(&ib, &(struct inbox_item){ .run = count_run, .bytes = 64 }));
+    CHECK(!inbox_post(&ib, &(struct inbox_item){ .run = count_run, .bytes = 64 }));
+    CHECK(inbox_post_control(&ib, &(struct inbox_item){ .run = count_run, .bytes = 64 }));
+    CHECK(inbox_bytes(&ib) > cap);
+    CHECK_EQ_INT(inbox_dropped(&ib), 1);
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK_EQ_INT(ran, 5);
+    CHECK_EQ_INT(inbox_bytes(&ib), 0);
+    inbox_close(&ib);
+    CHECK(!inbox_post_control(&ib, &(struct inbox_item){ .run = count_run }));
+    inbox_free(&ib);
+    ev_loop_destroy(loop);
+}
+
 TEST(free_drops_what_remains)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);

@@ -9,6 +9,9 @@
 
 #include "proto/pmd.h"
 
+/* The streams without context takeover come from here, as from a worker's. */
+static struct pmd_pool pool;
+
 /* ---- negotiation, server side ---- */
 
 static bool negotiate1(const struct pmd_conf *conf, const char *offer, struct pmd_params *out,
@@ -643,12 +646,12 @@ TEST(init_allocates_nothing)
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater inf;
     struct pmd_deflater def;
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     CHECK(inf.z == NULL);
     CHECK(def.z == NULL);
     CHECK_EQ_INT(inf.window_bits, 13);         /* the server inflates the client's */
     CHECK_EQ_INT(def.window_bits, 12);
-    pmd_init(&p, &conf, false, &inf, &def);
+    pmd_init(&p, &conf, false, &pool, &inf, &def);
     CHECK_EQ_INT(inf.window_bits, 12);
     CHECK_EQ_INT(def.window_bits, 13);
     pmd_free(&inf, &def);
@@ -675,8 +678,8 @@ TEST(round_trip_every_window_with_and_without_takeover)
                 struct pmd_conf conf = PMD_CONF_DEFAULT;
                 struct pmd_inflater inf, pinf;
                 struct pmd_deflater def, pdef;
-                pmd_init(&p, &conf, server, &inf, &def);
-                pmd_init(&p, &conf, !server, &pinf, &pdef);
+                pmd_init(&p, &conf, server, &pool, &inf, &def);
+                pmd_init(&p, &conf, !server, &pool, &pinf, &pdef);
                 for (size_t k = 0; k < nmsgs; k++) {
                     struct buf z = { 0 }, out = { 0 };
                     pmd_deflate(&def, msgs[k].p, msgs[k].n, &z);
@@ -718,7 +721,7 @@ TEST(deflate_respects_negotiated_window)
             conf.level = 9;
             struct pmd_inflater inf;
             struct pmd_deflater def;
-            pmd_init(&p, &conf, true, &inf, &def);
+            pmd_init(&p, &conf, true, &pool, &inf, &def);
             struct buf zb = { 0 };
             pmd_deflate(&def, text, n, &zb);
             buf_append(&zb, "\x00\x00\xff\xff", 4);
@@ -757,8 +760,8 @@ TEST(shared_deflater_gives_same_bytes_to_every_connection)
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater i1, i2;
     struct pmd_deflater d1, d2;
-    pmd_init(&p, &conf, true, &i1, &d1);
-    pmd_init(&p, &conf, true, &i2, &d2);
+    pmd_init(&p, &conf, true, &pool, &i1, &d1);
+    pmd_init(&p, &conf, true, &pool, &i2, &d2);
     static const char m[] = "broadcast broadcast broadcast broadcast";
     struct buf a = { 0 }, b = { 0 }, c = { 0 };
     pmd_deflate(&d1, m, sizeof m - 1, &a);
@@ -767,7 +770,7 @@ TEST(shared_deflater_gives_same_bytes_to_every_connection)
     CHECK_MEM(a.data, a.len, b.data, b.len);
     struct pmd_inflater in;
     struct pmd_deflater unused;
-    pmd_init(&p, &conf, false, &in, &unused);
+    pmd_init(&p, &conf, false, &pool, &in, &unused);
     struct buf out = { 0 };
     CHECK_EQ_INT(inflate_msg(&in, b.data, b.len, &out, 1000), PMD_OK);
     CHECK_STR(out.data, out.len, m);
@@ -777,6 +780,44 @@ TEST(shared_deflater_gives_same_bytes_to_every_connection)
     buf_free(&out);
     pmd_free(&i1, &d1);
     pmd_free(&i2, &d2);
+    pmd_free(&in, &unused);
+}
+
+TEST(no_pool_gives_each_connection_its_own_stream)
+{
+    /* The client has no pool: without takeover its deflater keeps a stream
+     * of its own, reset after each message, and writes the same bytes as
+     * the pool's shared stream; nothing is left in the pool. */
+    struct pmd_params p = { true, true, 15, 15 };
+    struct pmd_conf conf = PMD_CONF_DEFAULT;
+    struct pmd_inflater ia, ib;
+    struct pmd_deflater own, shared;
+    pmd_init(&p, &conf, true, NULL, &ia, &own);
+    pmd_init(&p, &conf, true, &pool, &ib, &shared);
+    static const char m[] = "no pool no pool no pool no pool";
+    struct buf a = { 0 }, b = { 0 }, c = { 0 };
+    pmd_deflate(&own, "first message, then reset", 25, &c);
+    pmd_deflate(&own, m, sizeof m - 1, &a);
+    pmd_deflate(&shared, m, sizeof m - 1, &b);
+    CHECK(own.z != NULL);
+    CHECK(shared.z == NULL);
+    CHECK_MEM(a.data, a.len, b.data, b.len);
+    /* An inflater without a pool is freed at the end of each message. */
+    struct pmd_inflater in;
+    struct pmd_deflater unused;
+    pmd_init(&p, &conf, false, NULL, &in, &unused);
+    unsigned pooled = pool.ninflaters;
+    struct buf out = { 0 };
+    CHECK_EQ_INT(inflate_msg(&in, a.data, a.len, &out, 1000), PMD_OK);
+    CHECK_STR(out.data, out.len, m);
+    CHECK(in.z == NULL);
+    CHECK_EQ_INT(pool.ninflaters, pooled);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&c);
+    buf_free(&out);
+    pmd_free(&ia, &own);
+    pmd_free(&ib, &shared);
     pmd_free(&in, &unused);
 }
 
@@ -791,8 +832,8 @@ TEST(deflate_empty_message_with_takeover)
         struct pmd_conf conf = PMD_CONF_DEFAULT;
         struct pmd_inflater inf, pinf;
         struct pmd_deflater def, pdef;
-        pmd_init(&p, &conf, true, &inf, &def);
-        pmd_init(&p, &conf, false, &pinf, &pdef);
+        pmd_init(&p, &conf, true, &pool, &inf, &def);
+        pmd_init(&p, &conf, false, &pool, &pinf, &pdef);
         static const char *const msgs[] = { "", "abc", "", "", "abcabc", "" };
         for (size_t k = 0; k < sizeof msgs / sizeof msgs[0]; k++) {
             struct buf z = { 0 }, out = { 0 };
@@ -815,7 +856,7 @@ TEST(inflate_limit_and_corrupt)
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater inf;
     struct pmd_deflater def;
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     char m[5000];
     memset(m, 'z', sizeof m);
     struct buf zb = { 0 }, out = { 0 };
@@ -824,13 +865,13 @@ TEST(inflate_limit_and_corrupt)
     CHECK_EQ_INT(out.len, 5000);
     buf_free(&out);
     pmd_free(&inf, NULL);
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     CHECK_EQ_INT(inflate_msg(&inf, zb.data, zb.len, &out, 4999), PMD_TOO_BIG);
     CHECK(out.len <= 5000);
     buf_free(&out);
     pmd_free(&inf, NULL);
     /* Fed one byte at a time it fails the same way. */
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     int rc = PMD_OK;
     for (size_t i = 0; i < zb.len && rc == PMD_OK; i++)
         rc = pmd_inflate(&inf, zb.data + i, 1, &out, 100, NULL);
@@ -838,7 +879,7 @@ TEST(inflate_limit_and_corrupt)
     CHECK(out.len <= 101);
     buf_free(&out);
     pmd_free(&inf, NULL);
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     CHECK_EQ_INT(pmd_inflate(&inf, "\xff\xff\xff", 3, &out, 1000, NULL), PMD_CORRUPT);
     buf_free(&out);
     pmd_free(&inf, &def);
@@ -852,7 +893,7 @@ TEST(inflate_no_limit)
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater inf;
     struct pmd_deflater def;
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     static const char m[] = "no limit at all, no limit at all";
     struct buf zb = { 0 }, out = { 0 };
     pmd_deflate(&def, m, sizeof m - 1, &zb);
@@ -871,7 +912,7 @@ TEST(inflate_buffer_follows_the_message_size)
     struct pmd_conf conf = PMD_CONF_DEFAULT;
     struct pmd_inflater inf;
     struct pmd_deflater def;
-    pmd_init(&p, &conf, true, &inf, &def);
+    pmd_init(&p, &conf, true, &pool, &inf, &def);
     static const size_t sizes[] = { 0, 5, 100, 300, 1000, 100000, 1 << 20 };
     char *text = malloc(1 << 20);
     for (size_t i = 0; i < 1 << 20; i++)
@@ -997,7 +1038,7 @@ TEST(end_message_clean_for_every_valid_shape)
             for (size_t cut = 0; cut <= n; cut += n > 64 ? n / 7 + 1 : 1) {
                 struct pmd_inflater inf;
                 struct pmd_deflater def;
-                pmd_init(&p, &conf, false, &inf, &def);
+                pmd_init(&p, &conf, false, &pool, &inf, &def);
                 struct buf out = { 0 };
                 int rc = inflate_cut(&inf, c[k].payload.data, n, cut, &out);
                 if (!CHECK_EQ_INT(rc, PMD_OK) || !CHECK_MEM(out.data, out.len, c[k].text, c[k].len))
@@ -1043,7 +1084,7 @@ TEST(end_message_fails_truncated_data)
                     continue;
                 struct pmd_inflater inf;
                 struct pmd_deflater def;
-                pmd_init(&p, &conf, false, &inf, &def);
+                pmd_init(&p, &conf, false, &pool, &inf, &def);
                 struct buf out = { 0 };
                 int rc = inflate_cut(&inf, c[k].payload.data, len, len / 2, &out);
                 if (!CHECK_EQ_INT(rc, PMD_CORRUPT))
@@ -1061,6 +1102,6 @@ TEST(end_message_fails_truncated_data)
 int main(int argc, char **argv)
 {
     int rc = check_main("test_pmd");
-    pmd_thread_cleanup();
+    pmd_pool_free(&pool);
     return rc;
 }

@@ -16,6 +16,9 @@
 #include "proto/ws_msg.h"
 #include "util/membudget.h"
 
+/* The streams without context takeover come from here, as from a worker's. */
+static struct pmd_pool pool;
+
 /* ---- the receiver under test ---- */
 
 struct side {
@@ -93,7 +96,7 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
     struct pmd_inflater inf;
     struct pmd_deflater def;
     if (s->pmd) {
-        pmd_init(&s->params, &conf_default, !s->client, &inf, &def);
+        pmd_init(&s->params, &conf_default, !s->client, &pool, &inf, &def);
         inf.mem = s->mem;
         rx.inf = &inf;
     }
@@ -840,7 +843,7 @@ struct peer {
 
 static void peer_init(struct peer *p, const struct side *s)
 {
-    pmd_init(&s->params, &conf_default, s->client, &p->inf, &p->def);
+    pmd_init(&s->params, &conf_default, s->client, &pool, &p->inf, &p->def);
 }
 
 static void peer_free(struct peer *p)
@@ -1405,7 +1408,7 @@ TEST(budget_counts_inflate_streams)
     CHECK(r.used_end > 32768 && r.used_end < 32768 + 16384);      /* the pooled stream */
     run_free(&r);
     CHECK_EQ_INT(membudget_used(&mb), r.used_end);
-    pmd_thread_cleanup();
+    pmd_pool_free(&pool);
     CHECK_EQ_INT(membudget_used(&mb), 0);
     peer_free(&p);
     buf_free(&in);
@@ -1434,7 +1437,7 @@ TEST(budget_refuses_an_inflate_stream)
             CHECK_EQ_INT(r.fed, 7);             /* header 6, then the first payload byte */
         run_free(&r);
         expect_fail(&s, &in, NULL, WS_CLOSE_POLICY);
-        pmd_thread_cleanup();
+        pmd_pool_free(&pool);
         CHECK_EQ_INT(membudget_used(&mb), 0);
         peer_free(&p);
         buf_free(&in);
@@ -1444,6 +1447,6 @@ TEST(budget_refuses_an_inflate_stream)
 int main(int argc, char **argv)
 {
     int rc = check_main("test_ws_msg");
-    pmd_thread_cleanup();
+    pmd_pool_free(&pool);
     return rc;
 }

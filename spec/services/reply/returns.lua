@@ -33,12 +33,15 @@ function s.onBinary(caller, data)
   return moonws.binary(data:reverse())
 end
 
+-- The process's: any worker answers GET /err.
+local last = moonws.dict("reply-err")
+
 function s.onError(caller, err)
-  moonws.shared.err = err
+  last:set("err", tostring(err))
 end
 
 s.http = {
-  ["GET /err"] = function() return 200, moonws.shared.err or "" end,
+  ["GET /err"] = function() return 200, last:get("err") or "" end,
   ["GET /cookie"] = function() return 200, "c", { ["Set-Cookie"] = { "x=1", "y=2" } } end,
   ["GET /reserved"] = function() return 200, "c", { ["Transfer-Encoding"] = "chunked" } end,
 }

@@ -9,12 +9,15 @@ function binding.onMessage(caller, msg)
   end
 end
 
+-- The process's dictionary: any worker answers GET /last-error.
+local heard = moonws.dict("binding")
+
 function binding.onError(caller, err)
-  moonws.shared.last_error = err
+  heard:set("last_error", tostring(err))
 end
 
 binding.http = {
-  ["GET /last-error"] = function() return 200, moonws.shared.last_error or "" end,
+  ["GET /last-error"] = function() return 200, heard:get("last_error") or "" end,
 }
 
 return binding

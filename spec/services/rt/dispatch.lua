@@ -1,5 +1,7 @@
 -- dispatch = "event": {"event": "join_room"} goes to onJoinRoom.
 local d = { dispatch = "event" }
+-- Closes counted for the process: any worker answers GET /closed.
+local closed = moonws.dict("dispatch")
 
 function d.onJoinRoom(caller, msg)
   caller:send({ handler = "onJoinRoom", room = msg.room })
@@ -16,11 +18,11 @@ end
 -- Lifecycle handlers are never a dispatch target: {"event": "close"} is
 -- an ordinary message.
 function d.onClose(caller, code)
-  moonws.shared.closed = (moonws.shared.closed or 0) + 1
+  closed:incr("n", 1, 0)
 end
 
 d.http = {
-  ["GET /closed"] = function() return 200, tostring(moonws.shared.closed or 0) end,
+  ["GET /closed"] = function() return 200, tostring(closed:get("n") or 0) end,
 }
 
 return d

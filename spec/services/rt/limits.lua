@@ -1,11 +1,12 @@
 -- Small limits, to reach them quickly.
 local l = { max_message = 1024, max_backpressure = 4096 }
+local seen = moonws.dict("limits")     -- the process's: any worker answers GET /flood
 
 function l.onText(caller, text)
   if text == "flood" then
     for i = 1, 100 do
       if not caller:send(string.rep("x", 1000)) then
-        moonws.shared.flood_stopped_at = i
+        seen:set("flood_stopped_at", i)
         break
       end
     end
@@ -21,7 +22,7 @@ function l.onBinary(caller, b)
 end
 
 l.http = {
-  ["GET /flood"] = function() return 200, tostring(moonws.shared.flood_stopped_at) end,
+  ["GET /flood"] = function() return 200, tostring(seen:get("flood_stopped_at")) end,
 }
 
 return l

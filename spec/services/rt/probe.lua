@@ -16,12 +16,19 @@
 --   buffered          send 100000 bytes, then caller.buffered before and after
 local probe = { protocols = { "p1", "p2" }, idle_timeout = 0 }
 
-local events = moonws.shared.events or {}
-moonws.shared.events = events
+-- What happened, in a dictionary of the process: GET /events answers the
+-- same whichever worker takes the request (and they survive reloads).
+local log = moonws.dict("probe-events")
 local function record(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-  events[#events + 1] = table.concat(parts, " ")
+  log:set("e" .. log:incr("n", 1, 0), table.concat(parts, " "))
+end
+
+local function events()
+  local list = moonws.json.array()
+  for i = 1, log:get("n") or 0 do list[#list + 1] = log:get("e" .. i) end
+  return list
 end
 
 local last_closed
@@ -109,9 +116,9 @@ function probe.onError(caller, err)
 end
 
 probe.http = {
-  ["GET /events"] = function() return 200, events end,
+  ["GET /events"] = function() return 200, events() end,
   ["POST /reset"] = function()
-    for i = #events, 1, -1 do events[i] = nil end
+    log:flush_all()
     return 204
   end,
   ["POST /send-to-closed"] = function()

@@ -40,8 +40,11 @@ function r.onText(caller, text)
   end
 end
 
+-- The process's dictionary: any worker answers GET /err.
+local heard = moonws.dict("runaway")
+
 function r.onError(caller, err)
-  moonws.shared.err = err
+  heard:set("err", tostring(err))
 end
 
 function r.onUpgrade(req)
@@ -49,7 +52,7 @@ function r.onUpgrade(req)
 end
 
 r.http = {
-  ["GET /err"] = function() return 200, moonws.shared.err or "" end,
+  ["GET /err"] = function() return 200, heard:get("err") or "" end,
   ["GET /spin"] = function() while true do end end,
   ["GET /timer"] = function()
     moonws.after(0, function() while true do end end)

@@ -164,13 +164,17 @@ function a.onText(caller, text)
   f(caller)
 end
 
+-- What onError heard last, in the process's dictionary: any worker
+-- answers GET /last.
+local heard = moonws.dict("attack")
+
 function a.onError(caller, err)
   hoard = nil           -- what grew past the cap is let go: the service serves on
-  moonws.shared.last = tostring(err)
+  heard:set("last", tostring(err))
 end
 
 a.http = {
-  ["GET /last"] = function() return 200, moonws.shared.last or "" end,
+  ["GET /last"] = function() return 200, heard:get("last") or "" end,
 }
 
 return a

@@ -1,0 +1,145 @@
+/*
+ * The WebSocket upgrade (RFC 6455 §4.2): the checks, the service's gate,
+ * sub-protocol and permessage-deflate negotiation, the 101.
+ */
+#include "ws_upgrade.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../transport/conn.h"
+#include "../util/limits.h"
+#include "http_respond.h"
+#include "ws_conn.h"
+#include "ws_handshake.h"
+
+#define NO_REF (-2)
+
+static bool origin_allowed(const struct svc_conf *conf, const struct http_request *req)
+{
+    if (conf->any_origin)
+        return true;
+    const struct http_header *h = http_find_header(req->headers, req->nheaders, "origin");
+    if (!h)
+        return false;
+    for (size_t i = 0; i < conf->norigins; i++) {
+        if (strlen(conf->origins[i]) == h->value_len &&
+            strncasecmp(conf->origins[i], h->value, h->value_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Negotiates permessage-deflate; writes the response value into resp. */
+static struct ws_pmd *negotiate_pmd(const struct svc_conf *conf, const struct http_request *req,
+                                    struct pmd_pool *pool, char *resp, size_t cap)
+{
+    if (!conf->pmd.enabled)
+        return NULL;
+    const char *vals[LIM_HTTP_HEADERS_MAX];
+    size_t lens[LIM_HTTP_HEADERS_MAX];
+    size_t n = http_header_values(req->headers, req->nheaders, "sec-websocket-extensions", vals,
+                                  lens, LIM_HTTP_HEADERS_MAX);
+    struct pmd_params p;
+    if (!n || !pmd_server_negotiate(&conf->pmd, vals, lens, n, &p, resp, cap))
+        return NULL;
+    struct ws_pmd *z = xcalloc(1, sizeof *z);
+    pmd_init(&p, &conf->pmd, true, pool, &z->inf, &z->def);
+    z->threshold = conf->pmd.threshold;
+    return z;
+}
+
+/* True for the handshake's own fields, which mean nothing after it. */
+static bool handshake_field(const struct http_header *h)
+{
+    static const char *const names[] = { "upgrade", "connection", "sec-websocket-key",
+                                         "sec-websocket-version", "sec-websocket-extensions" };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (strlen(names[i]) == h->name_len && strncasecmp(names[i], h->name, h->name_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The upgrade request as kept for caller.path/query/headers: the request
+ * line and every field but the handshake's own (an idle connection keeps
+ * these bytes for its whole life, so they are kept lean). */
+static char *keep_head(const struct http_request *req, uint32_t *len)
+{
+    struct buf b = { 0 };
+    buf_append(&b, req->method, req->method_len);
+    buf_append(&b, " ", 1);
+    buf_append(&b, req->target, req->target_len);
+    buf_printf(&b, " HTTP/1.%d\r\n", req->minor_version);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (handshake_field(h))
+            continue;
+        buf_append(&b, h->name, h->name_len);
+        buf_append(&b, ": ", 2);
+        buf_append(&b, h->value, h->value_len);
+        buf_append(&b, "\r\n", 2);
+    }
+    buf_append(&b, "\r\n", 2);
+    *len = (uint32_t)b.len;
+    /* Exactly as long as it is, not the buffer's rounded-up capacity. */
+    char *out = xmalloc(b.len);
+    memcpy(out, b.data, b.len);
+    buf_free(&b);
+    return out;
+}
+
+bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex,
+                    struct pmd_pool *pool)
+{
+    const struct http_request *req = ex->req;
+    const char *why;
+    int status = ws_check_upgrade(req, &why);
+    if (status) {
+        http_respond_error(c, status, why, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return false;
+    }
+    if (!origin_allowed(&svc->conf, req)) {
+        http_respond_error(c, 403, "origin not allowed", NULL);
+        return false;
+    }
+    int app_ref = NO_REF;
+    struct http_reply gate = { .status = 403 };
+    if (svc->ops->upgrade) {
+        bool ok = svc->ops->upgrade(svc, ex, &gate, &app_ref);
+        if (conn_is_closed(c) || !ok) {
+            if (!conn_is_closed(c)) {
+                http_respond(c, gate.status, gate.headers.data, gate.headers.len, gate.body.data,
+                             gate.body.len, false, true);
+                conn_finish(c, LIM_HTTP_LINGER);
+            }
+            buf_free(&gate.headers);
+            buf_free(&gate.body);
+            return false;
+        }
+    }
+
+    int proto = ws_select_protocol(req, svc->conf.protocols, svc->conf.nprotocols);
+    char ext[256];
+    struct ws_pmd *z = negotiate_pmd(&svc->conf, req, pool, ext, sizeof ext);
+
+    struct ws_conn *wc = xcalloc(1, sizeof *wc);
+    wc->c = c;
+    wc->svc = svc;
+    wc->app_ref = app_ref;
+    wc->pmd = z;
+    wc->protocol = proto >= 0 ? xstrdup(svc->conf.protocols[proto]) : NULL;
+    wc->head = keep_head(req, &wc->head_len);
+
+    struct buf out = { 0 };
+    ws_write_accept(&out, req, wc->protocol, z ? ext : NULL, gate.headers.data, gate.headers.len);
+    conn_write(c, out.data, out.len);
+    buf_free(&out);
+    buf_free(&gate.headers);
+    buf_free(&gate.body);
+    ws_conn_start(wc);
+    svc->ops->open(svc, wc);
+    return true;
+}
+
