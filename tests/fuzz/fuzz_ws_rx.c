@@ -20,7 +20,8 @@
  * reaches further back than it agreed to is caught when its bytes come in
  * small pieces and may decode fine when they come at once. So there, and
  * only for "corrupt compressed data", one split may fail where another
- * goes on; the failing one must have seen the same events up to its end.
+ * goes on (and perhaps fails later, for another reason); the one that
+ * failed so must have seen the same events as the other up to its end.
  * At 15 bits no distance deflate can express is too far: no exception.
  *
  * Input: 1 byte of settings (max_message; window bits and takeover with
@@ -192,8 +193,9 @@ static bool too_far_back(const struct run *r)
 /* Two splits of one stream saw the same thing (see the exception above). */
 static void agree(const struct run *x, const struct run *y, bool small_window)
 {
-    if (small_window && (x->failed != y->failed || x->events != y->events) &&
-        (too_far_back(x) || too_far_back(y))) {
+    bool same = x->events == y->events && x->hash == y->hash && x->failed == y->failed &&
+                x->code == y->code;
+    if (small_window && !same && (too_far_back(x) || too_far_back(y))) {
         const struct run *f = too_far_back(x) && (!too_far_back(y) || x->events <= y->events)
                                   ? x : y;
         const struct run *o = f == x ? y : x;
