@@ -182,9 +182,10 @@ describe("a cluster through Redis", function()
     ask(sb, { op = "unsubscribe", topic = "news" })
     assert.is_truthy(next_op(sb.c, "unsubscribed"))
     assert.is_true(eventually(function() return r:numsub("moonws:topic:news") == 1 end))
-    local ch = r:channels()
-    assert.is_true(ch["moonws:node:" .. na] and ch["moonws:node:" .. nb])
-    assert.is_nil(ch["moonws:topic:other"])
+    -- What the two nodes need, and nothing else.
+    local want = { ["moonws:node:" .. na] = true, ["moonws:node:" .. nb] = true,
+                   ["moonws:topic:news"] = true, ["moonws:svc:/node"] = true }
+    assert.same(want, r:channels())
     for _, k in ipairs({ sa, sb, pub }) do k.c:close() end
     assert.equal(0, a:stop())
     assert.equal(0, b:stop())
@@ -205,6 +206,10 @@ describe("a cluster through Redis", function()
     ask(kb, { op = "broadcast", path = "/node", text = "to all" })
     assert.equal("to all", (next_op(ka.c)))
     assert.equal("to all", (next_op(kb.c)))
+    -- An HTTP endpoint on B broadcasts to A's clients too.
+    assert.equal(200, (b:http("POST", "/node/broadcast", "over http")))
+    assert.equal("over http", (next_op(ka.c)))
+    assert.equal("over http", (next_op(kb.c)))
     ask(kb, { op = "send", id = ka.id, text = "just you" })
     local sent = next_op(kb.c, "sent")
     assert.is_true(sent.ok)
@@ -224,7 +229,9 @@ describe("a cluster through Redis", function()
   it("delivers what redis-cli publishes: a bare payload, an envelope of origin 0", function()
     local r <close> = redis_start()
     local a <close> = node(r)
-    node_number(a)
+    local na = node_number(a)
+    -- No connection yet: its own channel only.
+    assert.same({ ["moonws:node:" .. na] = true }, r:channels())
     local k = open(a)
     subscribe(k, "news")
     assert.is_true(eventually(function() return r:numsub("moonws:topic:news") == 1 end))
@@ -333,6 +340,11 @@ describe("a cluster through Redis", function()
     local p = open(a)
     ask(p, { op = "publish", topic = "t", text = "local" })
     assert.equal("local", (next_op(early.c)))
+    -- Another node that never reaches Redis stops cleanly too.
+    local c = testing.start{ dir = DIR, workers = 2,
+                             args = { "--redis", "redis://127.0.0.1:" .. port } }
+    assert.is_truthy(c:wait_log("is unreachable", 5, true))
+    assert.equal(0, c:stop())
     local r2 <close> = redis_start(port)
     local na = node_number(a)
     local b <close> = node(r2)

@@ -45,4 +45,12 @@ function node.onCount(caller, m)
   return { op = "count", here = moonws.count(m.path), cluster = n or false, err = err }
 end
 
+-- POST /node/broadcast: the body to every client of /node, on every node
+node.http = {
+  ["POST /broadcast"] = function(req)
+    moonws.broadcast("/node", req.body)
+    return 200, "OK"
+  end,
+}
+
 return node
