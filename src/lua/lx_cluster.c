@@ -86,10 +86,12 @@ static void on_message(void *ctx, const struct cluster_rx *rx)
          * item, which then finds it gone). */
         unsigned owner = connid_worker(rx->target);
         if (owner >= c->n || !connid_find(rx->target)) {
-            uint64_t k = atomic_fetch_add_explicit(&c->not_open, 1, memory_order_relaxed) + 1;
-            log_debug("cluster: a message for connection %llu, not open here, dropped (%llu "
-                      "so far)",
-                      (unsigned long long)rx->target, (unsigned long long)k);
+            atomic_fetch_add_explicit(&c->not_open, 1, memory_order_relaxed);
+            unsigned long k = log_every_hit(&c->not_open_log, LIM_CLUSTER_LOG_INTERVAL);
+            if (k)
+                log_debug("cluster: a message for connection %llu, not open here, dropped "
+                          "(%lu since the last such line)",
+                          (unsigned long long)rx->target, k);
             return;
         }
         post(c, owner, rx, LX_DELIVER_SEND);

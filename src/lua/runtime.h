@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../util/log.h"
+
 struct lx_rt;
 struct worker;
 struct http_server;
@@ -45,6 +47,7 @@ struct runtime_cluster {
     /* Dropped: for a connection id not open here (moonws.send of another
      * node to a connection gone meanwhile), or refused by a full inbox. */
     atomic_uint_fast64_t not_open, refused;
+    struct log_every not_open_log;      /* at debug, at most once a second */
 };
 
 /* Fills the callbacks and context of a link's config (the master sets the
