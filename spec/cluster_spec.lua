@@ -138,6 +138,12 @@ local function subscribe(k, topic)
   assert.is_truthy(next_op(k.c, "subscribed"))
 end
 
+-- Closes the connections, then stops each server: each must exit 0.
+local function finish(conns, ...)
+  for _, k in ipairs(conns) do k.c:close() end
+  for _, srv in ipairs({ ... }) do assert.equal(0, srv:stop()) end
+end
+
 -- The node number in an id (its top 12 bits of 53).
 local function node_of(id)
   return id >> 41
@@ -186,9 +192,7 @@ describe("a cluster through Redis", function()
     local want = { ["moonws:node:" .. na] = true, ["moonws:node:" .. nb] = true,
                    ["moonws:topic:news"] = true, ["moonws:svc:/node"] = true }
     assert.same(want, r:channels())
-    for _, k in ipairs({ sa, sb, pub }) do k.c:close() end
-    assert.equal(0, a:stop())
-    assert.equal(0, b:stop())
+    finish({ sa, sb, pub }, a, b)
     -- Leaving is clean: both leases are gone at once.
     assert.equal("0", r:cli("EXISTS moonws:lease:" .. na .. " moonws:lease:" .. nb))
   end)
@@ -220,10 +224,7 @@ describe("a cluster through Redis", function()
       local v = next_op(ka.c, "count")
       return v.here == 1 and v.cluster == 2
     end, 10))
-    ka.c:close()
-    kb.c:close()
-    assert.equal(0, a:stop())
-    assert.equal(0, b:stop())
+    finish({ ka, kb }, a, b)
   end)
 
   it("delivers what redis-cli publishes: a bare payload, an envelope of origin 0", function()
@@ -250,8 +251,7 @@ describe("a cluster through Redis", function()
     r:cli("PUBLISH moonws:topic:news after")
     assert.equal("after", (next_op(k.c)))
     assert.is_truthy(a:wait_log("cluster: a message on moonws:topic:news dropped", 5, true))
-    k.c:close()
-    assert.equal(0, a:stop())
+    finish({ k }, a)
   end)
 
   it("keeps two deployments apart with --redis-prefix", function()
@@ -272,9 +272,7 @@ describe("a cluster through Redis", function()
     r:cli("PUBLISH green:topic:t marker")
     -- green's subscriber gets the marker first: blue's message never came.
     assert.equal("marker", (next_op(sb.c)))
-    for _, k in ipairs({ sa, sb, pa }) do k.c:close() end
-    assert.equal(0, a:stop())
-    assert.equal(0, b:stop())
+    finish({ sa, sb, pa }, a, b)
   end)
 
   it("goes on locally while Redis is gone, and joins again when it is back", function()
@@ -320,9 +318,7 @@ describe("a cluster through Redis", function()
       assert.equal(1, s:count_log("cluster: lost Redis"))
       assert.equal(1, s:count_log(" is back after "))
     end
-    for _, k in ipairs({ sa, sb, pa }) do k.c:close() end
-    assert.equal(0, a:stop())
-    assert.equal(0, b:stop())
+    finish({ sa, sb, pa }, a, b)
   end)
 
   it("runs alone when Redis is unreachable at startup, and joins later", function()
@@ -356,9 +352,7 @@ describe("a cluster through Redis", function()
     -- Ids made after the join carry the node's number.
     local late = open(a)
     assert.equal(na, node_of(late.id))
-    for _, k in ipairs({ early, p, pb, late }) do k.c:close() end
-    assert.equal(0, a:stop())
-    assert.equal(0, b:stop())
+    finish({ early, p, pb, late }, a, b)
   end)
 
   it("refuses a bad URL, a bad prefix and a wrong password (exit 2)", function()
@@ -415,7 +409,6 @@ describe("a cluster through Redis", function()
     local v = next_op(k.c, "count")
     assert.equal(1, v.here)
     assert.equal(1, v.cluster)
-    k.c:close()
-    assert.equal(0, srv:stop())
+    finish({ k }, srv)
   end)
 end)
