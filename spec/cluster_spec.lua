@@ -218,6 +218,18 @@ describe("a cluster through Redis", function()
     local sent = next_op(kb.c, "sent")
     assert.is_true(sent.ok)
     assert.equal("just you", (next_op(ka.c)))
+    -- A connection that closed meanwhile: handed to the link (true), then
+    -- dropped by its node, which counts it.
+    local gone = open(a)
+    gone.c:close()
+    assert.is_true(eventually(function()
+      ask(ka, { op = "count", path = "/node" })
+      return next_op(ka.c, "count").here == 1
+    end))
+    ask(kb, { op = "send", id = gone.id, text = "too late" })
+    assert.is_true(next_op(kb.c, "sent").ok)
+    assert.is_truthy(a:wait_log("cluster: a message for connection " .. gone.id ..
+                                ", not open here, dropped", 5, true))
     -- cluster_count: this node's count now and the others' (a second old).
     assert.is_true(eventually(function()
       ask(ka, { op = "count", path = "/node" })
@@ -225,6 +237,34 @@ describe("a cluster through Redis", function()
       return v.here == 1 and v.cluster == 2
     end, 10))
     finish({ ka, kb }, a, b)
+  end)
+
+  it("broadcasts to a concrete path under a parameter path across nodes", function()
+    local r <close> = redis_start()
+    local a <close> = node(r)
+    local b <close> = node(r)
+    node_number(a)
+    node_number(b)
+    local function room(srv, name)
+      local c = assert(srv:connect("/rooms/" .. name))
+      assert.equal("in " .. name, c:receive(5))
+      return { c = c }
+    end
+    local la, lb, kb = room(a, "lobby"), room(b, "lobby"), room(b, "kitchen")
+    -- Each node holds the concrete paths its connections were opened at.
+    assert.is_true(eventually(function()
+      return r:numsub("moonws:svc:/rooms/lobby") == 2 and r:numsub("moonws:svc:/rooms/kitchen") == 1
+        and r:numsub("moonws:svc:/rooms/:room") == 2
+    end))
+    assert(la.c:send("hello lobby"))
+    assert.equal("hello lobby", (lb.c:receive(5)))
+    assert.equal("hello lobby", (la.c:receive(5)))
+    assert(kb.c:send("hello kitchen"))
+    -- The kitchen's message reached the kitchen only.
+    assert.equal("hello kitchen", (kb.c:receive(5)))
+    assert(lb.c:send("lobby again"))
+    assert.equal("lobby again", (la.c:receive(5)))
+    finish({ la, lb, kb }, a, b)
   end)
 
   it("delivers what redis-cli publishes: a bare payload, an envelope of origin 0", function()
