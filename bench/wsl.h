@@ -40,6 +40,7 @@ struct wsl_opts {
     int port;
     const char *path;           /* NULL: the mode's default */
     const char *post_path;      /* NULL: path + "/broadcast" */
+    int post_port;              /* broadcast: where the POST goes; 0: port */
     unsigned conns;             /* 0: the mode's default */
     size_t size;
     unsigned depth;

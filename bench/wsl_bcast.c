@@ -157,7 +157,8 @@ static void post_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void round_start(struct bcast *b)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)b->o->port),
+                             .sin_port = htons((uint16_t)(b->o->post_port ? b->o->post_port
+                                                                           : b->o->port)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {.tv_sec = 5};
 
@@ -296,7 +297,7 @@ static int build_request(struct bcast *b)
                       "Content-Type: text/plain\r\n"
                       "Content-Length: %zu\r\n"
                       "Connection: close\r\n\r\n",
-                      b->post_path, o->port, o->size);
+                      b->post_path, o->post_port ? o->post_port : o->port, o->size);
     if (hl < 0 || (size_t)hl >= sizeof head)
         return -1;
     b->req_len = (size_t)hl + o->size;

@@ -46,6 +46,8 @@ static const char usage[] =
 "  -p, --port PORT          server port on 127.0.0.1 (required)\n"
 "  -P, --path PATH          WebSocket path (default /echo; broadcast /chat)\n"
 "      --post-path PATH     broadcast: path of the POST\n"
+"      --post-port PORT     broadcast: the POST goes to this port (another\n"
+"                           server: a second node of a cluster); default -p\n"
 "  -c, --conns N            connections (default 100; handshake: 64 slots)\n"
 "  -s, --size BYTES         payload / body size (default 32)\n"
 "  -d, --depth D            echo: messages in flight per connection (default 1)\n"
@@ -78,6 +80,7 @@ static const char usage[] =
 
 enum {
     OPT_POST_PATH = 256,
+    OPT_POST_PORT,
     OPT_OPEN_CONC,
     OPT_BINARY,
     OPT_DEFLATE,
@@ -91,6 +94,7 @@ static const struct option long_opts[] = {
     {"port", required_argument, NULL, 'p'},
     {"path", required_argument, NULL, 'P'},
     {"post-path", required_argument, NULL, OPT_POST_PATH},
+    {"post-port", required_argument, NULL, OPT_POST_PORT},
     {"conns", required_argument, NULL, 'c'},
     {"size", required_argument, NULL, 's'},
     {"depth", required_argument, NULL, 'd'},
@@ -271,6 +275,11 @@ int main(int argc, char **argv)
             if (optarg[0] != '/' || strlen(optarg) > 400)
                 return bad_usage("--post-path must start with / (and be short)", optarg);
             o.post_path = optarg;
+            break;
+        case OPT_POST_PORT:
+            if (parse_ull(optarg, 1, 65535, &u) < 0)
+                return bad_usage("bad --post-port", optarg);
+            o.post_port = (int)u;
             break;
         case 'c':
             if (parse_ull(optarg, 1, WSL_CONNS_MAX, &u) < 0)

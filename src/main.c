@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster_link.h"
 #include "lua/runtime.h"
 #include "server/reload.h"
 #include "server/wthread.h"
@@ -67,6 +68,9 @@ static const char usage_text[] =
     "                             HTTP 503); 0 = no limit\n"
     "      --keepalive-timeout S  seconds an idle keep-alive connection, or an answer\n"
     "                             the client does not read on, is kept (default 30)\n"
+    "      --redis URL            join a cluster through Redis pub/sub:\n"
+    "                             redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (docs/cluster.md)\n"
+    "      --redis-prefix P       the prefix of its channels and keys (default moonws:)\n"
     "      --dict NAME=SIZE       the shared dictionary NAME (moonws.dict) holds SIZE\n"
     "                             bytes (K, M, G suffixes), repeatable\n"
     "      --no-reload            do not watch DIR (SIGHUP still reloads)\n"
@@ -102,6 +106,9 @@ struct options {
     double keepalive;
     unsigned workers;
     struct runtime_options runtime;
+    bool redis;                         /* --redis given */
+    struct redis_url redis_url;
+    const char *redis_prefix;
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -197,7 +204,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
-           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT };
+           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT, OPT_REDIS_PREFIX };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -213,6 +220,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE },
         { "client-ca", required_argument, NULL, OPT_CLIENT_CA },
         { "redis", required_argument, NULL, OPT_REDIS },
+        { "redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX },
         { "max-connections", required_argument, NULL, OPT_MAX_CONN },
         { "max-connections-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
         { "max-buffered", required_argument, NULL, OPT_MAX_BUFFERED },
@@ -330,10 +338,20 @@ static void parse_args(int argc, char **argv, struct options *o)
         case OPT_DICT:
             declare_dict(optarg);
             break;
-        case OPT_REDIS:
-            usage_error("%s: clustering through Redis is not available in this version",
-                        "--redis");
+        case OPT_REDIS: {
+            const char *err = redis_url_parse(optarg, &o->redis_url);
+            if (err)
+                usage_error("--redis: %s", err);
+            o->redis = true;
             break;
+        }
+        case OPT_REDIS_PREFIX: {
+            const char *err = cluster_wire_prefix_check(optarg);
+            if (err)
+                usage_error("--redis-prefix: %s", err);
+            o->redis_prefix = optarg;
+            break;
+        }
         case 'h':
             fputs(usage_text, stdout);
             exit(0);
@@ -355,6 +373,10 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage_error("%s needs --cert (and --key, or a .p12 store)", "--tls-listen");
     if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password))
         usage_error("%s: TLS options need a --tls-listen listener", "--cert/--key");
+    if (o->redis_prefix && !o->redis)
+        usage_error("%s needs --redis", "--redis-prefix");
+    if (!o->redis_prefix)
+        o->redis_prefix = "moonws:";
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = "0.0.0.0:8080";
     /* Every address is checked now, before anything loads. */
@@ -409,6 +431,7 @@ static struct {
     unsigned nworkers, started, ready;
     struct reload *reload;
     struct inbox inbox;         /* the workers' answers */
+    struct runtime_cluster cluster;     /* --redis: cluster.link is set */
     bool serving, stopping;
     ev_signal sigterm_w, sigint_w, sighup_w;
     struct dirwatch *watch;
@@ -528,7 +551,9 @@ static void all_loaded(void *ud)
 static void worker_ready(struct wthread *t)
 {
     (void)t;
-    if (++srv.ready == srv.nworkers && !srv.stopping)
+    if (++srv.ready == srv.nworkers && srv.cluster.link)
+        runtime_cluster_ready(&srv.cluster);
+    if (srv.ready == srv.nworkers && !srv.stopping)
         reload_startup(srv.reload);
 }
 
@@ -585,8 +610,31 @@ static int check_services(const struct options *o, const char *static_root)
     return failed ? 1 : 0;
 }
 
+/* --redis: the link starts before the workers (a password Redis refuses
+ * stops us here, exit 2) and waits for its first attempt to end; Redis
+ * unreachable, the node starts alone (the link logged it) and joins later.
+ * What arrives is handed to the workers once they are all ready. */
+static int start_cluster(const struct options *o)
+{
+    if (!o->redis)
+        return 0;
+    struct cluster_link_config cfg = { .url = o->redis_url, .prefix = o->redis_prefix };
+    runtime_cluster_config(&srv.cluster, &cfg);
+    srv.cluster.inboxes = srv.inboxes;
+    srv.cluster.n = o->workers;
+    char why[LIM_REDIS_URL_MAX + 512];
+    if (cluster_link_start(&cfg, &srv.cluster.link, why, sizeof why) == CLUSTER_REFUSED) {
+        fprintf(stderr, "moonws: --redis: %s\n", why);
+        return -1;
+    }
+    runtime_cluster_watch(&srv.cluster);
+    return 0;
+}
+
 static void free_master(void)
 {
+    if (srv.cluster.link)
+        runtime_cluster_stop(&srv.cluster);
     ev_ref(srv.loop);
     ev_timer_stop(srv.loop, &srv.report_w);
     inbox_close(&srv.inbox);
@@ -629,6 +677,10 @@ int main(int argc, char **argv)
     if (o.check)
         return check_services(&o, static_root);
 
+    if (start_cluster(&o) != 0) {
+        tls_server_free(srv.tls);
+        return 2;
+    }
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     srv.dir = o.dir;
     srv.no_reload = o.no_reload;
@@ -648,7 +700,8 @@ int main(int argc, char **argv)
         .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
         .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
         .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
-        .workers = srv.workers, .peers = { srv.nworkers, srv.inboxes }, .master = &srv.inbox,
+        .workers = srv.workers, .master = &srv.inbox,
+        .peers = { srv.nworkers, srv.inboxes, srv.cluster.link ? &srv.cluster : NULL },
         .ready = worker_ready, .prepared = worker_prepared, .committed = worker_committed,
     };
     for (unsigned i = 0; i < srv.nworkers; i++)
@@ -688,6 +741,10 @@ int main(int argc, char **argv)
     dirwatch_free(srv.watch);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_join(&srv.workers[i]);
+    /* The workers are gone: the link leaves Redis (what is queued is
+     * written, then its lease and counts are deleted). */
+    if (srv.cluster.link)
+        runtime_cluster_stop(&srv.cluster);
     log_info("stopped");
     /* Nobody posts any more: what is left in the inboxes goes. */
     for (unsigned i = 0; i < srv.started; i++)

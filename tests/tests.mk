@@ -100,7 +100,7 @@ TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP $(WARN) $(TSAN_SAN) -Isrc
 TSAN_UNIT   := test_shdict test_inbox test_connid test_cluster_chans test_cluster_link \
                test_metrics test_traffic_log test_metrics_http
 TSAN_BIN    := $(addprefix $(TSAN_DIR)/,$(TSAN_UNIT))
-TSAN_SPECS  ?= spec/workers_spec.lua spec/dict_spec.lua spec/examples_spec.lua
+TSAN_SPECS  ?= spec/workers_spec.lua spec/dict_spec.lua spec/examples_spec.lua spec/cluster_spec.lua
 TSAN_REPORTS := $(BUILD)/tsan/reports
 
 $(eval $(call unit_build,$(TSAN_DIR),$(TSAN_CFLAGS),$(TSAN_SAN)))

@@ -348,6 +348,8 @@ static void claim_cb(redisAsyncContext *ac, void *reply, void *priv)
             return;
         }
         atomic_store(&l->node, n);
+        if (l->on_node)
+            l->on_node(l->ctx, n);
         /* The node's own channel, referenced for as long as the link lives. */
         char ch[LIM_REDIS_PREFIX_MAX + 32], name[16];
         int nl = snprintf(name, sizeof name, "%u", n);
@@ -733,6 +735,7 @@ enum cluster_start cluster_link_start(const struct cluster_link_config *cfg,
     l->rng |= 1;
     l->on_message = cfg->on_message;
     l->counts = cfg->counts;
+    l->on_node = cfg->on_node;
     l->ctx = cfg->ctx;
     l->chans = cluster_chans_new();
     cluster_count_cache_init(&l->count_cache);

@@ -83,6 +83,11 @@ struct cluster_link_config {
      * the link is up, to fill in this node's per-path counts with
      * cluster_counts_add; NULL: the node takes no part in cluster counts. */
     void (*counts)(void *ctx, struct cluster_counts *out);
+    /* Called on the link's thread once, when the node takes its number
+     * (before the link reports itself up, and before cluster_link_start
+     * returns CLUSTER_JOINED when it is then): connection ids made from
+     * then on carry it. May be NULL. */
+    void (*on_node)(void *ctx, unsigned node);
     void *ctx;
 };
 

@@ -40,6 +40,7 @@ struct cluster_link {
     char token[33];                         /* whose lease: this process's */
     void (*on_message)(void *ctx, const struct cluster_rx *rx);
     void (*counts)(void *ctx, struct cluster_counts *out);
+    void (*on_node)(void *ctx, unsigned node);
     void *ctx;
 
     pthread_t thread;

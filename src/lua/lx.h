@@ -111,6 +111,7 @@ struct lx_rt {
     struct worker *w;           /* its number is w->index + 1 (moonws.worker) */
     unsigned nworkers;          /* workers in the process (moonws.workers) */
     struct inbox *const *peers; /* every worker's inbox, by index; NULL: this one alone */
+    struct runtime_cluster *cluster;    /* --redis (runtime.h); NULL: none */
     struct lx_batch *pending;   /* a batch between its two phases (lx_runtime.c) */
     struct router router;
     struct http_server http;
@@ -347,9 +348,23 @@ void lx_deliver_broadcast(struct lx_rt *rt, const char *path, size_t len, uint8_
                           const char *p, size_t n);
 void lx_deliver_publish(struct lx_rt *rt, const char *topic, size_t len, uint8_t opcode,
                         const char *p, size_t n);
-/* moonws.send: to the connection id wherever it lives. */
-enum { LX_SEND_QUEUED, LX_SEND_CLOSED, LX_SEND_BUSY };
+/* moonws.send: to the connection id wherever it lives. QUEUED: queued to
+ * its worker, or handed to the cluster link for its node; CLOSED: not open
+ * here (or not an id); BUSY: an inbox or the link's queue is full;
+ * UNAVAILABLE: the id is another node's and the link to Redis is down. */
+enum { LX_SEND_QUEUED, LX_SEND_CLOSED, LX_SEND_BUSY, LX_SEND_UNAVAILABLE };
 int lx_deliver_send(struct lx_rt *rt, uint64_t id, uint8_t opcode, const char *p, size_t n);
+/* What a message from another worker or another node does on this one:
+ * a broadcast to path, a publish to topic, or a send to id (name unused). */
+enum lx_deliver_kind { LX_DELIVER_BROADCAST, LX_DELIVER_PUBLISH, LX_DELIVER_SEND };
+void lx_deliver_here(struct lx_rt *rt, enum lx_deliver_kind kind, uint64_t id, const char *name,
+                     size_t nlen, uint8_t opcode, const char *p, size_t n);
+
+/* ---- lx_cluster.c ---- */
+
+/* pubsub's watcher (ud: the struct runtime_cluster): a topic's channel is
+ * subscribed while a connection of this worker is subscribed to it. */
+void lx_cluster_topic(void *ud, const char *topic, size_t len, bool first);
 
 /* ---- lx_dict.c ---- */
 

@@ -1,6 +1,8 @@
 /*
  * Where moonws.broadcast, publish and send go: to this worker's own
- * connections at once, and to the other workers through their inboxes.
+ * connections at once, to the other workers through their inboxes, and
+ * with --redis to the other nodes through the cluster link (one copy per
+ * process, handed over by the calling worker: cluster_link.h).
  *
  * A message for the other workers crosses threads once, by reference: one
  * xshbuf (util/xshbuf.h, an atomic count) holds what it names (a path, a
@@ -14,11 +16,13 @@
  */
 #include <string.h>
 
+#include "../cluster/cluster_link.h"
 #include "../transport/inbox.h"
 #include "../transport/worker.h"
 #include "../util/connid.h"
 #include "../util/xshbuf.h"
 #include "lx.h"
+#include "runtime.h"
 
 struct lx_at lx_at_path(struct lx_rt *rt, const char *path, size_t n)
 {
@@ -55,8 +59,6 @@ size_t lx_broadcast_here(struct lx_rt *rt, const char *path, size_t len, uint8_t
 
 /* ---- messages for the other workers ---- */
 
-enum { DELIVER_BROADCAST, DELIVER_PUBLISH, DELIVER_SEND };
-
 /* At the start of the xshbuf's bytes; then the name (nlen bytes and a
  * NUL), then the payload. */
 struct head {
@@ -82,30 +84,34 @@ static struct xshbuf *message(int kind, uint64_t id, const char *name, size_t nl
     return b;
 }
 
+void lx_deliver_here(struct lx_rt *rt, enum lx_deliver_kind kind, uint64_t id, const char *name,
+                     size_t nlen, uint8_t opcode, const char *p, size_t n)
+{
+    switch (kind) {
+    case LX_DELIVER_BROADCAST:
+        lx_broadcast_here(rt, name, nlen, opcode, p, n);
+        break;
+    case LX_DELIVER_PUBLISH:
+        pubsub_publish(&rt->pubsub, name, nlen, opcode, p, n);
+        break;
+    case LX_DELIVER_SEND: {
+        /* Open when it was sent; it may have closed since. */
+        struct ws_conn *wc = connid_find(id);
+        if (wc)
+            ws_send(wc, opcode, p, n);
+        break;
+    }
+    }
+}
+
 /* On the receiving worker (ctx: its runtime). */
 static void run_message(void *arg, void *ctx)
 {
     struct xshbuf *b = arg;
-    struct lx_rt *rt = ctx;
     struct head h;
     memcpy(&h, b->data, sizeof h);
     const char *name = b->data + sizeof h;
-    const char *p = name + h.nlen + 1;
-    switch (h.kind) {
-    case DELIVER_BROADCAST:
-        lx_broadcast_here(rt, name, h.nlen, h.opcode, p, h.len);
-        break;
-    case DELIVER_PUBLISH:
-        pubsub_publish(&rt->pubsub, name, h.nlen, h.opcode, p, h.len);
-        break;
-    default: {
-        /* Open when it was sent; it may have closed since. */
-        struct ws_conn *wc = connid_find(h.id);
-        if (wc)
-            ws_send(wc, h.opcode, p, h.len);
-        break;
-    }
-    }
+    lx_deliver_here(ctx, h.kind, h.id, name, h.nlen, h.opcode, name + h.nlen + 1, h.len);
     xshbuf_unref(b);
 }
 
@@ -134,22 +140,53 @@ static void post_all(struct lx_rt *rt, struct xshbuf *b)
     xshbuf_unref(b);
 }
 
+static enum cluster_kind kind_of(uint8_t opcode)
+{
+    return opcode == WS_OP_BINARY ? CLUSTER_BINARY : CLUSTER_TEXT;
+}
+
+/* The copy for the other nodes goes once per process, whatever the number
+ * of workers; a refusal (the link down, its queue full) is the link's to
+ * count and log: local delivery goes on regardless. */
 void lx_deliver_broadcast(struct lx_rt *rt, const char *path, size_t len, uint8_t opcode,
                           const char *p, size_t n)
 {
     if (rt->nworkers > 1)
-        post_all(rt, message(DELIVER_BROADCAST, 0, path, len, opcode, p, n));
+        post_all(rt, message(LX_DELIVER_BROADCAST, 0, path, len, opcode, p, n));
+    if (rt->cluster)
+        cluster_link_publish(rt->cluster->link, CLUSTER_CH_SVC, path, len, kind_of(opcode), p, n);
 }
 
 void lx_deliver_publish(struct lx_rt *rt, const char *topic, size_t len, uint8_t opcode,
                         const char *p, size_t n)
 {
     if (rt->nworkers > 1)
-        post_all(rt, message(DELIVER_PUBLISH, 0, topic, len, opcode, p, n));
+        post_all(rt, message(LX_DELIVER_PUBLISH, 0, topic, len, opcode, p, n));
+    if (rt->cluster)
+        cluster_link_publish(rt->cluster->link, CLUSTER_CH_TOPIC, topic, len, kind_of(opcode),
+                             p, n);
+}
+
+/* An id of another node (its top bits, docs/cluster.md) goes to that
+ * node's channel: QUEUED means handed to the link, not delivered. Ids of
+ * node 0 (made before this node had its number) and of this node are
+ * local. */
+static int send_to_node(struct lx_rt *rt, unsigned node, uint64_t id, uint8_t opcode,
+                        const char *p, size_t n)
+{
+    struct cluster_link *l = rt->cluster->link;
+    if (!cluster_link_up(l))
+        return LX_SEND_UNAVAILABLE;
+    return cluster_link_send(l, node, id, kind_of(opcode), p, n) ? LX_SEND_QUEUED : LX_SEND_BUSY;
 }
 
 int lx_deliver_send(struct lx_rt *rt, uint64_t id, uint8_t opcode, const char *p, size_t n)
 {
+    if (id == 0 || id > CLUSTER_ID_MAX)
+        return LX_SEND_CLOSED;
+    unsigned node = connid_node(id);
+    if (rt->cluster && node && node != cluster_link_node(rt->cluster->link))
+        return send_to_node(rt, node, id, opcode, p, n);
     unsigned owner = connid_worker(id);
     struct ws_conn *wc = connid_find(id);
     if (!wc || owner >= rt->nworkers)
@@ -157,7 +194,7 @@ int lx_deliver_send(struct lx_rt *rt, uint64_t id, uint8_t opcode, const char *p
     if (owner == rt->w->index)
         return ws_send(wc, opcode, p, n) ? LX_SEND_QUEUED : LX_SEND_CLOSED;
     /* Another worker's: only it may follow the pointer. */
-    struct xshbuf *b = message(DELIVER_SEND, id, NULL, 0, opcode, p, n);
+    struct xshbuf *b = message(LX_DELIVER_SEND, id, NULL, 0, opcode, p, n);
     bool ok = post(rt, owner, b);
     xshbuf_unref(b);
     return ok ? LX_SEND_QUEUED : LX_SEND_BUSY;

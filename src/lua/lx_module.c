@@ -4,11 +4,13 @@
  */
 #include <string.h>
 
+#include "../cluster/cluster_link.h"
 #include "../transport/worker.h"
 #include "../util/log.h"
 #include "../util/pathcount.h"
 #include "lx.h"
 #include "lx_json.h"
+#include "runtime.h"
 
 /* What the path argument at idx names (lx_at_path). */
 static struct lx_at find_svc(lua_State *L, int idx)
@@ -77,8 +79,12 @@ static int m_publish_binary(lua_State *L)
 }
 
 /* moonws.send(id, v) / sendBinary(id, s): true when the connection was
- * open at the call and the message was queued to its worker; nil, "closed"
- * when it was not open; nil, "busy" when its worker's inbox is full. */
+ * open at the call and the message was queued to its worker, or, for an id
+ * of another node (--redis), when it was handed to the cluster link (not
+ * delivered: that node drops it if the id is not open there); nil,
+ * "closed" when it was not open; nil, "busy" when its worker's inbox or
+ * the link's queue is full; nil, "unavailable" when the id is another
+ * node's and the link to Redis is down. */
 static int send_one(lua_State *L, bool binary)
 {
     lx_check_serving(L, binary ? "moonws.sendBinary" : "moonws.send");
@@ -96,7 +102,9 @@ static int send_one(lua_State *L, bool binary)
         return 1;
     }
     lua_pushnil(L);
-    lua_pushstring(L, r == LX_SEND_BUSY ? "busy" : "closed");
+    lua_pushstring(L, r == LX_SEND_BUSY          ? "busy"
+                      : r == LX_SEND_UNAVAILABLE ? "unavailable"
+                                                 : "closed");
     return 2;
 }
 
@@ -110,26 +118,56 @@ static int m_send_binary(lua_State *L)
     return send_one(L, true);
 }
 
-/* The connections open in the whole process (util/pathcount.h): of the
- * service at the path, or opened at a concrete path under its pattern. */
+/* The key moonws.count looks up for the path at idx (util/pathcount.h):
+ * the service's path, or for a concrete path under a pattern the pattern,
+ * a NUL and the path; pushes it, or returns NULL (nothing pushed) when no
+ * service serves the path here. */
+static const char *count_key(lua_State *L, int idx, size_t *kl)
+{
+    struct lx_at at = find_svc(L, idx);
+    if (!at.svc)
+        return NULL;
+    size_t pl = strlen(at.svc->path);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, at.svc->path, at.only ? pl + 1 : pl);      /* its NUL too */
+    if (at.only)
+        luaL_addlstring(&b, at.only, at.only_len);
+    luaL_pushresult(&b);
+    return lua_tolstring(L, -1, kl);
+}
+
+/* The connections open in the whole process: of the service at the path,
+ * or opened at a concrete path under its pattern. */
 static int m_count(lua_State *L)
 {
-    struct lx_at at = find_svc(L, 1);
-    long n = 0;
-    if (at.svc && !at.only) {
-        n = pathcount_get(at.svc->path, strlen(at.svc->path));
-    } else if (at.svc) {
-        size_t pl = strlen(at.svc->path);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addlstring(&b, at.svc->path, pl + 1);      /* its NUL too */
-        luaL_addlstring(&b, at.only, at.only_len);
-        luaL_pushresult(&b);
-        size_t kl;
-        const char *key = lua_tolstring(L, -1, &kl);
-        n = pathcount_get(key, kl);
+    size_t kl;
+    const char *key = count_key(L, 1, &kl);
+    lua_pushinteger(L, key ? pathcount_get(key, kl) : 0);
+    return 1;
+}
+
+/* The same over the cluster: this process's count now plus the other
+ * nodes' as last read from Redis (at most about 2 s old); nil,
+ * "unavailable" when that figure is older than LIM_CLUSTER_COUNT_TTL (the
+ * link down or Redis slow that long). Without --redis: moonws.count. */
+static int m_cluster_count(lua_State *L)
+{
+    struct lx_rt *rt = lx_rt_of(L);
+    size_t kl;
+    const char *key = count_key(L, 1, &kl);
+    if (!key) {
+        /* Served elsewhere perhaps: the others' count is keyed by path. */
+        key = luaL_checklstring(L, 1, &kl);
     }
-    lua_pushinteger(L, n);
+    uint64_t others = 0;
+    long here = pathcount_get(key, kl);
+    if (rt->cluster && !cluster_link_count_others(rt->cluster->link, key, kl, &others)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "unavailable");
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)(here + (long)others));
     return 1;
 }
 
@@ -195,6 +233,7 @@ void lx_module_init(struct lx_rt *rt)
         { "publish", m_publish },
         { "publishBinary", m_publish_binary },
         { "count", m_count },
+        { "cluster_count", m_cluster_count },
         { "connections", m_connections },
         { "send", m_send },
         { "sendBinary", m_send_binary },

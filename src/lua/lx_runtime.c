@@ -35,6 +35,11 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
     rt->w = w;
     rt->nworkers = peers ? peers->n : 1;
     rt->peers = peers ? peers->inboxes : NULL;
+    rt->cluster = peers && peers->cluster && peers->cluster->link ? peers->cluster : NULL;
+    if (rt->cluster) {
+        rt->pubsub.watch = lx_cluster_topic;
+        rt->pubsub.watch_ud = rt->cluster;
+    }
     rt->dir = xstrdup(dir);
     rt->budget.seconds = LIM_HANDLER_CPU;
     rt->mem.limit = opt->lua_memory;

@@ -14,8 +14,11 @@
 #ifndef MOONWS_RUNTIME_H
 #define MOONWS_RUNTIME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "../util/log.h"
 
 struct lx_rt;
 struct worker;
@@ -28,11 +31,45 @@ struct runtime_options {
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
 };
 
+/* --redis: the process's side of the cluster link (lx_cluster.c,
+ * docs/cluster.md "Inside moonws"). The master owns it; the link's thread
+ * hands what arrives from Redis to the workers' inboxes through it, and
+ * the workers reach the link through it. */
+struct cluster_link;
+struct cluster_link_config;
+struct runtime_cluster {
+    struct cluster_link *link;          /* set before any worker starts */
+    struct inbox *const *inboxes;       /* every worker's, by index */
+    unsigned n;
+    /* Every worker's inbox exists: messages from Redis are handed on (till
+     * then a message for a topic or service has no subscriber anyway). */
+    atomic_bool ready;
+    /* Dropped: for a connection id not open here (moonws.send of another
+     * node to a connection gone meanwhile), or refused by a full inbox. */
+    atomic_uint_fast64_t not_open, refused;
+    struct log_every not_open_log;      /* at debug, at most once a second */
+};
+
+/* Fills the callbacks and context of a link's config (the master sets the
+ * URL and the prefix): messages go to the workers, the process's counts
+ * to Redis, and the node's number into new connection ids. */
+void runtime_cluster_config(struct runtime_cluster *c, struct cluster_link_config *cfg);
+/* Once the link is started: a service's channel is subscribed while the
+ * process has connections at its path (util/pathcount.h's watcher). */
+void runtime_cluster_watch(struct runtime_cluster *c);
+/* Every worker is ready: what arrives is handed on from now. */
+void runtime_cluster_ready(struct runtime_cluster *c);
+/* After the workers are joined: stops the link (it leaves Redis) and the
+ * watcher. */
+void runtime_cluster_stop(struct runtime_cluster *c);
+
 /* The workers of the process, as a runtime reaches them: their inboxes,
- * indexed by worker number less one (a connection id's worker index). */
+ * indexed by worker number less one (a connection id's worker index), and
+ * the cluster link (NULL without --redis). */
 struct runtime_peers {
     unsigned n;
     struct inbox *const *inboxes;
+    struct runtime_cluster *cluster;
 };
 
 /* A runtime on worker w (its number is w->index + 1) for the services in

@@ -40,6 +40,8 @@ static struct topic *topic_get(struct pubsub *ps, const char *name, size_t len, 
     t->len = len;
     memcpy(t->name, name, len);
     strmap_put(&ps->topics, name, len, t);
+    if (ps->watch)
+        ps->watch(ps->watch_ud, name, len, true);
     return t;
 }
 
@@ -96,7 +98,10 @@ static void drop(struct ws_conn *wc, uint32_t i)
         ss->s[i].t->m[ss->s[i].idx].sub = i;
 
     if (t->n == 0) {
-        strmap_del(&t->ps->topics, t->name, t->len);
+        struct pubsub *ps = t->ps;
+        if (ps->watch)
+            ps->watch(ps->watch_ud, t->name, t->len, false);
+        strmap_del(&ps->topics, t->name, t->len);
         free(t->m);
         free(t);
     }
@@ -153,10 +158,10 @@ size_t pubsub_count(const struct pubsub *ps, const char *name, size_t len)
 
 static void free_topic(const char *key, size_t len, void *val, void *ud)
 {
-    (void)key;
-    (void)len;
     (void)ud;
     struct topic *t = val;
+    if (t->ps->watch)
+        t->ps->watch(t->ps->watch_ud, key, len, false);
     free(t->m);
     free(t);
 }

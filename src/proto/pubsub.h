@@ -17,6 +17,11 @@ struct ws_conn;
 
 struct pubsub {
     struct strmap topics;       /* name -> struct topic */
+    /* Told when a topic gets its first subscriber on this worker (first)
+     * and when it loses its last (or the table is freed with it): the
+     * cluster link subscribes to a topic's channel meanwhile. NULL: nobody. */
+    void (*watch)(void *ud, const char *topic, size_t len, bool first);
+    void *watch_ud;
 };
 
 /* Returns false when wc was already subscribed. */

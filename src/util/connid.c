@@ -9,6 +9,8 @@
 
 /* Connections numbered so far, all workers together. */
 static _Atomic uint64_t counter;
+/* The node number new ids carry (connid_set_node). */
+static atomic_uint node_number;
 
 /* The open set: shards of open-addressing tables (linear probing), each
  * behind its own mutex. A slot with id 0 is free (no id is 0). */
@@ -147,13 +149,21 @@ void connid_cleanup(void)
     }
 }
 
+void connid_set_node(unsigned node)
+{
+    assert(node < (1u << CONNID_NODE_BITS));
+    atomic_store_explicit(&node_number, node, memory_order_relaxed);
+}
+
 uint64_t connid_new(unsigned worker_index)
 {
     assert(worker_index < (1u << CONNID_WORKER_BITS));
     const uint64_t round = (1ull << CONNID_COUNTER_BITS) - 1;
+    uint64_t node = (uint64_t)atomic_load_explicit(&node_number, memory_order_relaxed)
+                    << CONNID_NODE_SHIFT;
     for (;;) {
         uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed);
-        uint64_t id = (n % round + 1) << CONNID_WORKER_BITS | worker_index;
+        uint64_t id = node | (n % round + 1) << CONNID_WORKER_BITS | worker_index;
         /* Before the first round is over no id can be open twice. */
         if (n < round || !connid_find(id))
             return id;

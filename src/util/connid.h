@@ -7,13 +7,15 @@
  * for it can be routed without a lookup. Its bits, low to high:
  *
  *   0..5    the owning worker's index (0..LIM_WORKERS_MAX - 1)
- *   6..36   a process-wide counter, 1..2^31 - 1, then round again (see
+ *   6..40   a process-wide counter, 1..2^35 - 1, then round again (see
  *           connid_new)
- *   37..52  the node number, 0 for now: room for a cluster's node (issue
- *           12, Redis), whose number will go here
+ *   41..52  the node number in a cluster (--redis, docs/cluster.md), 0
+ *           without one or before the node has its number
+ *           (connid_set_node); an id keeps the number it was made with
  *
  * so an id is below 2^53: JavaScript and every JSON reader that holds
- * numbers as doubles keep it exact.
+ * numbers as doubles keep it exact. The node's bits are cluster_wire.h's
+ * CLUSTER_ID_NODE_SHIFT and CLUSTER_NODE_BITS (the same numbers).
  *
  * The open set: a protocol registers a connection while it can take
  * messages (a WebSocket, from its 101 until its closing starts), with a
@@ -31,8 +33,20 @@
 #include <stdint.h>
 
 #define CONNID_WORKER_BITS  6
-#define CONNID_COUNTER_BITS 31
-#define CONNID_NODE_BITS    16
+#define CONNID_COUNTER_BITS 35
+#define CONNID_NODE_BITS    12
+#define CONNID_NODE_SHIFT   (CONNID_WORKER_BITS + CONNID_COUNTER_BITS)
+
+/* From the moment it is called (any thread), new ids carry node (below
+ * 2^CONNID_NODE_BITS): the cluster link calls it once, when the node
+ * first gets its number. */
+void connid_set_node(unsigned node);
+
+/* The node number id was made with. */
+static inline unsigned connid_node(uint64_t id)
+{
+    return (unsigned)(id >> CONNID_NODE_SHIFT);
+}
 
 /* A new id for a connection of the worker with this index (0-based, below
  * 2^CONNID_WORKER_BITS). Once the counter has gone round, an id that is

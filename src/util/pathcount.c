@@ -43,6 +43,16 @@ static struct shard {
 #undef S
 };
 
+/* pathcount_watch's: set before any thread counts, read-only after. */
+static void (*watch_fn)(void *ud, const char *key, size_t len, bool present);
+static void *watch_ud;
+
+void pathcount_watch(void (*fn)(void *ud, const char *key, size_t len, bool present), void *ud)
+{
+    watch_fn = fn;
+    watch_ud = ud;
+}
+
 static struct shard *shard_of(const char *key, size_t len, uint64_t *h)
 {
     pthread_once(&key_once, make_key);
@@ -92,12 +102,16 @@ void pathcount_add(const char *key, size_t len, long delta)
         memcpy(e->key, key, len);
         *pe = e;
         s->n++;
+        if (watch_fn)
+            watch_fn(watch_ud, key, len, true);
     }
     e->count += delta;
     if (!e->count) {
         *pe = e->next;
         free(e);
         s->n--;
+        if (watch_fn)
+            watch_fn(watch_ud, key, len, false);
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -114,6 +128,19 @@ long pathcount_get(const char *key, size_t len)
     }
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void pathcount_each(void (*fn)(void *ud, const char *key, size_t len, long count), void *ud)
+{
+    for (int i = 0; i < SHARDS; i++) {
+        struct shard *s = &shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t k = 0; k < s->nbuckets; k++) {
+            for (struct entry *e = s->buckets[k]; e; e = e->next)
+                fn(ud, e->key, e->len, e->count);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 size_t pathcount_keys(void)

@@ -27,6 +27,23 @@ TEST(an_id_names_its_worker_and_stays_below_2_53)
     }
 }
 
+TEST(an_id_carries_the_node_number_once_it_is_set)
+{
+    uint64_t before = connid_new(3);
+    CHECK_EQ_INT(connid_node(before), 0);
+    connid_set_node(4095);
+    uint64_t id = connid_new(3);
+    CHECK_EQ_INT(connid_node(id), 4095);
+    CHECK_EQ_INT(connid_worker(id), 3);
+    CHECK(id < (1ull << 53));
+    /* The node sits in the top 12 of 53 bits, as docs/cluster.md says. */
+    CHECK_EQ_INT((unsigned)(id >> 41), 4095);
+    connid_set_node(7);
+    CHECK_EQ_INT(connid_node(connid_new(0)), 7);
+    CHECK_EQ_INT(connid_node(before), 0);
+    connid_set_node(0);
+}
+
 TEST(open_find_close)
 {
     uint64_t a = connid_new(1), b = connid_new(2);
@@ -152,6 +169,39 @@ TEST(path_counts_go_at_zero_and_keys_hold_nuls)
     CHECK_EQ_INT(pathcount_keys(), 0);
     pathcount_add(key, 12, 0);              /* nothing made */
     CHECK_EQ_INT(pathcount_keys(), 0);
+}
+
+/* What pathcount_watch reported: "+KEY" / "-KEY", in order. */
+static char watched[256];
+
+static void watch(void *ud, const char *key, size_t len, bool present)
+{
+    (void)ud;
+    size_t at = strlen(watched);
+    snprintf(watched + at, sizeof watched - at, "%c%.*s ", present ? '+' : '-', (int)len, key);
+}
+
+static void sum(void *ud, const char *key, size_t len, long count)
+{
+    (void)key, (void)len;
+    *(long *)ud += count;
+}
+
+TEST(path_counts_tell_a_watcher_when_a_key_comes_and_goes)
+{
+    pathcount_watch(watch, NULL);
+    pathcount_add("/a", 2, 1);
+    pathcount_add("/a", 2, 2);
+    pathcount_add("/b", 2, 1);
+    long total = 0;
+    pathcount_each(sum, &total);
+    CHECK_EQ_INT(total, 4);
+    pathcount_add("/a", 2, -3);
+    pathcount_add("/b", 2, -1);
+    pathcount_add("/a", 2, 1);
+    pathcount_add("/a", 2, -1);
+    pathcount_watch(NULL, NULL);
+    CHECK_STR(watched, strlen(watched), "+/a +/b -/a -/b +/a -/a ");
 }
 
 int main(int argc, char **argv)
