@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lua/runtime.h"
+#include "proto/metrics_http.h"
 #include "server/reload.h"
 #include "server/wthread.h"
 #include "transport/admission.h"
@@ -33,8 +34,10 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/membudget.h"
+#include "util/metrics.h"
 #include "util/pathcount.h"
 #include "util/shdict.h"
+#include "util/traffic_log.h"
 
 #define MOONWS_VERSION "0.1.0"
 #define STRINGIFY_(x) #x
@@ -79,6 +82,10 @@ static const char usage_text[] =
     "                             field sandbox = false)\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
+    "      --metrics [HOST:]PORT  Prometheus metrics at /metrics and a health check at\n"
+    "                             /healthz on a plain HTTP listener of their own\n"
+    "      --access-log FILE      one line per HTTP request and WebSocket connection\n"
+    "                             opened and closed, appended to FILE (SIGUSR1 reopens it)\n"
     "  -h, --help                 this text\n"
     "  -v, --version              the version\n"
     "\n"
@@ -102,6 +109,9 @@ struct options {
     double keepalive;
     unsigned workers;
     struct runtime_options runtime;
+    const char *metrics;                /* --metrics [HOST:]PORT, or NULL */
+    const char *access_log;
+    bool json;                          /* --log-format json */
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -197,7 +207,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
-           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT };
+           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT, OPT_METRICS,
+           OPT_ACCESS_LOG };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -220,6 +231,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
         { "unsafe-lua", no_argument, NULL, OPT_UNSAFE_LUA },
         { "dict", required_argument, NULL, OPT_DICT },
+        { "metrics", required_argument, NULL, OPT_METRICS },
+        { "access-log", required_argument, NULL, OPT_ACCESS_LOG },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -264,6 +277,18 @@ static void parse_args(int argc, char **argv, struct options *o)
         case OPT_LOG_FORMAT:
             if (!log_set_format(optarg))
                 usage_error("bad log format '%s' (text|json)", optarg);
+            o->json = strcmp(optarg, "json") == 0;
+            break;
+        case OPT_METRICS: {
+            char host[64], err[256];
+            unsigned port;
+            if (!listener_parse(optarg, host, sizeof host, &port, err, sizeof err))
+                usage_error("--metrics: %s", err);
+            o->metrics = optarg;
+            break;
+        }
+        case OPT_ACCESS_LOG:
+            o->access_log = optarg;
             break;
         case OPT_TLS_LISTEN:
             if (o->nlisten == LIM_LISTENERS)
@@ -408,9 +433,13 @@ static struct {
     struct inbox *inboxes[LIM_WORKERS_MAX];
     unsigned nworkers, started, ready;
     struct reload *reload;
+    struct metrics *metrics;
+    struct metrics_http *mh;    /* --metrics, or NULL */
+    struct traffic_log *traffic;
+    unsigned ended;             /* worker threads that have ended */
     struct inbox inbox;         /* the workers' answers */
     bool serving, stopping;
-    ev_signal sigterm_w, sigint_w, sighup_w;
+    ev_signal sigterm_w, sigint_w, sighup_w, sigusr1_w;
     struct dirwatch *watch;
     const char *dir;
     bool no_reload;
@@ -424,6 +453,7 @@ static void report_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     admission_report(srv.adm);
     membudget_report(&srv.mem);
+    traffic_log_report(srv.traffic);
 }
 
 /* Raises the soft limit of open files to the hard one, and returns it. */
@@ -471,16 +501,40 @@ static void begin_shutdown(const char *why)
     log_info("%s: closing %zu connections", why, admission_count(srv.adm));
     if (srv.reload)
         reload_stop(srv.reload);
+    /* /healthz says so while the workers drain; the loop ends when the
+     * last of them has (worker_ended). */
+    if (srv.mh)
+        metrics_http_drain(srv.mh);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_post_shutdown(&srv.workers[i]);
-    ev_break(srv.loop, EVBREAK_ALL);
+    if (srv.ended == srv.started)
+        ev_break(srv.loop, EVBREAK_ALL);
+}
+
+static void worker_ended(struct wthread *t)
+{
+    (void)t;
+    if (++srv.ended == srv.started && srv.stopping)
+        ev_break(srv.loop, EVBREAK_ALL);
+}
+
+static void reopen_access_log(void)
+{
+    char err[512];
+    if (!traffic_log_reopen(srv.traffic, err, sizeof err))
+        log_error("%s", err);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
     (void)revents;
+    if (s->signum == SIGUSR1) {
+        reopen_access_log();
+        return;
+    }
     if (s->signum == SIGHUP) {
+        reopen_access_log();
         if (srv.serving && !srv.stopping) {
             log_info("SIGHUP: reloading every service");
             reload_all(srv.reload);
@@ -517,6 +571,12 @@ static void all_loaded(void *ud)
         bool v6 = strchr(a->host, ':') != NULL;
         printf("moonws: listening on %s://%s%s%s:%u\n", a->tls ? "wss" : "ws", v6 ? "[" : "",
                a->host, v6 ? "]" : "", a->port);
+    }
+    if (srv.mh) {
+        char url[128];
+        metrics_http_url(srv.mh, url, sizeof url);
+        printf("moonws: metrics on %s\n", url);
+        metrics_http_start(srv.mh);
     }
     fflush(stdout);
     srv.serving = true;
@@ -557,6 +617,16 @@ static int bind_listeners(const struct options *o)
         a->tls = o->listen_tls[i];
         srv.naddrs++;
     }
+    if (o->metrics) {
+        char host[64], err[256];
+        unsigned port;
+        listener_parse(o->metrics, host, sizeof host, &port, err, sizeof err);
+        srv.mh = metrics_http_open(srv.loop, host, port, srv.metrics, NULL, err, sizeof err);
+        if (!srv.mh) {
+            fprintf(stderr, "moonws: --metrics: %s\n", err);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -593,6 +663,9 @@ static void free_master(void)
     inbox_free(&srv.inbox);
     reload_free(srv.reload);
     free(srv.workers);
+    metrics_http_free(srv.mh);
+    metrics_free(srv.metrics);
+    traffic_log_close(srv.traffic);
     connid_cleanup();
     pathcount_cleanup();
     admission_free(srv.adm);
@@ -629,8 +702,16 @@ int main(int argc, char **argv)
     if (o.check)
         return check_services(&o, static_root);
 
+    char err[512];
+    srv.traffic = traffic_log_open(o.access_log, o.json, err, sizeof err);
+    if (!srv.traffic) {
+        fprintf(stderr, "moonws: %s\n", err);
+        return 2;
+    }
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     srv.dir = o.dir;
+    srv.metrics = metrics_new(o.workers);
+    o.runtime.metrics = srv.metrics;
     srv.no_reload = o.no_reload;
     srv.nworkers = o.workers;
     membudget_init(&srv.mem, o.max_buffered);
@@ -647,6 +728,7 @@ int main(int argc, char **argv)
     srv.sh = (struct wthread_shared){
         .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
         .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
+        .metrics = srv.metrics, .traffic = srv.traffic, .ended = worker_ended,
         .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
         .workers = srv.workers, .peers = { srv.nworkers, srv.inboxes }, .master = &srv.inbox,
         .ready = worker_ready, .prepared = worker_prepared, .committed = worker_committed,
@@ -654,6 +736,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < srv.nworkers; i++)
         srv.inboxes[i] = &srv.workers[i].inbox;
     srv.reload = reload_new(o.dir, srv.workers, srv.nworkers, all_loaded, NULL);
+    reload_count_into(srv.reload, srv.metrics);
     admission_set_wake(srv.adm, wthread_wake_all, &srv.sh);
     /* Signals are watched before the workers start: whoever reads the
      * "listening" lines may stop us at once. */
@@ -663,6 +746,8 @@ int main(int argc, char **argv)
     ev_signal_start(srv.loop, &srv.sigint_w);
     ev_signal_init(&srv.sighup_w, signal_cb, SIGHUP);
     ev_signal_start(srv.loop, &srv.sighup_w);
+    ev_signal_init(&srv.sigusr1_w, signal_cb, SIGUSR1);
+    ev_signal_start(srv.loop, &srv.sigusr1_w);
     for (; srv.started < srv.nworkers; srv.started++) {
         if (!wthread_start(&srv.workers[srv.started], &srv.sh, srv.started + 1)) {
             log_error("cannot start worker %u", srv.started + 1);
@@ -685,6 +770,7 @@ int main(int argc, char **argv)
     ev_signal_stop(srv.loop, &srv.sigterm_w);
     ev_signal_stop(srv.loop, &srv.sigint_w);
     ev_signal_stop(srv.loop, &srv.sighup_w);
+    ev_signal_stop(srv.loop, &srv.sigusr1_w);
     dirwatch_free(srv.watch);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_join(&srv.workers[i]);

@@ -409,6 +409,7 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
         struct svc_route *r = &ls->svc.routes[ls->svc.nroutes++];
         r->method = xstrndup(key, (size_t)(sp - key));
         r->path = full;
+        r->metrics_route = -1;
         lua_pushvalue(L, -1);
         lua_rawseti(L, fns, (lua_Integer)ls->svc.nroutes);
         lua_pop(L, 1);

@@ -39,6 +39,7 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
     rt->budget.seconds = LIM_HANDLER_CPU;
     rt->mem.limit = opt->lua_memory;
     rt->unsafe_lua = opt->unsafe_lua;
+    rt->metrics = opt->metrics;
     rt->http.router = &rt->router;
     rt->http.pmd = &rt->pmd;
     rt->http.scratch = &rt->req_scratch;

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 struct lx_rt;
+struct metrics;
 struct worker;
 struct http_server;
 struct inbox;
@@ -26,6 +27,9 @@ struct inbox;
 struct runtime_options {
     size_t lua_memory;          /* bytes per Lua state: --lua-memory */
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
+    /* The process's metrics (each runtime counts in its worker's block,
+     * w->metrics); NULL: services hold no series (--check). */
+    struct metrics *metrics;
 };
 
 /* The workers of the process, as a runtime reaches them: their inboxes,

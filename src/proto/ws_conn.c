@@ -14,7 +14,9 @@
 #include "../util/connid.h"
 #include "../util/log.h"
 #include "../util/membudget.h"
+#include "../util/metrics.h"
 #include "../util/pathcount.h"
+#include "../util/traffic_log.h"
 #include "http_parse.h"
 
 uint64_t ws_id(const struct ws_conn *wc)
@@ -106,6 +108,8 @@ static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, 
     if (wc->notified)
         return;
     wc->notified = true;
+    wc->close_code = (uint16_t)code;
+    metrics_close(wc->mc, code);
     set_closing(wc);
     wc->svc->ops->close(wc->svc, wc, code, reason, len);
 }
@@ -143,6 +147,7 @@ static bool over_backpressure(struct ws_conn *wc)
         return false;
     log_info("conn %llu: %zu bytes queued, over max_backpressure: closing 1008",
              (unsigned long long)wc->c->id, conn_buffered(wc->c));
+    metrics_backpressure_close(wc->mc);
     notify_close(wc, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
     write_close(wc->c, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
     conn_finish(wc->c, LIM_WS_CLOSE_TIMEOUT);
@@ -154,10 +159,18 @@ bool ws_can_send(struct ws_conn *wc)
     return wc->state == WS_OPEN && !conn_is_closed(wc->c) && !over_backpressure(wc);
 }
 
+void ws_count_sent(struct ws_conn *wc, uint8_t opcode, size_t len)
+{
+    metrics_message_out(wc->mc, opcode == WS_OP_BINARY, len);
+    wc->msgs_out++;
+    wc->bytes_out += len;
+}
+
 bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
 {
     if (!ws_can_send(wc))
         return false;
+    ws_count_sent(wc, opcode, len);
     struct ws_pmd *z = wc->pmd;
     if (z && len >= z->threshold) {
         /* The payload is built in the worker's scratch buffer before its
@@ -165,6 +178,7 @@ bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
         struct buf *zb = &z->def.pool->scratch;
         zb->len = 0;
         pmd_deflate(&z->def, data, len, zb);
+        metrics_deflated(wc->mc, len, zb->len);
         /* Without context takeover nothing depends on this message being
          * compressed: send whichever is smaller. */
         if (zb->len < len || !z->def.reset_each_message) {
@@ -189,8 +203,14 @@ bool ws_send_control(struct ws_conn *wc, uint8_t opcode, const char *data, size_
 static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
 {
     struct ws_conn *wc = ctx;
-    if (wc->state == WS_OPEN)
+    if (wc->state == WS_OPEN) {
+        metrics_message_in(wc->mc, opcode == WS_OP_BINARY, len);
+        wc->msgs_in++;
+        wc->bytes_in += len;
+        if (wc->rx.msg_deflated)
+            metrics_inflated(wc->mc, wc->rx.msg_zlen, len);
         wc->svc->ops->message(wc->svc, wc, opcode, data, len);
+    }
     return !(wc->c->flags & (CONN_CLOSED | CONN_FINISHING));
 }
 
@@ -273,11 +293,41 @@ static void ws_on_sweep(struct conn *c, ev_tstamp now)
     }
 }
 
+/* The traffic line of a connection opened or ended. */
+static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
+{
+    struct conn *c = wc->c;
+    struct traffic_log *tl = c->w->traffic;
+    if (!traffic_log_wanted(tl))
+        return;
+    char remote[80];
+    conn_remote(c, remote, sizeof remote);
+    const char *t = memchr(wc->head, ' ', wc->head_len);
+    size_t n = 0;
+    if (t) {
+        t++;
+        const char *end = wc->head + wc->head_len;
+        while (t + n < end && t[n] != '?' && t[n] != ' ')
+            n++;
+    }
+    struct traffic tr = {
+        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = remote,
+        .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
+        .code = wc->close_code, .msgs_in = wc->msgs_in, .bytes_in = wc->bytes_in,
+        .msgs_out = wc->msgs_out, .bytes_out = wc->bytes_out,
+        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - wc->opened) * 1e6) : 0,
+    };
+    traffic_log_write(tl, &tr);
+}
+
 static void ws_on_close(struct conn *c)
 {
     struct ws_conn *wc = c->pdata;
     struct svc *s = wc->svc;
     notify_close(wc, WS_CLOSE_ABNORMAL, "", 0);
+    traffic_line(wc, TRAFFIC_WS_CLOSE);
+    /* Its last count: the series may be retired once it is seen. */
+    metrics_conn_closed(wc->mc);
     if (wc->svc_prev)
         wc->svc_prev->svc_next = wc->svc_next;
     else
@@ -324,4 +374,8 @@ void ws_conn_start(struct ws_conn *wc)
     conn_set_proto(c, &ws_proto, wc);
     connid_open(c->id, wc);
     ws_count_open(wc, +1);
+    wc->mc = svc->metrics;
+    wc->opened = ev_now(c->w->loop);
+    metrics_conn_opened(wc->mc);
+    traffic_line(wc, TRAFFIC_WS_OPEN);
 }
