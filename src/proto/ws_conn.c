@@ -300,8 +300,13 @@ static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
     struct traffic_log *tl = c->w->traffic;
     if (!traffic_log_wanted(tl))
         return;
-    char remote[80];
-    conn_remote(c, remote, sizeof remote);
+    /* The peer may be gone by the close: its address is taken at the open
+     * (getpeername fails once the socket is disconnected). */
+    if (!wc->remote) {
+        char remote[80];
+        conn_remote(c, remote, sizeof remote);
+        wc->remote = xstrdup(remote);
+    }
     const char *t = memchr(wc->head, ' ', wc->head_len);
     size_t n = 0;
     if (t) {
@@ -311,7 +316,7 @@ static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
             n++;
     }
     struct traffic tr = {
-        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = remote,
+        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = wc->remote,
         .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
         .code = wc->close_code, .msgs_in = wc->msgs_in, .bytes_in = wc->bytes_in,
         .msgs_out = wc->msgs_out, .bytes_out = wc->bytes_out,
@@ -342,6 +347,7 @@ static void ws_on_close(struct conn *c)
     }
     free(wc->head);
     free(wc->protocol);
+    free(wc->remote);
     free(wc);
     svc_unref(s);
 }

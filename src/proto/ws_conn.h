@@ -59,6 +59,7 @@ struct ws_conn {
      * its whole life (util/metrics.h); and its own figures for the traffic
      * line at its close. */
     struct metrics_path_cells *mc;
+    char *remote;               /* "ip:port", kept only while traffic lines are wanted */
     ev_tstamp opened;
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
 };
