@@ -82,6 +82,15 @@ static const char usage_text[] =
     "                             field sandbox = false)\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
+    "      --idle-timeout S       idle_timeout of services that set none (default 120;\n"
+    "                             0 = never)\n"
+    "      --handshake-timeout S  seconds for a request to arrive whole (default 10)\n"
+    "      --close-timeout S      close_timeout of services that set none: seconds to wait\n"
+    "                             for the client's close frame (default 5)\n"
+    "      --max-header-size SIZE request line and headers (default and most 8K); past it 431\n"
+    "      --max-body-size SIZE   request body (default 1M, at most 1G); past it 413\n"
+    "      --max-backpressure SIZE  max_backpressure of services that set none (default 1M)\n"
+    "      --tls-min-version V    1.2 or 1.3 (default 1.2)\n"
     "      --metrics [HOST:]PORT  Prometheus metrics at /metrics and a health check at\n"
     "                             /healthz on a plain HTTP listener of their own\n"
     "      --access-log FILE      one line per HTTP request and WebSocket connection\n"
@@ -110,6 +119,8 @@ struct options {
     unsigned workers;
     struct runtime_options runtime;
     const char *metrics;                /* --metrics [HOST:]PORT, or NULL */
+    double handshake_timeout;
+    size_t max_head, max_body;
     const char *access_log;
     bool json;                          /* --log-format json */
 };
@@ -208,7 +219,8 @@ static void parse_args(int argc, char **argv, struct options *o)
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
            OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT, OPT_METRICS,
-           OPT_ACCESS_LOG };
+           OPT_ACCESS_LOG, OPT_IDLE_TIMEOUT, OPT_HANDSHAKE_TIMEOUT, OPT_CLOSE_TIMEOUT,
+           OPT_MAX_HEADER, OPT_MAX_BODY, OPT_MAX_BACKPRESSURE, OPT_TLS_MIN };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -233,6 +245,13 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "dict", required_argument, NULL, OPT_DICT },
         { "metrics", required_argument, NULL, OPT_METRICS },
         { "access-log", required_argument, NULL, OPT_ACCESS_LOG },
+        { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+        { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+        { "close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT },
+        { "max-header-size", required_argument, NULL, OPT_MAX_HEADER },
+        { "max-body-size", required_argument, NULL, OPT_MAX_BODY },
+        { "max-backpressure", required_argument, NULL, OPT_MAX_BACKPRESSURE },
+        { "tls-min-version", required_argument, NULL, OPT_TLS_MIN },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -240,7 +259,12 @@ static void parse_args(int argc, char **argv, struct options *o)
     *o = (struct options){ .dir = "services", .max_connections = -1, .workers = default_workers(),
                            .max_per_ip = LIM_CONNECTIONS_PER_IP,
                            .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE,
-                           .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
+                           .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT,
+                           .runtime.idle_timeout = LIM_WS_IDLE_DEFAULT,
+                           .runtime.close_timeout = LIM_WS_CLOSE_TIMEOUT,
+                           .runtime.max_backpressure = LIM_WS_BACKPRESSURE,
+                           .handshake_timeout = LIM_HANDSHAKE_TIMEOUT,
+                           .max_head = LIM_HTTP_HEAD_MAX, .max_body = LIM_HTTP_BODY_MAX };
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
@@ -289,6 +313,44 @@ static void parse_args(int argc, char **argv, struct options *o)
         }
         case OPT_ACCESS_LOG:
             o->access_log = optarg;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (strcmp(optarg, "0") != 0 && !parse_seconds(optarg, &o->runtime.idle_timeout))
+                usage_error("bad --idle-timeout '%s' (seconds, at most 86400; 0 = never)", optarg);
+            if (strcmp(optarg, "0") == 0)
+                o->runtime.idle_timeout = 0;
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            if (!parse_seconds(optarg, &o->handshake_timeout))
+                usage_error("bad --handshake-timeout '%s' (seconds, more than 0, at most 86400)",
+                            optarg);
+            break;
+        case OPT_CLOSE_TIMEOUT:
+            if (!parse_seconds(optarg, &o->runtime.close_timeout) ||
+                o->runtime.close_timeout < LIM_WS_CLOSE_TIMEOUT_MIN ||
+                o->runtime.close_timeout > LIM_WS_CLOSE_TIMEOUT_MAX)
+                usage_error("bad --close-timeout '%s' (seconds, 0.1 to 3600)", optarg);
+            break;
+        case OPT_MAX_HEADER:
+            if (!parse_size(optarg, &o->max_head) || o->max_head < LIM_HTTP_HEAD_MIN ||
+                o->max_head > LIM_HTTP_HEAD_MAX)
+                usage_error("bad --max-header-size '%s' (1K to 8K)", optarg);
+            break;
+        case OPT_MAX_BODY:
+            if (!parse_size(optarg, &o->max_body) || o->max_body > LIM_HTTP_BODY_CEILING)
+                usage_error("bad --max-body-size '%s' (bytes, or with K, M or G; at most 1G)",
+                            optarg);
+            break;
+        case OPT_MAX_BACKPRESSURE:
+            if (!parse_size(optarg, &o->runtime.max_backpressure) || !o->runtime.max_backpressure ||
+                o->runtime.max_backpressure > (1ull << 40))
+                usage_error("bad --max-backpressure '%s' (bytes, or with K, M or G; 1 to 1T)",
+                            optarg);
+            break;
+        case OPT_TLS_MIN:
+            if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0)
+                usage_error("bad --tls-min-version '%s' (1.2 or 1.3)", optarg);
+            o->tls.min_version = strcmp(optarg, "1.3") == 0 ? 13 : 12;
             break;
         case OPT_TLS_LISTEN:
             if (o->nlisten == LIM_LISTENERS)
@@ -378,7 +440,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage_error("unexpected argument '%s' (one services folder only)", argv[optind]);
     if (o->ntls && !o->tls.cert)
         usage_error("%s needs --cert (and --key, or a .p12 store)", "--tls-listen");
-    if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password))
+    if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password ||
+                     o->tls.min_version))
         usage_error("%s: TLS options need a --tls-listen listener", "--cert/--key");
     if (o->nlisten == 0)
         o->listen[o->nlisten++] = "0.0.0.0:8080";
@@ -727,7 +790,8 @@ int main(int argc, char **argv)
     }
     srv.sh = (struct wthread_shared){
         .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
-        .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
+        .keepalive = o.keepalive, .handshake_timeout = o.handshake_timeout,
+        .max_head = o.max_head, .max_body = o.max_body, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
         .metrics = srv.metrics, .traffic = srv.traffic, .ended = worker_ended,
         .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
         .workers = srv.workers, .peers = { srv.nworkers, srv.inboxes }, .master = &srv.inbox,

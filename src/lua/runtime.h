@@ -30,6 +30,11 @@ struct runtime_options {
     /* The process's metrics (each runtime counts in its worker's block,
      * w->metrics); NULL: services hold no series (--check). */
     struct metrics *metrics;
+    /* The defaults of the service fields idle_timeout, close_timeout and
+     * max_backpressure (--idle-timeout, --close-timeout,
+     * --max-backpressure; limits.h unless given). */
+    double idle_timeout, close_timeout;
+    size_t max_backpressure;
 };
 
 /* The workers of the process, as a runtime reaches them: their inboxes,

@@ -250,7 +250,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
 }
 
 /* How the body is framed. Returns 0, or an error status. */
-static int body_framing(const struct http_request *req, bool *chunked, size_t *len)
+static int body_framing(const struct http_request *req, size_t max, bool *chunked, size_t *len)
 {
     *chunked = false;
     *len = 0;
@@ -287,7 +287,7 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
         *chunked = true;
         return 0;
     }
-    return *len > LIM_HTTP_BODY_MAX ? 413 : 0;
+    return *len > max ? 413 : 0;
 }
 
 /* HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2). */
@@ -363,13 +363,13 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         if (hc->chunked) {
             /* Decoded bytes are never more than the bytes fed, and never
              * past the maximum: room for them, counted, before the feed. */
-            size_t room = LIM_HTTP_BODY_MAX - hc->body.len;
-            if (!membudget_buf_reserve(hc->mem, &hc->body, n < room ? n : room,
-                                       LIM_HTTP_BODY_MAX)) {
+            size_t max = hc->srv->max_body;
+            size_t room = max - hc->body.len;
+            if (!membudget_buf_reserve(hc->mem, &hc->body, n < room ? n : room, max)) {
                 refuse_body(c, hc);
                 return n;
             }
-            ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, LIM_HTTP_BODY_MAX);
+            ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, max);
             if (r < 0) {
                 if (r == HTTP_CHUNKED_TOO_BIG)
                     refuse(c, hc, NULL, 413, "request body too large", NULL);
@@ -394,12 +394,13 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
 
     struct http_request *req = hc->srv->scratch;
     int hl = http_parse_request(data, n, req);
+    size_t max_head = hc->srv->max_head;
     if (hl == HTTP_PARTIAL) {
-        if (n >= LIM_HTTP_HEAD_MAX)
-            refuse(c, hc, NULL, 431, "request head over 8 KiB", NULL);
-        return n >= LIM_HTTP_HEAD_MAX ? n : 0;
+        if (n >= max_head)
+            refuse(c, hc, NULL, 431, "request head over --max-header-size", NULL);
+        return n >= max_head ? n : 0;
     }
-    if (hl == HTTP_TOO_MANY || hl > LIM_HTTP_HEAD_MAX) {
+    if (hl == HTTP_TOO_MANY || (size_t)hl > max_head) {
         refuse(c, hc, NULL, 431, "too many or too large header fields", NULL);
         return n;
     }
@@ -412,7 +413,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         return n;
     }
     size_t len;
-    int st = body_framing(req, &hc->chunked, &len);
+    int st = body_framing(req, hc->srv->max_body, &hc->chunked, &len);
     if (st) {
         refuse(c, hc, req, st, st == 413 ? "request body too large"
                                : st == 501 ? "unsupported Transfer-Encoding"
@@ -474,7 +475,7 @@ static void http_on_sweep(struct conn *c, ev_tstamp now)
         }
         return;
     }
-    if (hc->req_start ? now - hc->req_start > LIM_HANDSHAKE_TIMEOUT
+    if (hc->req_start ? now - hc->req_start > hc->srv->handshake_timeout
                       : now - last > hc->srv->keepalive) {
         log_debug("conn %llu: %s timed out", (unsigned long long)c->id,
                   hc->req_start ? "request" : "keep-alive");

@@ -33,6 +33,10 @@ struct http_server {
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
     double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
+    /* --handshake-timeout, --max-header-size, --max-body-size (the
+     * runtime sets the limits.h defaults, main what the flags say). */
+    double handshake_timeout;
+    size_t max_head, max_body;
     /* Where the head being answered is parsed: big, and never kept across
      * calls (the owner's, kept apart from what every message touches). */
     struct http_request *scratch;

@@ -31,6 +31,7 @@ struct svc_conf {
     size_t norigins;
     bool any_origin;            /* no `origins` list: every Origin is allowed */
     double idle_timeout;        /* seconds; 0 = never */
+    double close_timeout;       /* seconds to wait for the peer's close frame */
     size_t max_message;
     size_t max_backpressure;
     struct pmd_conf pmd;

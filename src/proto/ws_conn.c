@@ -127,7 +127,7 @@ void ws_fail(struct ws_conn *wc, unsigned code, const char *reason)
         write_close(c, code, reason, strlen(reason));
     }
     notify_close(wc, code, reason, strlen(reason));
-    conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+    conn_finish(c, wc->svc->conf.close_timeout);
 }
 
 bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
@@ -136,7 +136,7 @@ bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
         return false;
     set_closing(wc);
     write_close(wc->c, code, reason, len);
-    wc->c->deadline = ev_now(wc->c->w->loop) + LIM_WS_CLOSE_TIMEOUT;
+    wc->c->deadline = ev_now(wc->c->w->loop) + wc->svc->conf.close_timeout;
     return true;
 }
 
@@ -150,7 +150,7 @@ static bool over_backpressure(struct ws_conn *wc)
     metrics_backpressure_close(wc->mc);
     notify_close(wc, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
     write_close(wc->c, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
-    conn_finish(wc->c, LIM_WS_CLOSE_TIMEOUT);
+    conn_finish(wc->c, wc->svc->conf.close_timeout);
     return true;
 }
 
@@ -241,7 +241,7 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
             write_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, "", 0);
         }
         notify_close(wc, code, reason, rlen);
-        conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+        conn_finish(c, wc->svc->conf.close_timeout);
     }
     return !(c->flags & (CONN_CLOSED | CONN_FINISHING));
 }

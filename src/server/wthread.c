@@ -268,7 +268,11 @@ static void *thread_main(void *arg)
     t->w.metrics = metrics_worker(sh->metrics, t->number - 1);
     t->w.traffic = sh->traffic;
     t->rt = runtime_new(&t->w, sh->dir, sh->static_root, &sh->runtime, &sh->peers);
-    runtime_http(t->rt)->keepalive = sh->keepalive;
+    struct http_server *hs = runtime_http(t->rt);
+    hs->keepalive = sh->keepalive;
+    hs->handshake_timeout = sh->handshake_timeout;
+    hs->max_head = sh->max_head;
+    hs->max_body = sh->max_body;
     char name[32];
     snprintf(name, sizeof name, "worker %u", t->number);
     inbox_init(&t->inbox, t->loop, name, LIM_INBOX_BYTES, t->rt);

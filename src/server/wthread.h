@@ -42,7 +42,8 @@ struct wthread_shared {
     const char *dir;                    /* the services folder */
     const char *static_root;            /* realpath of --static, or NULL */
     struct runtime_options runtime;
-    double keepalive;
+    double keepalive, handshake_timeout;
+    size_t max_head, max_body;          /* --max-header-size, --max-body-size */
     struct tls_server *tls;             /* shared by every worker's TLS connections */
     struct admission *adm;              /* process-wide */
     struct membudget *mem;              /* process-wide */
