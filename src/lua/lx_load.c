@@ -1,7 +1,8 @@
 /*
  * Loading a service file: compiling and running it into a candidate, and
- * validating the table it returns. Every rule of DESIGN.md §2 is checked
- * before anything changes, and every error names the file and a line.
+ * validating the table it returns. Every rule of docs/reference.md, "Rules
+ * checked at load time", is checked before anything changes, and every
+ * error names the file and a line.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -2,8 +2,8 @@
  * http_server: the HTTP/1.1 side of a connection — reading requests (heads
  * capped, Content-Length and chunked bodies, keep-alive, pipelining),
  * choosing what answers them (a WebSocket upgrade, a service's endpoint, a
- * static file) and writing responses. Every limit of DESIGN.md §9 that
- * concerns HTTP ends here with its status.
+ * static file) and writing responses. Every limit that concerns HTTP
+ * (docs/reference.md, "Limits under attack") ends here with its status.
  *
  * Pipelined requests are answered in order, but not without bound: while
  * the answers queued for a connection pass the backpressure cap of the
