@@ -113,7 +113,7 @@ DOCDIR  ?= $(PREFIX)/share/doc/moonws
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 LUA_MODULES := client testing bystander
-DOC_FILES   := README.md docs/reference.md docs/architecture.md \
+DOC_FILES   := README.md docs/reference.md docs/architecture.md docs/operations.md \
                examples/echo.lua examples/chat.lua examples/ticker.lua examples/public/index.html
 INSTALLED   := $(BINDIR)/moonws $(LUA_MODULES:%=$(LUADIR)/moonws/%.lua) $(LUACDIR)/moonws/core.so \
                $(DOC_FILES:%=$(DOCDIR)/%) $(UNITDIR)/moonws.service
