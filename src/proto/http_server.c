@@ -400,7 +400,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
             refuse(c, hc, NULL, 431, "request head over --max-header-size", NULL);
         return n >= max_head ? n : 0;
     }
-    if (hl == HTTP_TOO_MANY || (size_t)hl > max_head) {
+    if (hl == HTTP_TOO_MANY || (hl > 0 && (size_t)hl > max_head)) {
         refuse(c, hc, NULL, 431, "too many or too large header fields", NULL);
         return n;
     }
