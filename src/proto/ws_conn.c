@@ -58,16 +58,29 @@ static void write_close(struct conn *c, unsigned code, const char *reason, size_
     write_frame(c, WS_OP_CLOSE, 0, payload, n);
 }
 
-size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap)
+/* The path of the kept request line, raw (escapes kept), without the
+ * query; NULL when there is none. */
+static const char *raw_path(const struct ws_conn *wc, size_t *len)
 {
+    *len = 0;
     const char *t = memchr(wc->head, ' ', wc->head_len);
     if (!t)
-        return 0;
+        return NULL;
     t++;
     const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
     size_t n = 0;
     while (t + n < end && t[n] != '?' && t[n] != ' ')
         n++;
+    *len = n;
+    return t;
+}
+
+size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap)
+{
+    size_t n;
+    const char *t = raw_path(wc, &n);
+    if (!t)
+        return 0;
     if (n >= cap)
         n = cap - 1;
     memcpy(out, t, n);
@@ -307,14 +320,8 @@ static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
         conn_remote(c, remote, sizeof remote);
         wc->remote = xstrdup(remote);
     }
-    const char *t = memchr(wc->head, ' ', wc->head_len);
-    size_t n = 0;
-    if (t) {
-        t++;
-        const char *end = wc->head + wc->head_len;
-        while (t + n < end && t[n] != '?' && t[n] != ' ')
-            n++;
-    }
+    size_t n;
+    const char *t = raw_path(wc, &n);
     struct traffic tr = {
         .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = wc->remote,
         .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
