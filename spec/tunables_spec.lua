@@ -109,12 +109,17 @@ end)
 
 describe("--max-backpressure", function()
   it("closes 1008 a client with more queued in a service that sets none", function()
-    local srv <close> = testing.start{ dir = DIR, args = { "--max-backpressure", "1000" } }
+    local srv <close> = testing.start{ dir = DIR, args = { "--max-backpressure", "1000" },
+                                       metrics = true }
     local c = assert(srv:connect("/t"))
     assert(c:send("flood"))
     local code = testing.until_close(c, 5)
     assert.equal(1008, code)
     assert(srv:wait_log("over max_backpressure: closing 1008", 2, true))
+    -- and counted
+    local _, text = srv:scrape()
+    assert.matches('moonws_backpressure_closes_total{path="/t"} 1\n', text, 1, true)
+    assert.matches('moonws_closes_total{path="/t",code="1008"} 1\n', text, 1, true)
     still_serves(srv)
     assert.equal(0, srv:stop())
   end)
