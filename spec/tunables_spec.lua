@@ -46,6 +46,20 @@ describe("--max-header-size", function()
     still_serves(srv)
     assert.equal(0, srv:stop())
   end)
+
+  it("can be raised past the default 8K", function()
+    local srv <close> = testing.start{ dir = DIR, args = { "--max-header-size", "32K" } }
+    local fits = "GET /nope HTTP/1.1\r\nHost: a\r\nX-Big: " .. ("a"):rep(20000) .. "\r\n\r\n"
+    assert.equal(404, raw_status(srv, fits))
+    local c = assert(srv:connect("/t", { headers = { ["X-Big"] = ("a"):rep(20000) } }))
+    assert(c:send("big head"))
+    assert.equal("big head", c:receive(5))
+    c:close(1000)
+    local big = "GET /nope HTTP/1.1\r\nHost: a\r\nX-Big: " .. ("a"):rep(40000) .. "\r\n\r\n"
+    assert.equal(431, raw_status(srv, big))
+    still_serves(srv)
+    assert.equal(0, srv:stop())
+  end)
 end)
 
 describe("--max-body-size", function()
@@ -172,7 +186,7 @@ describe("bad values of the tunable flags", function()
     { "--idle-timeout", "-1" }, { "--idle-timeout", "soon" },
     { "--handshake-timeout", "0" }, { "--handshake-timeout", "x" },
     { "--close-timeout", "0" }, { "--close-timeout", "4000" },
-    { "--max-header-size", "100" }, { "--max-header-size", "9K" },
+    { "--max-header-size", "100" }, { "--max-header-size", "65K" },
     { "--max-body-size", "2G" }, { "--max-body-size", "lots" },
     { "--max-backpressure", "0" }, { "--max-backpressure", "1Q" },
     { "--tls-min-version", "1.1" },

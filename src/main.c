@@ -87,7 +87,8 @@ static const char usage_text[] =
     "      --handshake-timeout S  seconds for a request to arrive whole (default 10)\n"
     "      --close-timeout S      close_timeout of services that set none: seconds to wait\n"
     "                             for the client's close frame (default 5)\n"
-    "      --max-header-size SIZE request line and headers (default and most 8K); past it 431\n"
+    "      --max-header-size SIZE request line and headers (default 8K; 1K to 64K); past\n"
+    "                             it 431\n"
     "      --max-body-size SIZE   request body (default 1M, at most 1G); past it 413\n"
     "      --max-backpressure SIZE  max_backpressure of services that set none (default 1M)\n"
     "      --tls-min-version V    1.2 or 1.3 (default 1.2)\n"
@@ -333,8 +334,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             break;
         case OPT_MAX_HEADER:
             if (!parse_size(optarg, &o->max_head) || o->max_head < LIM_HTTP_HEAD_MIN ||
-                o->max_head > LIM_HTTP_HEAD_MAX)
-                usage_error("bad --max-header-size '%s' (1K to 8K)", optarg);
+                o->max_head > LIM_HTTP_HEAD_CEILING)
+                usage_error("bad --max-header-size '%s' (1K to 64K)", optarg);
             break;
         case OPT_MAX_BODY:
             if (!parse_size(optarg, &o->max_body) || o->max_body > LIM_HTTP_BODY_CEILING)

@@ -159,7 +159,7 @@ static void refuse(struct conn *c, struct http_conn *hc, const struct http_reque
 static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_request *req,
                      const char *body, size_t body_len)
 {
-    char path[LIM_HTTP_HEAD_MAX];
+    char path[LIM_HTTP_TARGET_MAX];
     struct http_exchange ex = { .conn = c, .req = req, .body = body, .body_len = body_len,
                                 .start = hc->req_start };
     if (!split_target(req, path, sizeof path, &ex)) {

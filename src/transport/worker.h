@@ -23,7 +23,7 @@ struct traffic_log;
 
 struct worker {
     struct ev_loop *loop;
-    char *rbuf;                 /* LIM_HTTP_HEAD_MAX of carried-over bytes + LIM_READ_CHUNK */
+    char *rbuf;                 /* LIM_HTTP_HEAD_CEILING of carried-over bytes + LIM_READ_CHUNK */
     struct conn *conns;         /* every live connection */
     size_t nconns;
     struct conn *dirty;         /* connections with queued output */

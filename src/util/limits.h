@@ -8,10 +8,15 @@
 #define MOONWS_LIMITS_H
 
 /* HTTP request line plus headers. Past it: 431 and the connection closes.
- * --max-header-size may lower it (to LIM_HTTP_HEAD_MIN at least), not
- * raise it: the receive buffers and the parser's line cap are sized by it. */
+ * --max-header-size sets it, from LIM_HTTP_HEAD_MIN to
+ * LIM_HTTP_HEAD_CEILING (what a connection may leave unparsed: the
+ * worker's receive buffer is sized by it). */
 #define LIM_HTTP_HEAD_MAX          (8 * 1024)
 #define LIM_HTTP_HEAD_MIN          1024
+#define LIM_HTTP_HEAD_CEILING      (64 * 1024)
+/* The path and query of a request line (whatever --max-header-size says).
+ * Past it: 400 "bad request target". */
+#define LIM_HTTP_TARGET_MAX        (8 * 1024)
 /* Header lines in one request. Past it: 431. */
 #define LIM_HTTP_HEADERS_MAX       64
 /* A request body (Content-Length or chunked total). Past it: 413.
