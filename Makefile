@@ -114,6 +114,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 LUA_MODULES := client testing bystander
 DOC_FILES   := README.md docs/reference.md docs/architecture.md docs/cluster.md \
+               docs/operations.md \
                examples/echo.lua examples/chat.lua examples/ticker.lua examples/public/index.html
 INSTALLED   := $(BINDIR)/moonws $(LUA_MODULES:%=$(LUADIR)/moonws/%.lua) $(LUACDIR)/moonws/core.so \
                $(DOC_FILES:%=$(DOCDIR)/%) $(UNITDIR)/moonws.service

@@ -54,6 +54,7 @@ local installed = {
   "share/doc/moonws/README.md",
   "share/doc/moonws/docs/architecture.md",
   "share/doc/moonws/docs/cluster.md",
+  "share/doc/moonws/docs/operations.md",
   "share/doc/moonws/docs/reference.md",
   "share/doc/moonws/examples/chat.lua",
   "share/doc/moonws/examples/echo.lua",

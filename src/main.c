@@ -20,6 +20,7 @@
 
 #include "cluster/cluster_link.h"
 #include "lua/runtime.h"
+#include "proto/metrics_http.h"
 #include "server/reload.h"
 #include "server/wthread.h"
 #include "transport/admission.h"
@@ -34,8 +35,10 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/membudget.h"
+#include "util/metrics.h"
 #include "util/pathcount.h"
 #include "util/shdict.h"
+#include "util/traffic_log.h"
 
 #define MOONWS_VERSION "0.1.0"
 #define STRINGIFY_(x) #x
@@ -83,6 +86,20 @@ static const char usage_text[] =
     "                             field sandbox = false)\n"
     "      --log-level LEVEL      error|warn|info|debug (default info)\n"
     "      --log-format FORMAT    text|json (default text)\n"
+    "      --idle-timeout S       idle_timeout of services that set none (default 120;\n"
+    "                             0 = never)\n"
+    "      --handshake-timeout S  seconds for a request to arrive whole (default 10)\n"
+    "      --close-timeout S      close_timeout of services that set none: seconds to wait\n"
+    "                             for the client's close frame (default 5)\n"
+    "      --max-header-size SIZE request line and headers (default 8K; 1K to 64K); past\n"
+    "                             it 431\n"
+    "      --max-body-size SIZE   request body (default 1M, at most 1G); past it 413\n"
+    "      --max-backpressure SIZE  max_backpressure of services that set none (default 1M)\n"
+    "      --tls-min-version V    1.2 or 1.3 (default 1.2)\n"
+    "      --metrics [HOST:]PORT  Prometheus metrics at /metrics and a health check at\n"
+    "                             /healthz on a plain HTTP listener of their own\n"
+    "      --access-log FILE      one line per HTTP request and WebSocket connection\n"
+    "                             opened and closed, appended to FILE (SIGUSR1 reopens it)\n"
     "  -h, --help                 this text\n"
     "  -v, --version              the version\n"
     "\n"
@@ -109,6 +126,11 @@ struct options {
     bool redis;                         /* --redis given */
     struct redis_url redis_url;
     const char *redis_prefix;
+    const char *metrics;                /* --metrics [HOST:]PORT, or NULL */
+    double handshake_timeout;
+    size_t max_head, max_body;
+    const char *access_log;
+    bool json;                          /* --log-format json */
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -204,7 +226,9 @@ static void parse_args(int argc, char **argv, struct options *o)
     enum { OPT_STATIC = 256, OPT_NO_RELOAD, OPT_CHECK, OPT_LOG_LEVEL, OPT_LOG_FORMAT,
            OPT_TLS_LISTEN, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD, OPT_KEY_PASSWORD_FILE,
            OPT_CLIENT_CA, OPT_REDIS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_MAX_BUFFERED,
-           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT, OPT_REDIS_PREFIX };
+           OPT_KEEPALIVE, OPT_LUA_MEMORY, OPT_UNSAFE_LUA, OPT_DICT, OPT_REDIS_PREFIX,
+           OPT_METRICS, OPT_ACCESS_LOG, OPT_IDLE_TIMEOUT, OPT_HANDSHAKE_TIMEOUT,
+           OPT_CLOSE_TIMEOUT, OPT_MAX_HEADER, OPT_MAX_BODY, OPT_MAX_BACKPRESSURE, OPT_TLS_MIN };
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
         { "workers", required_argument, NULL, 'w' },
@@ -228,6 +252,15 @@ static void parse_args(int argc, char **argv, struct options *o)
         { "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
         { "unsafe-lua", no_argument, NULL, OPT_UNSAFE_LUA },
         { "dict", required_argument, NULL, OPT_DICT },
+        { "metrics", required_argument, NULL, OPT_METRICS },
+        { "access-log", required_argument, NULL, OPT_ACCESS_LOG },
+        { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+        { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+        { "close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT },
+        { "max-header-size", required_argument, NULL, OPT_MAX_HEADER },
+        { "max-body-size", required_argument, NULL, OPT_MAX_BODY },
+        { "max-backpressure", required_argument, NULL, OPT_MAX_BACKPRESSURE },
+        { "tls-min-version", required_argument, NULL, OPT_TLS_MIN },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -235,7 +268,12 @@ static void parse_args(int argc, char **argv, struct options *o)
     *o = (struct options){ .dir = "services", .max_connections = -1, .workers = default_workers(),
                            .max_per_ip = LIM_CONNECTIONS_PER_IP,
                            .max_buffered = LIM_BUFFERED_DEFAULT, .keepalive = LIM_HTTP_KEEPALIVE,
-                           .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT };
+                           .runtime.lua_memory = LIM_LUA_MEMORY_DEFAULT,
+                           .runtime.idle_timeout = LIM_WS_IDLE_DEFAULT,
+                           .runtime.close_timeout = LIM_WS_CLOSE_TIMEOUT,
+                           .runtime.max_backpressure = LIM_WS_BACKPRESSURE,
+                           .handshake_timeout = LIM_HANDSHAKE_TIMEOUT,
+                           .max_head = LIM_HTTP_HEAD_MAX, .max_body = LIM_HTTP_BODY_MAX };
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":l:w:hv", longopts, NULL)) != -1) {
@@ -272,6 +310,56 @@ static void parse_args(int argc, char **argv, struct options *o)
         case OPT_LOG_FORMAT:
             if (!log_set_format(optarg))
                 usage_error("bad log format '%s' (text|json)", optarg);
+            o->json = strcmp(optarg, "json") == 0;
+            break;
+        case OPT_METRICS: {
+            char host[64], err[256];
+            unsigned port;
+            if (!listener_parse(optarg, host, sizeof host, &port, err, sizeof err))
+                usage_error("--metrics: %s", err);
+            o->metrics = optarg;
+            break;
+        }
+        case OPT_ACCESS_LOG:
+            o->access_log = optarg;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (strcmp(optarg, "0") != 0 && !parse_seconds(optarg, &o->runtime.idle_timeout))
+                usage_error("bad --idle-timeout '%s' (seconds, at most 86400; 0 = never)", optarg);
+            if (strcmp(optarg, "0") == 0)
+                o->runtime.idle_timeout = 0;
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            if (!parse_seconds(optarg, &o->handshake_timeout))
+                usage_error("bad --handshake-timeout '%s' (seconds, more than 0, at most 86400)",
+                            optarg);
+            break;
+        case OPT_CLOSE_TIMEOUT:
+            if (!parse_seconds(optarg, &o->runtime.close_timeout) ||
+                o->runtime.close_timeout < LIM_WS_CLOSE_TIMEOUT_MIN ||
+                o->runtime.close_timeout > LIM_WS_CLOSE_TIMEOUT_MAX)
+                usage_error("bad --close-timeout '%s' (seconds, 0.1 to 3600)", optarg);
+            break;
+        case OPT_MAX_HEADER:
+            if (!parse_size(optarg, &o->max_head) || o->max_head < LIM_HTTP_HEAD_MIN ||
+                o->max_head > LIM_HTTP_HEAD_CEILING)
+                usage_error("bad --max-header-size '%s' (1K to 64K)", optarg);
+            break;
+        case OPT_MAX_BODY:
+            if (!parse_size(optarg, &o->max_body) || o->max_body > LIM_HTTP_BODY_CEILING)
+                usage_error("bad --max-body-size '%s' (bytes, or with K, M or G; at most 1G)",
+                            optarg);
+            break;
+        case OPT_MAX_BACKPRESSURE:
+            if (!parse_size(optarg, &o->runtime.max_backpressure) || !o->runtime.max_backpressure ||
+                o->runtime.max_backpressure > (1ull << 40))
+                usage_error("bad --max-backpressure '%s' (bytes, or with K, M or G; 1 to 1T)",
+                            optarg);
+            break;
+        case OPT_TLS_MIN:
+            if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0)
+                usage_error("bad --tls-min-version '%s' (1.2 or 1.3)", optarg);
+            o->tls.min_version = strcmp(optarg, "1.3") == 0 ? 13 : 12;
             break;
         case OPT_TLS_LISTEN:
             if (o->nlisten == LIM_LISTENERS)
@@ -371,7 +459,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage_error("unexpected argument '%s' (one services folder only)", argv[optind]);
     if (o->ntls && !o->tls.cert)
         usage_error("%s needs --cert (and --key, or a .p12 store)", "--tls-listen");
-    if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password))
+    if (!o->ntls && (o->tls.cert || o->tls.key || o->tls.client_ca || o->tls.password ||
+                     o->tls.min_version))
         usage_error("%s: TLS options need a --tls-listen listener", "--cert/--key");
     if (o->redis_prefix && !o->redis)
         usage_error("%s needs --redis", "--redis-prefix");
@@ -430,10 +519,14 @@ static struct {
     struct inbox *inboxes[LIM_WORKERS_MAX];
     unsigned nworkers, started, ready;
     struct reload *reload;
+    struct metrics *metrics;
+    struct metrics_http *mh;    /* --metrics, or NULL */
+    struct traffic_log *traffic;
+    unsigned ended;             /* worker threads that have ended */
     struct inbox inbox;         /* the workers' answers */
     struct runtime_cluster cluster;     /* --redis: cluster.link is set */
     bool serving, stopping;
-    ev_signal sigterm_w, sigint_w, sighup_w;
+    ev_signal sigterm_w, sigint_w, sighup_w, sigusr1_w;
     struct dirwatch *watch;
     const char *dir;
     bool no_reload;
@@ -447,6 +540,7 @@ static void report_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     admission_report(srv.adm);
     membudget_report(&srv.mem);
+    traffic_log_report(srv.traffic);
 }
 
 /* Raises the soft limit of open files to the hard one, and returns it. */
@@ -494,16 +588,40 @@ static void begin_shutdown(const char *why)
     log_info("%s: closing %zu connections", why, admission_count(srv.adm));
     if (srv.reload)
         reload_stop(srv.reload);
+    /* /healthz says so while the workers drain; the loop ends when the
+     * last of them has (worker_ended). */
+    if (srv.mh)
+        metrics_http_drain(srv.mh);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_post_shutdown(&srv.workers[i]);
-    ev_break(srv.loop, EVBREAK_ALL);
+    if (srv.ended == srv.started)
+        ev_break(srv.loop, EVBREAK_ALL);
+}
+
+static void worker_ended(struct wthread *t)
+{
+    (void)t;
+    if (++srv.ended == srv.started && srv.stopping)
+        ev_break(srv.loop, EVBREAK_ALL);
+}
+
+static void reopen_access_log(void)
+{
+    char err[512];
+    if (!traffic_log_reopen(srv.traffic, err, sizeof err))
+        log_error("%s", err);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
     (void)revents;
+    if (s->signum == SIGUSR1) {
+        reopen_access_log();
+        return;
+    }
     if (s->signum == SIGHUP) {
+        reopen_access_log();
         if (srv.serving && !srv.stopping) {
             log_info("SIGHUP: reloading every service");
             reload_all(srv.reload);
@@ -540,6 +658,12 @@ static void all_loaded(void *ud)
         bool v6 = strchr(a->host, ':') != NULL;
         printf("moonws: listening on %s://%s%s%s:%u\n", a->tls ? "wss" : "ws", v6 ? "[" : "",
                a->host, v6 ? "]" : "", a->port);
+    }
+    if (srv.mh) {
+        char url[128];
+        metrics_http_url(srv.mh, url, sizeof url);
+        printf("moonws: metrics on %s\n", url);
+        metrics_http_start(srv.mh);
     }
     fflush(stdout);
     srv.serving = true;
@@ -581,6 +705,16 @@ static int bind_listeners(const struct options *o)
         }
         a->tls = o->listen_tls[i];
         srv.naddrs++;
+    }
+    if (o->metrics) {
+        char host[64], err[256];
+        unsigned port;
+        listener_parse(o->metrics, host, sizeof host, &port, err, sizeof err);
+        srv.mh = metrics_http_open(srv.loop, host, port, srv.metrics, NULL, err, sizeof err);
+        if (!srv.mh) {
+            fprintf(stderr, "moonws: --metrics: %s\n", err);
+            return -1;
+        }
     }
     return 0;
 }
@@ -641,6 +775,9 @@ static void free_master(void)
     inbox_free(&srv.inbox);
     reload_free(srv.reload);
     free(srv.workers);
+    metrics_http_free(srv.mh);
+    metrics_free(srv.metrics);
+    traffic_log_close(srv.traffic);
     connid_cleanup();
     pathcount_cleanup();
     admission_free(srv.adm);
@@ -677,12 +814,22 @@ int main(int argc, char **argv)
     if (o.check)
         return check_services(&o, static_root);
 
+    char err[512];
+    srv.traffic = traffic_log_open(o.access_log, o.json, err, sizeof err);
+    if (!srv.traffic) {
+        fprintf(stderr, "moonws: %s\n", err);
+        tls_server_free(srv.tls);
+        return 2;
+    }
     if (start_cluster(&o) != 0) {
+        traffic_log_close(srv.traffic);
         tls_server_free(srv.tls);
         return 2;
     }
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     srv.dir = o.dir;
+    srv.metrics = metrics_new(o.workers);
+    o.runtime.metrics = srv.metrics;
     srv.no_reload = o.no_reload;
     srv.nworkers = o.workers;
     membudget_init(&srv.mem, o.max_buffered);
@@ -698,7 +845,9 @@ int main(int argc, char **argv)
     }
     srv.sh = (struct wthread_shared){
         .dir = o.dir, .static_root = static_root, .runtime = o.runtime,
-        .keepalive = o.keepalive, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
+        .keepalive = o.keepalive, .handshake_timeout = o.handshake_timeout,
+        .max_head = o.max_head, .max_body = o.max_body, .tls = srv.tls, .adm = srv.adm, .mem = &srv.mem,
+        .metrics = srv.metrics, .traffic = srv.traffic, .ended = worker_ended,
         .addrs = srv.addrs, .naddrs = srv.naddrs, .nworkers = srv.nworkers,
         .workers = srv.workers, .master = &srv.inbox,
         .peers = { srv.nworkers, srv.inboxes, srv.cluster.link ? &srv.cluster : NULL },
@@ -707,6 +856,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < srv.nworkers; i++)
         srv.inboxes[i] = &srv.workers[i].inbox;
     srv.reload = reload_new(o.dir, srv.workers, srv.nworkers, all_loaded, NULL);
+    reload_count_into(srv.reload, srv.metrics);
     admission_set_wake(srv.adm, wthread_wake_all, &srv.sh);
     /* Signals are watched before the workers start: whoever reads the
      * "listening" lines may stop us at once. */
@@ -716,6 +866,8 @@ int main(int argc, char **argv)
     ev_signal_start(srv.loop, &srv.sigint_w);
     ev_signal_init(&srv.sighup_w, signal_cb, SIGHUP);
     ev_signal_start(srv.loop, &srv.sighup_w);
+    ev_signal_init(&srv.sigusr1_w, signal_cb, SIGUSR1);
+    ev_signal_start(srv.loop, &srv.sigusr1_w);
     for (; srv.started < srv.nworkers; srv.started++) {
         if (!wthread_start(&srv.workers[srv.started], &srv.sh, srv.started + 1)) {
             log_error("cannot start worker %u", srv.started + 1);
@@ -738,6 +890,7 @@ int main(int argc, char **argv)
     ev_signal_stop(srv.loop, &srv.sigterm_w);
     ev_signal_stop(srv.loop, &srv.sigint_w);
     ev_signal_stop(srv.loop, &srv.sighup_w);
+    ev_signal_stop(srv.loop, &srv.sigusr1_w);
     dirwatch_free(srv.watch);
     for (unsigned i = 0; i < srv.started; i++)
         wthread_join(&srv.workers[i]);

@@ -75,7 +75,8 @@ end
 -- "listening" lines to wait for, when args add -l listeners), timeout
 -- (seconds to wait for them, default 10), tls = { cert =, key =,
 -- password =, client_ca = } to add a TLS listener (srv.wss_url,
--- srv.https_url, srv.tls_port).
+-- srv.https_url, srv.tls_port), metrics = true to add --metrics
+-- 127.0.0.1:0 (srv.metrics_url, srv:scrape()).
 function testing.start(opts)
   opts = opts or {}
   local bin = testing.find_bin(opts.bin)
@@ -94,6 +95,7 @@ function testing.start(opts)
     if t.client_ca then argv[#argv + 1] = "--client-ca"; argv[#argv + 1] = t.client_ca end
     listeners = listeners + 1
   end
+  if opts.metrics then argv[#argv + 1] = "--metrics"; argv[#argv + 1] = "127.0.0.1:0" end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = opts.dir or "examples"
   local logfile = os.tmpname()
@@ -116,8 +118,9 @@ function testing.start(opts)
     local url = line:match("^moonws: listening on (%S+)$")
     if url then
       srv.urls[#srv.urls + 1] = url
-      if #srv.urls >= listeners then break end
     end
+    srv.metrics_url = srv.metrics_url or line:match("^moonws: metrics on (%S+)$")
+    if #srv.urls >= listeners and (srv.metrics_url or not opts.metrics) then break end
   end
   for _, url in ipairs(srv.urls) do
     if url:match("^wss:") then
@@ -187,6 +190,14 @@ end
 -- client.connect to a path of this server.
 function Server:connect(path, opts)
   return client.connect(self.url .. path, opts)
+end
+
+-- GET of the metrics listener (opts.metrics): the status and body of
+-- /metrics, or of the path given ("/healthz").
+function Server:scrape(path, timeout)
+  assert(self.metrics_url, "moonws.testing: start the server with metrics = true")
+  local base = self.metrics_url:gsub("/metrics$", "")
+  return client.http("GET", base .. (path or "/metrics"), nil, nil, timeout)
 end
 
 -- client.http to a path of this server.

@@ -24,6 +24,8 @@
 #include "../util/limits.h"
 
 struct worker;
+struct metrics;
+struct metrics_path_cells;
 struct lx_timer;
 struct lx_auth;
 
@@ -138,6 +140,15 @@ struct lx_rt {
     struct lx_timer *orphan_timers;
 
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
+    struct metrics *metrics;    /* the process's (series ids); NULL: none */
+    /* Service fields a table leaves out (runtime_options). */
+    struct {
+        double idle_timeout, close_timeout;
+        size_t max_backpressure;
+    } svc_defaults;
+    /* The counters handler calls count under while a connection's onClose
+     * runs (its path's, not the service's); NULL otherwise. */
+    struct metrics_path_cells *call_cells;
     struct lx_budget budget;
     struct lx_memory mem;
 

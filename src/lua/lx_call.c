@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "../transport/conn.h"
+#include "../transport/worker.h"
 #include "../util/log.h"
+#include "../util/metrics.h"
 #include "lx.h"
 
 static const char lasterr_key = 'e';
@@ -48,11 +50,19 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
     struct lx_budget *b = &rt->budget;
     struct lx_service *prev = rt->current;
     rt->current = ls;
+    /* Counted under the connection's path (it keeps the one it opened
+     * on), else the service's; a file's top level is not counted. */
+    struct metrics_path_cells *mc = wc                ? wc->mc
+                                    : rt->call_cells  ? rt->call_cells
+                                    : ls && !rt->loading ? ls->svc.metrics
+                                                         : NULL;
     int depth = atomic_load_explicit(&b->depth, memory_order_relaxed);
-    if (depth == 0) {
-        uint64_t seq = atomic_load_explicit(&b->seq, memory_order_relaxed);
-        atomic_store_explicit(&b->seq, seq + 1, memory_order_relaxed);
-    }
+    uint64_t seq = atomic_load_explicit(&b->seq, memory_order_relaxed);
+    if (depth == 0)
+        atomic_store_explicit(&b->seq, ++seq, memory_order_relaxed);
+    /* One outermost call in LIM_METRICS_TIMING_SAMPLE is timed. */
+    bool timed = mc && depth == 0 && metrics_sample(rt->w->metrics);
+    uint64_t t0 = timed ? metrics_now_ns() : 0;
     atomic_store_explicit(&b->depth, depth + 1, memory_order_release);
     bool strict = rt->mem.strict;
     rt->mem.strict = true;
@@ -62,6 +72,13 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
     if (depth == 0)
         lx_budget_disarm(rt);
     rt->current = prev;
+    if (mc) {
+        bool over = rc != LUA_OK &&
+                    atomic_load_explicit(&b->interrupted, memory_order_relaxed) == seq;
+        metrics_handler_call(mc, rc == LUA_OK, over);
+        if (timed)
+            metrics_handler_timed(mc, metrics_now_ns() - t0);
+    }
     if (rc == LUA_OK)
         return true;
 

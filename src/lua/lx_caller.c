@@ -1,5 +1,5 @@
 /*
- * The caller object (DESIGN.md §3): a userdata per connection, created the
+ * The caller object (docs/reference.md, "The caller"): a userdata per connection, created the
  * first time a script needs it, kept in the registry while the connection
  * lives. It never owns the connection: when the connection ends the
  * pointer is cleared, the registry lets go, and any later send returns

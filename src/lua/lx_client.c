@@ -1,5 +1,5 @@
 /*
- * moonws.core: the Lua side of the client (DESIGN.md §6) — WebSocket
+ * moonws.core: the Lua side of the client (docs/reference.md, "The Lua client") — WebSocket
  * connections, raw TCP and one-shot HTTP requests for tests — built by
  * `make` as build/lua/moonws/core.so. lua/moonws/client.lua wraps it.
  *

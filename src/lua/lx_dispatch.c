@@ -282,7 +282,11 @@ static void rt_close(struct svc *s, struct ws_conn *wc, unsigned code, const cha
         lx_caller_push(rt, wc);
         lua_pushinteger(L, code);
         lua_pushlstring(L, reason, len);
+        /* Counted under the connection's path, as its other calls. */
+        struct metrics_path_cells *prev = rt->call_cells;
+        rt->call_cells = wc->mc;
         lx_call(rt, ls, NULL, 3, 0, NULL);
+        rt->call_cells = prev;
     }
     lx_caller_release(rt, wc);
     lx_memory_restore(rt, strict);

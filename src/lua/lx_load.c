@@ -1,7 +1,8 @@
 /*
  * Loading a service file: compiling and running it into a candidate, and
- * validating the table it returns. Every rule of DESIGN.md §2 is checked
- * before anything changes, and every error names the file and a line.
+ * validating the table it returns. Every rule of docs/reference.md, "Rules
+ * checked at load time", is checked before anything changes, and every
+ * error names the file and a line.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -409,6 +410,7 @@ static bool parse_routes(struct load_ctx *lc, int tbl)
         struct svc_route *r = &ls->svc.routes[ls->svc.nroutes++];
         r->method = xstrndup(key, (size_t)(sp - key));
         r->path = full;
+        r->metrics_route = -1;
         lua_pushvalue(L, -1);
         lua_rawseti(L, fns, (lua_Integer)ls->svc.nroutes);
         lua_pop(L, 1);
@@ -525,13 +527,17 @@ static bool validate(struct load_ctx *lc, int tbl)
     lx_rawfield(L, tbl, "origins");
     conf->any_origin = lua_isnil(L, -1);
     lua_pop(L, 1);
-    double idle = LIM_WS_IDLE_DEFAULT, maxmsg = LIM_WS_MESSAGE_DEFAULT,
-           maxbp = LIM_WS_BACKPRESSURE;
+    double idle = lc->rt->svc_defaults.idle_timeout, maxmsg = LIM_WS_MESSAGE_DEFAULT,
+           maxbp = (double)lc->rt->svc_defaults.max_backpressure,
+           closet = lc->rt->svc_defaults.close_timeout;
     if (!number_field(lc, tbl, "idle_timeout", 0, 1e9, false, &idle) ||
+        !number_field(lc, tbl, "close_timeout", LIM_WS_CLOSE_TIMEOUT_MIN, LIM_WS_CLOSE_TIMEOUT_MAX,
+                      false, &closet) ||
         !number_field(lc, tbl, "max_message", 1, (double)(1ULL << 40), true, &maxmsg) ||
         !number_field(lc, tbl, "max_backpressure", 1, (double)(1ULL << 40), true, &maxbp))
         return false;
     conf->idle_timeout = idle;
+    conf->close_timeout = closet;
     conf->max_message = (size_t)maxmsg;
     conf->max_backpressure = (size_t)maxbp;
     conf->auto_pong = ls->handler[H_PING] == LUA_NOREF;

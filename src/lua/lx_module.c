@@ -1,5 +1,5 @@
 /*
- * The moonws module (DESIGN.md §4) and the environment each service runs
+ * The moonws module (docs/reference.md, "The moonws module") and the environment each service runs
  * in.
  */
 #include <string.h>

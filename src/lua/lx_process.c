@@ -167,14 +167,15 @@ static int l_kill(lua_State *L)
         const char *name;
         int sig;
     } sigs[] = { { "TERM", SIGTERM }, { "INT", SIGINT }, { "KILL", SIGKILL },
-                 { "HUP", SIGHUP }, { "STOP", SIGSTOP }, { "CONT", SIGCONT } };
+                 { "HUP", SIGHUP }, { "STOP", SIGSTOP }, { "CONT", SIGCONT },
+                 { "USR1", SIGUSR1 } };
     const char *name = luaL_optstring(L, 2, "TERM");
     int sig = -1;
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
         if (strcmp(name, sigs[i].name) == 0)
             sig = sigs[i].sig;
     }
-    luaL_argcheck(L, sig > 0, 2, "TERM, INT, KILL, HUP, STOP or CONT");
+    luaL_argcheck(L, sig > 0, 2, "TERM, INT, KILL, HUP, STOP, CONT or USR1");
     lua_pushboolean(L, kill(pid, sig) == 0);
     return 1;
 }

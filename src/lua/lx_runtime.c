@@ -44,9 +44,17 @@ struct lx_rt *runtime_new(struct worker *w, const char *dir, const char *static_
     rt->budget.seconds = LIM_HANDLER_CPU;
     rt->mem.limit = opt->lua_memory;
     rt->unsafe_lua = opt->unsafe_lua;
+    rt->metrics = opt->metrics;
     rt->http.router = &rt->router;
     rt->http.pmd = &rt->pmd;
     rt->http.scratch = &rt->req_scratch;
+    rt->http.handshake_timeout = LIM_HANDSHAKE_TIMEOUT;
+    rt->http.max_head = LIM_HTTP_HEAD_MAX;
+    rt->http.max_body = LIM_HTTP_BODY_MAX;
+    rt->http.keepalive = LIM_HTTP_KEEPALIVE;
+    rt->svc_defaults.idle_timeout = opt->idle_timeout;
+    rt->svc_defaults.close_timeout = opt->close_timeout;
+    rt->svc_defaults.max_backpressure = opt->max_backpressure;
     rt->http.static_root = static_root ? xstrdup(static_root) : NULL;
     rt->L = lua_newstate(lx_memory_alloc, rt);
     if (!rt->L) {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../transport/worker.h"
+#include "../util/metrics.h"
 #include "lx.h"
 #include "lx_service.h"
 
@@ -24,7 +26,44 @@ struct lx_service *lx_service_new(struct lx_rt *rt, const char *file)
     ls->svc.ops = &lx_svc_ops;
     ls->svc.rt = ls;
     ls->svc.refs = 1;
+    ls->svc.metrics_path = ls->svc.metrics_upgrade = -1;
     return ls;
+}
+
+/* ---- its metrics series (util/metrics.h) ---- */
+
+/* Takes the series of ls's path, its upgrades and its routes (those it
+ * does not hold yet). Taken before the ones they replace are let go, so
+ * that a series that stays is never free in between. */
+static void hold_series(struct lx_rt *rt, struct lx_service *ls)
+{
+    struct svc *s = &ls->svc;
+    if (!rt->metrics)
+        return;
+    if (s->metrics_path < 0) {
+        char route[LIM_HTTP_HEAD_MAX];
+        s->metrics_path = metrics_path_acquire(rt->metrics, s->path);
+        snprintf(route, sizeof route, "websocket %s", s->path);
+        s->metrics_upgrade = metrics_route_acquire(rt->metrics, route);
+        s->metrics = metrics_path_cells(rt->w->metrics, s->metrics_path);
+    }
+    for (size_t i = 0; i < s->nroutes; i++) {
+        struct svc_route *r = &s->routes[i];
+        if (r->metrics_route < 0) {
+            char route[LIM_HTTP_HEAD_MAX];
+            snprintf(route, sizeof route, "%s %s", r->method, r->path);
+            r->metrics_route = metrics_route_acquire(rt->metrics, route);
+        }
+    }
+}
+
+static void let_go_path(struct lx_rt *rt, struct svc *s)
+{
+    if (s->metrics_path >= 0) {
+        metrics_path_release(rt->metrics, s->metrics_path);
+        metrics_route_release(rt->metrics, s->metrics_upgrade);
+    }
+    s->metrics_path = s->metrics_upgrade = -1;
 }
 
 /* Drops everything a (candidate or retired) version holds in Lua. */
@@ -41,9 +80,11 @@ static void release_lua(struct lx_rt *rt, struct lx_service *ls)
     }
 }
 
-static void free_routes(struct svc *s)
+static void free_routes(struct lx_rt *rt, struct svc *s)
 {
     for (size_t i = 0; i < s->nroutes; i++) {
+        if (s->routes[i].metrics_route >= 0)
+            metrics_route_release(rt->metrics, s->routes[i].metrics_route);
         free(s->routes[i].method);
         free(s->routes[i].path);
     }
@@ -66,7 +107,8 @@ static void service_free(struct lx_service *ls)
 {
     free_auth(ls);
     svc_conf_free(&ls->svc.conf);
-    free_routes(&ls->svc);
+    let_go_path(ls->rt, &ls->svc);
+    free_routes(ls->rt, &ls->svc);
     free(ls->svc.path);
     free(ls->dispatch_key);
     free(ls->file);
@@ -98,6 +140,7 @@ bool lx_service_mount(struct lx_rt *rt, struct lx_service *ls, char *err, size_t
         return false;
     }
     ls->mounted = true;
+    hold_series(rt, ls);
     lx_shared_keep(rt, ls);
     lx_timer_start_deferred(rt, ls);
     if (rt->nsvcs == rt->capsvcs) {
@@ -135,6 +178,9 @@ void lx_service_unmount(struct lx_rt *rt, struct lx_service *ls)
 void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_service *cand)
 {
     bool moved = strcmp(old->svc.path, cand->svc.path) != 0;
+    /* The candidate's series are taken before old's are let go (the same
+     * ones, when nothing moved). */
+    hold_series(rt, cand);
     if (moved) {
         lx_service_unmount(rt, old);
         /* Its open connections leave the old path's counts... */
@@ -163,7 +209,7 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
     old->svc.conf = cand->svc.conf;
     cand->svc.conf = (struct svc_conf){ 0 };
     free_auth(old);
-    free_routes(&old->svc);
+    free_routes(rt, &old->svc);
     old->svc.routes = cand->svc.routes;
     old->svc.nroutes = cand->svc.nroutes;
     old->auth = cand->auth;
@@ -187,6 +233,15 @@ void lx_service_replace(struct lx_rt *rt, struct lx_service *old, struct lx_serv
         free(old->shared_key);
         old->shared_key = xstrdup(old->file);
     }
+    /* old counts under the candidate's series from now on; the candidate
+     * lets old's go when it is freed below. */
+    struct svc swap = old->svc;
+    old->svc.metrics_path = cand->svc.metrics_path;
+    old->svc.metrics_upgrade = cand->svc.metrics_upgrade;
+    old->svc.metrics = cand->svc.metrics;
+    cand->svc.metrics_path = swap.metrics_path;
+    cand->svc.metrics_upgrade = swap.metrics_upgrade;
+    cand->svc.metrics = swap.metrics;
     if (moved) {
         free(old->svc.path);
         old->svc.path = cand->svc.path;

@@ -21,6 +21,7 @@
 #include "../util/log.h"
 
 struct lx_rt;
+struct metrics;
 struct worker;
 struct http_server;
 struct inbox;
@@ -29,6 +30,14 @@ struct inbox;
 struct runtime_options {
     size_t lua_memory;          /* bytes per Lua state: --lua-memory */
     bool unsafe_lua;            /* --unsafe-lua: every service gets the unsafe extras */
+    /* The process's metrics (each runtime counts in its worker's block,
+     * w->metrics); NULL: services hold no series (--check). */
+    struct metrics *metrics;
+    /* The defaults of the service fields idle_timeout, close_timeout and
+     * max_backpressure (--idle-timeout, --close-timeout,
+     * --max-backpressure; limits.h unless given). */
+    double idle_timeout, close_timeout;
+    size_t max_backpressure;
 };
 
 /* --redis: the process's side of the cluster link (lx_cluster.c,

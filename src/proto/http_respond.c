@@ -54,7 +54,7 @@ void http_respond(struct conn *c, int status, const char *extra, size_t extra_le
         conn_write(c, body, len);
 }
 
-void http_respond_error(struct conn *c, int status, const char *why, const char *extra)
+size_t http_respond_error(struct conn *c, int status, const char *why, const char *extra)
 {
     /* Limits (413, 431) are worth a line at info; the rest is client noise. */
     if (status == 413 || status == 431) {
@@ -71,4 +71,5 @@ void http_respond_error(struct conn *c, int status, const char *why, const char 
                       extra ? extra : "");
     http_respond(c, status, hdr, (size_t)el, body, (size_t)bl, false, true);
     conn_finish(c, LIM_HTTP_LINGER);
+    return (size_t)bl;
 }

@@ -18,8 +18,9 @@ void http_respond(struct conn *c, int status, const char *extra, size_t extra_le
                   const char *body, size_t len, bool head_only, bool close);
 
 /* An error answer with a one-line text body, after which the connection
- * ends (lingering LIM_HTTP_LINGER). extra is raw header lines or NULL. */
-void http_respond_error(struct conn *c, int status, const char *why, const char *extra);
+ * ends (lingering LIM_HTTP_LINGER). extra is raw header lines or NULL.
+ * Returns the body's length (for the traffic line). */
+size_t http_respond_error(struct conn *c, int status, const char *why, const char *extra);
 
 /* The reason phrase of a status ("Not Found"). */
 const char *http_status_text(int status);

@@ -11,6 +11,8 @@
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/membudget.h"
+#include "../util/metrics.h"
+#include "http_account.h"
 #include "http_respond.h"
 #include "http_static.h"
 #include "svc.h"
@@ -89,15 +91,19 @@ static void serve_static(struct conn *c, struct http_conn *hc, const struct http
     struct static_file f;
     static_open(hc->srv->static_root, ex->path, ex->path_len, &f);
     if (f.status != 200) {
-        http_respond_error(c, f.status, f.status == 403   ? "outside the static folder"
-                                        : f.status == 503 ? "server busy: out of file descriptors"
-                                                          : "no such file",
-                           NULL);
+        size_t bl = http_respond_error(c, f.status,
+                                       f.status == 403   ? "outside the static folder"
+                                       : f.status == 503 ? "server busy: out of file descriptors"
+                                                         : "no such file",
+                                       NULL);
+        http_account(c, ex->req, METRICS_ROUTE_STATIC, f.status, bl, ex->start);
         return;
     }
     char hdr[160];
     int hl = snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n%s", f.content_type, keep10);
     http_respond(c, 200, hdr, (size_t)hl, NULL, (size_t)f.size, true, closing);
+    http_account(c, ex->req, METRICS_ROUTE_STATIC, 200, head_only ? 0 : (uint64_t)f.size,
+                 ex->start);
     if (head_only || f.size == 0) {
         close(f.fd);
         if (closing)
@@ -139,21 +145,32 @@ static bool split_target(const struct http_request *req, char *path, size_t cap,
     return true;
 }
 
+/* An error answer that no route or service gave (route "(none)"),
+ * counted and logged; req NULL when it could not be parsed. */
+static void refuse(struct conn *c, struct http_conn *hc, const struct http_request *req,
+                   int status, const char *why, const char *extra)
+{
+    size_t bl = http_respond_error(c, status, why, extra);
+    http_account(c, req, METRICS_ROUTE_NONE, status, bl, hc->req_start);
+}
+
 /* Answers one complete request. Returns true when the connection is now a
  * WebSocket (the HTTP state is gone). */
 static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_request *req,
                      const char *body, size_t body_len)
 {
-    char path[LIM_HTTP_HEAD_MAX];
-    struct http_exchange ex = { .conn = c, .req = req, .body = body, .body_len = body_len };
+    char path[LIM_HTTP_TARGET_MAX];
+    struct http_exchange ex = { .conn = c, .req = req, .body = body, .body_len = body_len,
+                                .start = hc->req_start };
+    if (!split_target(req, path, sizeof path, &ex)) {
+        refuse(c, hc, req, 400, "bad request target", NULL);
+        hc->req_start = 0;
+        return false;
+    }
     hc->req_start = 0;
     hc->idle_since = ev_now(c->w->loop);
     hc->batch_n++;
     hc->out_cap = LIM_HTTP_BACKPRESSURE;
-    if (!split_target(req, path, sizeof path, &ex)) {
-        http_respond_error(c, 400, "bad request target", NULL);
-        return false;
-    }
     bool closing = wants_close(req) || hc->srv->stopping;
     /* An HTTP/1.0 client kept alive is told so. */
     const char *keep10 = req->minor_version == 0 && !closing ? "Connection: keep-alive\r\n" : "";
@@ -164,7 +181,8 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
 
     if (ws_is_upgrade(req)) {
         if (!svc) {
-            http_respond_error(c, 404, "no WebSocket service at this path", NULL);
+            size_t bl = http_respond_error(c, 404, "no WebSocket service at this path", NULL);
+            http_account(c, req, METRICS_ROUTE_NONE, 404, bl, ex.start);
             return false;
         }
         if (ws_conn_accept(c, svc, &ex, hc->srv->pmd)) {
@@ -189,6 +207,8 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
                          rep.body.len, head_only, closing);
             if (closing)
                 conn_finish(c, LIM_HTTP_LINGER);
+            http_account(c, req, rsvc->routes[route].metrics_route, rep.status,
+                         head_only ? 0 : rep.body.len, ex.start);
         }
         buf_free(&rep.headers);
         buf_free(&rep.body);
@@ -197,12 +217,14 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
     if (found == ROUTE_WRONG_METHOD) {
         char extra[160];
         snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
-        http_respond_error(c, 405, "method not allowed here", extra);
+        size_t bl = http_respond_error(c, 405, "method not allowed here", extra);
+        http_account(c, req, METRICS_ROUTE_NONE, 405, bl, ex.start);
         return false;
     }
     if (svc) {
-        http_respond_error(c, 426, "this path is a WebSocket service",
-                      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+        size_t bl = http_respond_error(c, 426, "this path is a WebSocket service",
+                                       "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+        http_account(c, req, METRICS_ROUTE_NONE, 426, bl, ex.start);
         return false;
     }
     bool get = (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || head_only;
@@ -216,16 +238,19 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
         static_open(hc->srv->static_root, ex.path, ex.path_len, &f);
         if (f.status == 200) {
             close(f.fd);
-            http_respond_error(c, 405, "static files are for GET and HEAD", "Allow: GET, HEAD\r\n");
+            size_t bl = http_respond_error(c, 405, "static files are for GET and HEAD",
+                                           "Allow: GET, HEAD\r\n");
+            http_account(c, req, METRICS_ROUTE_STATIC, 405, bl, ex.start);
             return false;
         }
     }
-    http_respond_error(c, 404, "nothing is served at this path", NULL);
+    size_t bl = http_respond_error(c, 404, "nothing is served at this path", NULL);
+    http_account(c, req, METRICS_ROUTE_NONE, 404, bl, ex.start);
     return false;
 }
 
 /* How the body is framed. Returns 0, or an error status. */
-static int body_framing(const struct http_request *req, bool *chunked, size_t *len)
+static int body_framing(const struct http_request *req, size_t max, bool *chunked, size_t *len)
 {
     *chunked = false;
     *len = 0;
@@ -262,7 +287,7 @@ static int body_framing(const struct http_request *req, bool *chunked, size_t *l
         *chunked = true;
         return 0;
     }
-    return *len > LIM_HTTP_BODY_MAX ? 413 : 0;
+    return *len > max ? 413 : 0;
 }
 
 /* HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2). */
@@ -294,7 +319,7 @@ static bool finish_body(struct conn *c, struct http_conn *hc)
 static void refuse_body(struct conn *c, struct http_conn *hc)
 {
     membudget_log_refusal(hc->mem, (unsigned long long)c->id, "HTTP 503");
-    http_respond_error(c, 503, "server busy", NULL);
+    refuse(c, hc, NULL, 503, "server busy", NULL);
 }
 
 /* Between two requests: whether to take the next one now. Not while the
@@ -338,18 +363,18 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
         if (hc->chunked) {
             /* Decoded bytes are never more than the bytes fed, and never
              * past the maximum: room for them, counted, before the feed. */
-            size_t room = LIM_HTTP_BODY_MAX - hc->body.len;
-            if (!membudget_buf_reserve(hc->mem, &hc->body, n < room ? n : room,
-                                       LIM_HTTP_BODY_MAX)) {
+            size_t max = hc->srv->max_body;
+            size_t room = max - hc->body.len;
+            if (!membudget_buf_reserve(hc->mem, &hc->body, n < room ? n : room, max)) {
                 refuse_body(c, hc);
                 return n;
             }
-            ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, LIM_HTTP_BODY_MAX);
+            ssize_t r = http_chunked_feed(&hc->ch, data, n, &hc->body, max);
             if (r < 0) {
                 if (r == HTTP_CHUNKED_TOO_BIG)
-                    http_respond_error(c, 413, "request body too large", NULL);
+                    refuse(c, hc, NULL, 413, "request body too large", NULL);
                 else
-                    http_respond_error(c, 400, "malformed chunked body", NULL);
+                    refuse(c, hc, NULL, 400, "malformed chunked body", NULL);
                 return n;
             }
             used = (size_t)r;
@@ -369,29 +394,30 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
 
     struct http_request *req = hc->srv->scratch;
     int hl = http_parse_request(data, n, req);
+    size_t max_head = hc->srv->max_head;
     if (hl == HTTP_PARTIAL) {
-        if (n >= LIM_HTTP_HEAD_MAX)
-            http_respond_error(c, 431, "request head over 8 KiB", NULL);
-        return n >= LIM_HTTP_HEAD_MAX ? n : 0;
+        if (n >= max_head)
+            refuse(c, hc, NULL, 431, "request head over --max-header-size", NULL);
+        return n >= max_head ? n : 0;
     }
-    if (hl == HTTP_TOO_MANY || hl > LIM_HTTP_HEAD_MAX) {
-        http_respond_error(c, 431, "too many or too large header fields", NULL);
+    if (hl == HTTP_TOO_MANY || (hl > 0 && (size_t)hl > max_head)) {
+        refuse(c, hc, NULL, 431, "too many or too large header fields", NULL);
         return n;
     }
     if (hl < 0) {
-        http_respond_error(c, 400, "malformed request", NULL);
+        refuse(c, hc, NULL, 400, "malformed request", NULL);
         return n;
     }
     if (!host_ok(req)) {
-        http_respond_error(c, 400, "an HTTP/1.1 request needs exactly one Host header", NULL);
+        refuse(c, hc, req, 400, "an HTTP/1.1 request needs exactly one Host header", NULL);
         return n;
     }
     size_t len;
-    int st = body_framing(req, &hc->chunked, &len);
+    int st = body_framing(req, hc->srv->max_body, &hc->chunked, &len);
     if (st) {
-        http_respond_error(c, st, st == 413 ? "request body too large"
-                             : st == 501 ? "unsupported Transfer-Encoding"
-                                         : "conflicting or malformed body framing", NULL);
+        refuse(c, hc, req, st, st == 413 ? "request body too large"
+                               : st == 501 ? "unsupported Transfer-Encoding"
+                                           : "conflicting or malformed body framing", NULL);
         return n;
     }
     if (!hc->chunked && n - (size_t)hl >= len) {
@@ -449,7 +475,7 @@ static void http_on_sweep(struct conn *c, ev_tstamp now)
         }
         return;
     }
-    if (hc->req_start ? now - hc->req_start > LIM_HANDSHAKE_TIMEOUT
+    if (hc->req_start ? now - hc->req_start > hc->srv->handshake_timeout
                       : now - last > hc->srv->keepalive) {
         log_debug("conn %llu: %s timed out", (unsigned long long)c->id,
                   hc->req_start ? "request" : "keep-alive");

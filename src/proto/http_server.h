@@ -2,8 +2,8 @@
  * http_server: the HTTP/1.1 side of a connection — reading requests (heads
  * capped, Content-Length and chunked bodies, keep-alive, pipelining),
  * choosing what answers them (a WebSocket upgrade, a service's endpoint, a
- * static file) and writing responses. Every limit of DESIGN.md §9 that
- * concerns HTTP ends here with its status.
+ * static file) and writing responses. Every limit that concerns HTTP
+ * (docs/reference.md, "Limits under attack") ends here with its status.
  *
  * Pipelined requests are answered in order, but not without bound: while
  * the answers queued for a connection pass the backpressure cap of the
@@ -33,6 +33,10 @@ struct http_server {
     char *static_root;          /* realpath of --static, or NULL */
     bool stopping;              /* answer with Connection: close from now on */
     double keepalive;           /* --keepalive-timeout, seconds (main sets it) */
+    /* --handshake-timeout, --max-header-size, --max-body-size (the
+     * runtime sets the limits.h defaults, main what the flags say). */
+    double handshake_timeout;
+    size_t max_head, max_body;
     /* Where the head being answered is parsed: big, and never kept across
      * calls (the owner's, kept apart from what every message touches). */
     struct http_request *scratch;

@@ -28,7 +28,7 @@
 #include "../util/buf.h"
 #include "../util/limits.h"
 
-/* A service's compression settings (DESIGN.md §2 `compression`). */
+/* A service's compression settings (docs/reference.md, "Compression": the `compression` field). */
 struct pmd_conf {
     bool enabled;
     uint8_t window_bits;        /* 8..15: the server's LZ77 window, and the client's

@@ -31,6 +31,7 @@ struct svc_conf {
     size_t norigins;
     bool any_origin;            /* no `origins` list: every Origin is allowed */
     double idle_timeout;        /* seconds; 0 = never */
+    double close_timeout;       /* seconds to wait for the peer's close frame */
     size_t max_message;
     size_t max_backpressure;
     struct pmd_conf pmd;
@@ -40,6 +41,7 @@ struct svc_conf {
 struct svc_route {
     char *method;
     char *path;                 /* the full path: service path + route path (a pattern) */
+    int metrics_route;          /* its series of moonws_http_requests_total; -1: none held */
 };
 
 /* A complete HTTP request as handlers see it; valid during the call. */
@@ -55,6 +57,7 @@ struct http_exchange {
     /* The path parameters of the service's (upgrade) or the route's (HTTP)
      * pattern; never NULL. */
     const struct path_params *params;
+    double start;               /* loop time of the request's first byte */
 };
 
 /* What a handler answers. headers holds raw "Name: value\r\n" lines. */
@@ -97,6 +100,12 @@ struct svc {
     struct ws_conn *conns;      /* open connections (list through ws_conn) */
     size_t nconns;
     unsigned refs;
+    /* Its series (util/metrics.h), held by the runtime while it is mounted
+     * (-1: none held): the path's, and the route "websocket PATH" of its
+     * upgrades; cells: the path's counters in this worker's block, which a
+     * new connection takes for its whole life. */
+    int metrics_path, metrics_upgrade;
+    struct metrics_path_cells *metrics;
 };
 
 static inline void svc_ref(struct svc *s)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../transport/conn.h"
+#include "../util/metrics.h"
 #include "../util/shbuf.h"
 #include "ws_conn.h"
 
@@ -29,7 +30,8 @@ void ws_bcast_init(struct ws_bcast *b, uint8_t opcode, const char *data, size_t 
 /* Finds or builds the compressed frame shared by receivers without context
  * takeover that use z's settings. *frame is NULL when compressing does not
  * pay. Returns false when the cache of settings is full. */
-static bool shared_deflated(struct ws_bcast *b, struct ws_pmd *z, struct shbuf **frame)
+static bool shared_deflated(struct ws_bcast *b, struct ws_pmd *z, struct metrics_path_cells *wc_mc,
+                            struct shbuf **frame)
 {
     for (unsigned i = 0; i < b->nz; i++) {
         if (b->z[i].window_bits == z->def.window_bits && b->z[i].level == z->def.level) {
@@ -42,12 +44,36 @@ static bool shared_deflated(struct ws_bcast *b, struct ws_pmd *z, struct shbuf *
     struct buf *zb = &z->def.pool->scratch;
     zb->len = 0;
     pmd_deflate(&z->def, b->data, b->len, zb);
+    /* Compressed once for all who share it: counted once. */
+    metrics_deflated(wc_mc, b->len, zb->len);
     *frame = zb->len < b->len ? build_frame(b->opcode, WS_RSV1, zb->data, zb->len) : NULL;
     b->z[b->nz].window_bits = z->def.window_bits;
     b->z[b->nz].level = (uint8_t)z->def.level;
     b->z[b->nz].frame = *frame;
     b->nz++;
     return true;
+}
+
+/* The run of receivers counted so far goes into its path's counters. */
+static void count_run(struct ws_bcast *b)
+{
+    if (b->run_n) {
+        metrics_add(&b->run_mc->msgs_out[b->opcode == WS_OP_BINARY], b->run_n);
+        metrics_add(&b->run_mc->bytes_out[b->opcode == WS_OP_BINARY], b->run_n * b->len);
+    }
+    b->run_n = 0;
+}
+
+/* One receiver more: its own figures now, its path's with the run. */
+static void count_receiver(struct ws_bcast *b, struct ws_conn *wc)
+{
+    if (wc->mc != b->run_mc) {
+        count_run(b);
+        b->run_mc = wc->mc;
+    }
+    b->run_n++;
+    wc->msgs_out++;
+    wc->bytes_out += b->len;
 }
 
 bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc)
@@ -58,21 +84,24 @@ bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc)
     if (z && b->len >= z->threshold) {
         struct shbuf *f;
         /* With context takeover each receiver's stream is its own. */
-        if (!z->def.reset_each_message || !shared_deflated(b, z, &f))
+        if (!z->def.reset_each_message || !shared_deflated(b, z, wc->mc, &f))
             return ws_send(wc, b->opcode, b->data, b->len);
         if (f) {
+            count_receiver(b, wc);
             conn_write_shared(wc->c, f);
             return true;
         }
     }
     if (!b->plain)
         b->plain = build_frame(b->opcode, 0, b->data, b->len);
+    count_receiver(b, wc);
     conn_write_shared(wc->c, b->plain);
     return true;
 }
 
 void ws_bcast_done(struct ws_bcast *b)
 {
+    count_run(b);
     if (b->plain)
         shbuf_unref(b->plain);
     for (unsigned i = 0; i < b->nz; i++) {

@@ -11,6 +11,7 @@
 
 struct shbuf;
 struct ws_conn;
+struct metrics_path_cells;
 
 /*
  * The message, encoded once: the plain frame and, when some receivers
@@ -29,6 +30,11 @@ struct ws_bcast {
         struct shbuf *frame;
     } z[4];
     unsigned nz;
+    /* Receivers counted in the metrics as one run of the same path's
+     * counters (most broadcasts reach one path): one addition per run,
+     * not per receiver. */
+    struct metrics_path_cells *run_mc;
+    uint64_t run_n;
 };
 
 /* data must stay valid until ws_bcast_done. */

@@ -14,7 +14,9 @@
 #include "../util/connid.h"
 #include "../util/log.h"
 #include "../util/membudget.h"
+#include "../util/metrics.h"
 #include "../util/pathcount.h"
+#include "../util/traffic_log.h"
 #include "http_parse.h"
 
 uint64_t ws_id(const struct ws_conn *wc)
@@ -56,16 +58,29 @@ static void write_close(struct conn *c, unsigned code, const char *reason, size_
     write_frame(c, WS_OP_CLOSE, 0, payload, n);
 }
 
-size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap)
+/* The path of the kept request line, raw (escapes kept), without the
+ * query; NULL when there is none. */
+static const char *raw_path(const struct ws_conn *wc, size_t *len)
 {
+    *len = 0;
     const char *t = memchr(wc->head, ' ', wc->head_len);
     if (!t)
-        return 0;
+        return NULL;
     t++;
     const char *end = wc->head + wc->head_len;  /* not NUL-terminated */
     size_t n = 0;
     while (t + n < end && t[n] != '?' && t[n] != ' ')
         n++;
+    *len = n;
+    return t;
+}
+
+size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap)
+{
+    size_t n;
+    const char *t = raw_path(wc, &n);
+    if (!t)
+        return 0;
     if (n >= cap)
         n = cap - 1;
     memcpy(out, t, n);
@@ -106,6 +121,8 @@ static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, 
     if (wc->notified)
         return;
     wc->notified = true;
+    wc->close_code = (uint16_t)code;
+    metrics_close(wc->mc, code);
     set_closing(wc);
     wc->svc->ops->close(wc->svc, wc, code, reason, len);
 }
@@ -123,7 +140,7 @@ void ws_fail(struct ws_conn *wc, unsigned code, const char *reason)
         write_close(c, code, reason, strlen(reason));
     }
     notify_close(wc, code, reason, strlen(reason));
-    conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+    conn_finish(c, wc->svc->conf.close_timeout);
 }
 
 bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
@@ -132,7 +149,7 @@ bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
         return false;
     set_closing(wc);
     write_close(wc->c, code, reason, len);
-    wc->c->deadline = ev_now(wc->c->w->loop) + LIM_WS_CLOSE_TIMEOUT;
+    wc->c->deadline = ev_now(wc->c->w->loop) + wc->svc->conf.close_timeout;
     return true;
 }
 
@@ -143,9 +160,10 @@ static bool over_backpressure(struct ws_conn *wc)
         return false;
     log_info("conn %llu: %zu bytes queued, over max_backpressure: closing 1008",
              (unsigned long long)wc->c->id, conn_buffered(wc->c));
+    metrics_backpressure_close(wc->mc);
     notify_close(wc, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
     write_close(wc->c, WS_CLOSE_POLICY, "backpressure limit exceeded", 27);
-    conn_finish(wc->c, LIM_WS_CLOSE_TIMEOUT);
+    conn_finish(wc->c, wc->svc->conf.close_timeout);
     return true;
 }
 
@@ -154,10 +172,18 @@ bool ws_can_send(struct ws_conn *wc)
     return wc->state == WS_OPEN && !conn_is_closed(wc->c) && !over_backpressure(wc);
 }
 
+void ws_count_sent(struct ws_conn *wc, uint8_t opcode, size_t len)
+{
+    metrics_message_out(wc->mc, opcode == WS_OP_BINARY, len);
+    wc->msgs_out++;
+    wc->bytes_out += len;
+}
+
 bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
 {
     if (!ws_can_send(wc))
         return false;
+    ws_count_sent(wc, opcode, len);
     struct ws_pmd *z = wc->pmd;
     if (z && len >= z->threshold) {
         /* The payload is built in the worker's scratch buffer before its
@@ -165,6 +191,7 @@ bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
         struct buf *zb = &z->def.pool->scratch;
         zb->len = 0;
         pmd_deflate(&z->def, data, len, zb);
+        metrics_deflated(wc->mc, len, zb->len);
         /* Without context takeover nothing depends on this message being
          * compressed: send whichever is smaller. */
         if (zb->len < len || !z->def.reset_each_message) {
@@ -189,8 +216,14 @@ bool ws_send_control(struct ws_conn *wc, uint8_t opcode, const char *data, size_
 static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
 {
     struct ws_conn *wc = ctx;
-    if (wc->state == WS_OPEN)
+    if (wc->state == WS_OPEN) {
+        metrics_message_in(wc->mc, opcode == WS_OP_BINARY, len);
+        wc->msgs_in++;
+        wc->bytes_in += len;
+        if (wc->rx.msg_deflated)
+            metrics_inflated(wc->mc, wc->rx.msg_zlen, len);
         wc->svc->ops->message(wc->svc, wc, opcode, data, len);
+    }
     return !(wc->c->flags & (CONN_CLOSED | CONN_FINISHING));
 }
 
@@ -221,7 +254,7 @@ static bool on_control(void *ctx, uint8_t opcode, char *data, size_t len)
             write_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, "", 0);
         }
         notify_close(wc, code, reason, rlen);
-        conn_finish(c, LIM_WS_CLOSE_TIMEOUT);
+        conn_finish(c, wc->svc->conf.close_timeout);
     }
     return !(c->flags & (CONN_CLOSED | CONN_FINISHING));
 }
@@ -273,11 +306,40 @@ static void ws_on_sweep(struct conn *c, ev_tstamp now)
     }
 }
 
+/* The traffic line of a connection opened or ended. */
+static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
+{
+    struct conn *c = wc->c;
+    struct traffic_log *tl = c->w->traffic;
+    if (!traffic_log_wanted(tl))
+        return;
+    /* The peer may be gone by the close: its address is taken at the open
+     * (getpeername fails once the socket is disconnected). */
+    if (!wc->remote) {
+        char remote[80];
+        conn_remote(c, remote, sizeof remote);
+        wc->remote = xstrdup(remote);
+    }
+    size_t n;
+    const char *t = raw_path(wc, &n);
+    struct traffic tr = {
+        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = wc->remote,
+        .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
+        .code = wc->close_code, .msgs_in = wc->msgs_in, .bytes_in = wc->bytes_in,
+        .msgs_out = wc->msgs_out, .bytes_out = wc->bytes_out,
+        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - wc->opened) * 1e6) : 0,
+    };
+    traffic_log_write(tl, &tr);
+}
+
 static void ws_on_close(struct conn *c)
 {
     struct ws_conn *wc = c->pdata;
     struct svc *s = wc->svc;
     notify_close(wc, WS_CLOSE_ABNORMAL, "", 0);
+    traffic_line(wc, TRAFFIC_WS_CLOSE);
+    /* Its last count: the series may be retired once it is seen. */
+    metrics_conn_closed(wc->mc);
     if (wc->svc_prev)
         wc->svc_prev->svc_next = wc->svc_next;
     else
@@ -292,6 +354,7 @@ static void ws_on_close(struct conn *c)
     }
     free(wc->head);
     free(wc->protocol);
+    free(wc->remote);
     free(wc);
     svc_unref(s);
 }
@@ -324,4 +387,8 @@ void ws_conn_start(struct ws_conn *wc)
     conn_set_proto(c, &ws_proto, wc);
     connid_open(c->id, wc);
     ws_count_open(wc, +1);
+    wc->mc = svc->metrics;
+    wc->opened = ev_now(c->w->loop);
+    metrics_conn_opened(wc->mc);
+    traffic_line(wc, TRAFFIC_WS_OPEN);
 }

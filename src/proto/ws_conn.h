@@ -27,6 +27,7 @@
 
 struct conn;
 struct ws_subs;
+struct metrics_path_cells;
 
 enum ws_state {
     WS_OPEN,
@@ -53,6 +54,14 @@ struct ws_conn {
     int app_ref;                /* the runtime's handle (the caller), or -2 */
     uint8_t state;
     bool notified;              /* svc->ops->close has run */
+    uint16_t close_code;        /* what svc->ops->close heard */
+    /* The counters of the path it opened on, in its worker's block, for
+     * its whole life (util/metrics.h); and its own figures for the traffic
+     * line at its close. */
+    struct metrics_path_cells *mc;
+    char *remote;               /* "ip:port", kept only while traffic lines are wanted */
+    ev_tstamp opened;
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
 };
 
 /* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
@@ -96,5 +105,8 @@ size_t ws_opened_path(const struct ws_conn *wc, char *out, size_t cap);
  * from the old path's counts (-1) to the new one's (+1) around the move. */
 void ws_count_open(struct ws_conn *wc, long delta);
 bool ws_secure(const struct ws_conn *wc);
+/* A message of len payload bytes left (or was queued) for wc: counted in
+ * its metrics and its own figures. For ws_send and the broadcast. */
+void ws_count_sent(struct ws_conn *wc, uint8_t opcode, size_t len);
 
 #endif

@@ -209,8 +209,11 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             rx->msg_op = h.opcode;
             rx->msg_deflated = rsv1;
             rx->msg_zdata = false;
+            rx->msg_zlen = 0;
             rx->utf8 = 0;
         }
+        if (rx->msg_deflated)
+            rx->msg_zlen += h.len;
         /* Uncompressed payload counts as it is; compressed payload is
          * checked as it inflates. */
         if (!rx->msg_deflated && h.len > rx->max_message - rx->msg.len)

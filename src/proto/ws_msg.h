@@ -49,6 +49,7 @@ struct ws_rx {
     uint8_t msg_op;             /* 0 between messages, else WS_OP_TEXT/BINARY */
     bool msg_deflated;
     bool msg_zdata;             /* compressed payload bytes of it have arrived */
+    uint64_t msg_zlen;          /* how many (for the metrics), valid in the message callback */
     utf8_state utf8;
     struct buf msg;             /* released after each delivery */
 };

@@ -10,6 +10,7 @@
 
 #include "../transport/conn.h"
 #include "../util/limits.h"
+#include "http_account.h"
 #include "http_respond.h"
 #include "ws_conn.h"
 #include "ws_handshake.h"
@@ -96,12 +97,16 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     const struct http_request *req = ex->req;
     const char *why;
     int status = ws_check_upgrade(req, &why);
+    int route = svc->metrics_upgrade;
     if (status) {
-        http_respond_error(c, status, why, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        size_t bl = http_respond_error(c, status, why,
+                                       status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        http_account(c, req, route, status, bl, ex->start);
         return false;
     }
     if (!origin_allowed(&svc->conf, req)) {
-        http_respond_error(c, 403, "origin not allowed", NULL);
+        size_t bl = http_respond_error(c, 403, "origin not allowed", NULL);
+        http_account(c, req, route, 403, bl, ex->start);
         return false;
     }
     int app_ref = NO_REF;
@@ -113,6 +118,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
                 http_respond(c, gate.status, gate.headers.data, gate.headers.len, gate.body.data,
                              gate.body.len, false, true);
                 conn_finish(c, LIM_HTTP_LINGER);
+                http_account(c, req, route, gate.status, gate.body.len, ex->start);
             }
             buf_free(&gate.headers);
             buf_free(&gate.body);
@@ -136,6 +142,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     ws_write_accept(&out, req, wc->protocol, z ? ext : NULL, gate.headers.data, gate.headers.len);
     conn_write(c, out.data, out.len);
     buf_free(&out);
+    http_account(c, req, route, 101, 0, ex->start);
     buf_free(&gate.headers);
     buf_free(&gate.body);
     ws_conn_start(wc);

@@ -10,6 +10,7 @@
 
 #include "../util/buf.h"
 #include "../util/log.h"
+#include "../util/metrics.h"
 #include "wthread.h"
 
 enum { IDLE, PREPARING, COMMITTING };
@@ -35,6 +36,7 @@ struct reload {
     struct runtime_events *events;      /* per worker */
     unsigned answers;
     char **refuse;                      /* per file: the reason, or NULL */
+    struct metrics *metrics;            /* moonws_reloads_total, or NULL */
 };
 
 /* ---- the files ---- */
@@ -372,6 +374,34 @@ static void end_batch(struct reload *r)
     r->phase = IDLE;
 }
 
+void reload_count_into(struct reload *r, struct metrics *m)
+{
+    r->metrics = m;
+}
+
+/* A file of a batch after the startup, in moonws_reloads_total. */
+static void count(struct reload *r, const struct runtime_event *e)
+{
+    if (!r->metrics || r->batch.startup)
+        return;
+    switch (e->kind) {
+    case RUNTIME_LOADED:
+    case RUNTIME_RELOADED:
+    case RUNTIME_MOVED:
+        metrics_reload(r->metrics, METRICS_RELOAD_OK);
+        break;
+    case RUNTIME_KEPT:
+    case RUNTIME_NOT_LOADED:
+        metrics_reload(r->metrics, METRICS_RELOAD_ERROR);
+        break;
+    case RUNTIME_REMOVED:
+        metrics_reload(r->metrics, METRICS_RELOAD_REMOVED);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Every worker committed: one line per event, the counts added up. */
 static void report(struct reload *r)
 {
@@ -389,6 +419,7 @@ static void report(struct reload *r)
         }
         log_event(e, k);
         note_served(r, e);
+        count(r, e);
     }
     for (unsigned w = 1; w < r->n; w++)
         differ |= r->events[w].n != one->n;

@@ -36,6 +36,11 @@ void reload_startup(struct reload *r);
 void reload_files(struct reload *r, const char *const *files, size_t n);
 /* SIGHUP: every file there is and every file served, as one batch. */
 void reload_all(struct reload *r);
+/* Counts every file a batch after the startup applies, refuses or
+ * removes in m's moonws_reloads_total (the master's decision, once per
+ * file, whatever the number of workers). */
+struct metrics;
+void reload_count_into(struct reload *r, struct metrics *m);
 /* A worker's answers (they take the arrays): its verdicts on the batch
  * being prepared, its events once it committed. */
 void reload_prepared(struct reload *r, unsigned worker, struct runtime_verdict *v);

@@ -14,6 +14,7 @@
 #include "../transport/tls.h"
 #include "../util/buf.h"
 #include "../util/log.h"
+#include "../util/metrics.h"
 
 /* A refused client learns it at once, and we keep no TIME_WAIT for it. */
 static void reset_close(int fd)
@@ -242,6 +243,14 @@ static void run_ready(void *arg, void *ctx)
     t->sh->ready(t);
 }
 
+static void run_ended(void *arg, void *ctx)
+{
+    (void)ctx;
+    struct wthread *t = arg;
+    if (t->sh->ended)
+        t->sh->ended(t);
+}
+
 static void *thread_main(void *arg)
 {
     struct wthread *t = arg;
@@ -256,8 +265,14 @@ static void *thread_main(void *arg)
 
     worker_init(&t->w, t->loop, t->number - 1);
     t->w.mem = sh->mem;
+    t->w.metrics = metrics_worker(sh->metrics, t->number - 1);
+    t->w.traffic = sh->traffic;
     t->rt = runtime_new(&t->w, sh->dir, sh->static_root, &sh->runtime, &sh->peers);
-    runtime_http(t->rt)->keepalive = sh->keepalive;
+    struct http_server *hs = runtime_http(t->rt);
+    hs->keepalive = sh->keepalive;
+    hs->handshake_timeout = sh->handshake_timeout;
+    hs->max_head = sh->max_head;
+    hs->max_body = sh->max_body;
     char name[32];
     snprintf(name, sizeof name, "worker %u", t->number);
     inbox_init(&t->inbox, t->loop, name, LIM_INBOX_BYTES, t->rt);
@@ -293,6 +308,8 @@ static void *thread_main(void *arg)
     worker_free(&t->w);
     runtime_free(t->rt);
     t->rt = NULL;
+    struct inbox_item ended = { .run = run_ended, .arg = t };
+    inbox_post_control(sh->master, &ended);
     return NULL;
 }
 

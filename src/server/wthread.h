@@ -23,6 +23,8 @@
 
 struct admission;
 struct membudget;
+struct metrics;
+struct traffic_log;
 struct tls_server;
 struct listener;
 
@@ -40,10 +42,13 @@ struct wthread_shared {
     const char *dir;                    /* the services folder */
     const char *static_root;            /* realpath of --static, or NULL */
     struct runtime_options runtime;
-    double keepalive;
+    double keepalive, handshake_timeout;
+    size_t max_head, max_body;          /* --max-header-size, --max-body-size */
     struct tls_server *tls;             /* shared by every worker's TLS connections */
     struct admission *adm;              /* process-wide */
     struct membudget *mem;              /* process-wide */
+    struct metrics *metrics;            /* process-wide; worker n writes its block n - 1 */
+    struct traffic_log *traffic;        /* process-wide, any thread writes */
     const struct wthread_addr *addrs;
     size_t naddrs;
     unsigned nworkers;
@@ -57,6 +62,9 @@ struct wthread_shared {
     void (*ready)(struct wthread *t);
     void (*prepared)(struct wthread *t, struct runtime_verdict *v);
     void (*committed)(struct wthread *t, struct runtime_events *e);
+    /* Worker t's thread has ended its loop and freed what it held (it may
+     * be joined now). */
+    void (*ended)(struct wthread *t);
 };
 
 struct wthread {

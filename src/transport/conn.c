@@ -314,7 +314,8 @@ static void feed(struct conn *c, char *base, size_t total)
          * Only a protocol that paused reading (a response streaming) or
          * yielded its turn leaves more: the rest of this read, pipelined
          * behind it. */
-        assert(total - off <= LIM_HTTP_HEAD_MAX || (c->flags & (CONN_RD_PAUSED | CONN_YIELD)));
+        assert(total - off <= LIM_HTTP_HEAD_CEILING ||
+               (c->flags & (CONN_RD_PAUSED | CONN_YIELD)));
         keep_input(c, base + off, total - off);
     }
     uncork(w, c);
@@ -350,7 +351,7 @@ static void conn_readable(struct conn *c)
      * paused: it is offered alone, so that it and a new read fit the
      * buffer, and nothing is read while the protocol still waits. After
      * the peer's end of stream there is nothing more to read either. */
-    if (have > LIM_HTTP_HEAD_MAX || (c->flags & (CONN_RD_PAUSED | CONN_RD_EOF))) {
+    if (have > LIM_HTTP_HEAD_CEILING || (c->flags & (CONN_RD_PAUSED | CONN_RD_EOF))) {
         if (!(c->flags & (CONN_RD_PAUSED | CONN_SHUT_WR | CONN_FINISHING)))
             feed(c, base, have);
         else

@@ -17,6 +17,7 @@ struct tls_options {
     const char *key;            /* PEM key; NULL with a PKCS#12 store */
     const char *password;       /* for an encrypted key or the store; may be NULL */
     const char *client_ca;      /* PEM CAs: require and verify client certificates */
+    int min_version;            /* --tls-min-version: 12 (0: that) or 13 */
 };
 
 struct tls_server;

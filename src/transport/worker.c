@@ -108,7 +108,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void worker_init(struct worker *w, struct ev_loop *loop, unsigned index)
 {
     *w = (struct worker){ .loop = loop, .index = index };
-    w->rbuf = xmalloc(LIM_HTTP_HEAD_MAX + LIM_READ_CHUNK);
+    w->rbuf = xmalloc(LIM_HTTP_HEAD_CEILING + LIM_READ_CHUNK);
     ev_idle_init(&w->yield_w, yield_cb);
     ev_set_priority(&w->yield_w, EV_MAXPRI);
     w->yield_w.data = w;

@@ -18,10 +18,12 @@
 struct conn;
 struct oseg;
 struct membudget;
+struct metrics_worker;
+struct traffic_log;
 
 struct worker {
     struct ev_loop *loop;
-    char *rbuf;                 /* LIM_HTTP_HEAD_MAX of carried-over bytes + LIM_READ_CHUNK */
+    char *rbuf;                 /* LIM_HTTP_HEAD_CEILING of carried-over bytes + LIM_READ_CHUNK */
     struct conn *conns;         /* every live connection */
     size_t nconns;
     struct conn *dirty;         /* connections with queued output */
@@ -43,6 +45,11 @@ struct worker {
     /* The process's budget for unfinished work (set by main; NULL: none). */
     struct membudget *mem;
     unsigned index;             /* its number less one: 0 for worker 1 (in every connection id) */
+    /* Its own block of the process's metrics (util/metrics.h), written by
+     * this thread alone; and where traffic lines go (util/traffic_log.h).
+     * Set by whoever starts the worker. */
+    struct metrics_worker *metrics;
+    struct traffic_log *traffic;
     void *app;                  /* the layer above (the Lua runtime) */
     /* Called on every sweep after the connections (optional). */
     void (*on_sweep)(struct worker *w, ev_tstamp now);

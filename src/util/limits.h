@@ -7,14 +7,26 @@
 #ifndef MOONWS_LIMITS_H
 #define MOONWS_LIMITS_H
 
-/* HTTP request line plus headers. Past it: 431 and the connection closes. */
+/* HTTP request line plus headers. Past it: 431 and the connection closes.
+ * --max-header-size sets it, from LIM_HTTP_HEAD_MIN to
+ * LIM_HTTP_HEAD_CEILING (what a connection may leave unparsed: the
+ * worker's receive buffer is sized by it). */
 #define LIM_HTTP_HEAD_MAX          (8 * 1024)
+#define LIM_HTTP_HEAD_MIN          1024
+#define LIM_HTTP_HEAD_CEILING      (64 * 1024)
+/* The path and query of a request line (whatever --max-header-size says).
+ * Past it: 400 "bad request target". */
+#define LIM_HTTP_TARGET_MAX        (8 * 1024)
 /* Header lines in one request. Past it: 431. */
 #define LIM_HTTP_HEADERS_MAX       64
-/* A request body (Content-Length or chunked total). Past it: 413. */
+/* A request body (Content-Length or chunked total). Past it: 413.
+ * --max-body-size sets it, up to LIM_HTTP_BODY_CEILING. */
 #define LIM_HTTP_BODY_MAX          (1024 * 1024)
-/* Seconds for a request to arrive whole (head and body) from its first
- * byte, or from the connection's start. Past it: the socket is dropped. */
+#define LIM_HTTP_BODY_CEILING      (1024ull * 1024 * 1024)
+/* (--handshake-timeout) Seconds for a request to arrive whole (head and
+ * body) from its first byte, or from the connection's start. Checked at
+ * each sweep. Past it: the socket is dropped ("conn N: request timed out"
+ * at debug). */
 #define LIM_HANDSHAKE_TIMEOUT      10.0
 /* (--keepalive-timeout) Seconds a keep-alive HTTP connection may stay idle
  * between requests, and an answer (a static file too) may wait for its
@@ -52,8 +64,14 @@
 /* (svc max_backpressure) Bytes queued for one client and not yet written.
  * Past it: close 1008. */
 #define LIM_WS_BACKPRESSURE        (1024 * 1024)
-/* Seconds to wait for the peer's close frame after ours, then drop. */
+/* (svc close_timeout, --close-timeout) Seconds to wait for the peer's
+ * close frame after ours, then drop the connection (onClose hears 1006
+ * when it was our close). Checked at each sweep, like idle_timeout. A
+ * service or the flag may set 0.1 to 3600 s (out of range: the file is
+ * refused / exit 2). */
 #define LIM_WS_CLOSE_TIMEOUT       5.0
+#define LIM_WS_CLOSE_TIMEOUT_MIN   0.1
+#define LIM_WS_CLOSE_TIMEOUT_MAX   3600.0
 /* Bytes reserved for a message when a frame header announces its payload:
  * that length, but not more than this (a peer announcing a huge frame must
  * also send it); past it the buffer grows as the bytes arrive. */

@@ -48,6 +48,11 @@ void log_set_worker(unsigned n)
     t_worker = n;
 }
 
+unsigned log_worker_shown(void)
+{
+    return t_worker;
+}
+
 bool log_enabled(enum log_level lvl)
 {
     return lvl <= g_level;

@@ -21,6 +21,8 @@ bool log_enabled(enum log_level lvl);
 /* The lines this thread writes carry worker number n (text "[w2] ", json
  * "worker":2); 0: none (the master). */
 void log_set_worker(unsigned n);
+/* The number this thread's lines carry (0: none). */
+unsigned log_worker_shown(void);
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -1,8 +1,8 @@
 /*
  * membudget: a process-wide count of bytes held for unfinished work, with
  * a ceiling — WebSocket messages being reassembled, the zlib memory of
- * inflate streams, HTTP request bodies being received (DESIGN.md §9,
- * --max-buffered). Past the ceiling the work that would grow is refused,
+ * inflate streams, HTTP request bodies being received (--max-buffered;
+ * docs/reference.md, "Limits under attack"). Past the ceiling the work that would grow is refused,
  * and its connection closed, instead of the process growing.
  *
  * One budget is shared by every worker thread: the count is a C11 atomic,
