@@ -72,8 +72,10 @@ static void count_receiver(struct ws_bcast *b, struct ws_conn *wc)
         b->run_mc = wc->mc;
     }
     b->run_n++;
-    wc->msgs_out++;
-    wc->bytes_out += b->len;
+    if (wc->tr) {
+        wc->tr->msgs_out++;
+        wc->tr->bytes_out += b->len;
+    }
 }
 
 bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc)

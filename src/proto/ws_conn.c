@@ -175,8 +175,10 @@ bool ws_can_send(struct ws_conn *wc)
 void ws_count_sent(struct ws_conn *wc, uint8_t opcode, size_t len)
 {
     metrics_message_out(wc->mc, opcode == WS_OP_BINARY, len);
-    wc->msgs_out++;
-    wc->bytes_out += len;
+    if (wc->tr) {
+        wc->tr->msgs_out++;
+        wc->tr->bytes_out += len;
+    }
 }
 
 bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
@@ -218,8 +220,10 @@ static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
     struct ws_conn *wc = ctx;
     if (wc->state == WS_OPEN) {
         metrics_message_in(wc->mc, opcode == WS_OP_BINARY, len);
-        wc->msgs_in++;
-        wc->bytes_in += len;
+        if (wc->tr) {
+            wc->tr->msgs_in++;
+            wc->tr->bytes_in += len;
+        }
         if (wc->rx.msg_deflated)
             metrics_inflated(wc->mc, wc->rx.msg_zlen, len);
         wc->svc->ops->message(wc->svc, wc, opcode, data, len);
@@ -265,7 +269,7 @@ static size_t ws_on_read(struct conn *c, char *data, size_t n)
 {
     struct ws_conn *wc = c->pdata;
     struct ws_rx_error err;
-    uint64_t frames = wc->rx.frames;
+    uint32_t frames = wc->rx.frames;
     ssize_t r = ws_rx_feed(&wc->rx, data, n, &rx_events, wc, &err);
     /* Idle is measured in complete frames: bytes trickled into one that
      * never ends do not count. */
@@ -306,30 +310,24 @@ static void ws_on_sweep(struct conn *c, ev_tstamp now)
     }
 }
 
-/* The traffic line of a connection opened or ended. */
+/* The traffic line of a connection opened or ended: only when it has its
+ * figures (ws_conn_start makes them while traffic lines are wanted). */
 static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
 {
     struct conn *c = wc->c;
-    struct traffic_log *tl = c->w->traffic;
-    if (!traffic_log_wanted(tl))
+    struct ws_traffic *f = wc->tr;
+    if (!f)
         return;
-    /* The peer may be gone by the close: its address is taken at the open
-     * (getpeername fails once the socket is disconnected). */
-    if (!wc->remote) {
-        char remote[80];
-        conn_remote(c, remote, sizeof remote);
-        wc->remote = xstrdup(remote);
-    }
     size_t n;
     const char *t = raw_path(wc, &n);
     struct traffic tr = {
-        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = wc->remote,
+        .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = f->remote,
         .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
-        .code = wc->close_code, .msgs_in = wc->msgs_in, .bytes_in = wc->bytes_in,
-        .msgs_out = wc->msgs_out, .bytes_out = wc->bytes_out,
-        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - wc->opened) * 1e6) : 0,
+        .code = wc->close_code, .msgs_in = f->msgs_in, .bytes_in = f->bytes_in,
+        .msgs_out = f->msgs_out, .bytes_out = f->bytes_out,
+        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - f->opened) * 1e6) : 0,
     };
-    traffic_log_write(tl, &tr);
+    traffic_log_write(c->w->traffic, &tr);
 }
 
 static void ws_on_close(struct conn *c)
@@ -354,7 +352,7 @@ static void ws_on_close(struct conn *c)
     }
     free(wc->head);
     free(wc->protocol);
-    free(wc->remote);
+    free(wc->tr);
     free(wc);
     svc_unref(s);
 }
@@ -388,7 +386,13 @@ void ws_conn_start(struct ws_conn *wc)
     connid_open(c->id, wc);
     ws_count_open(wc, +1);
     wc->mc = svc->metrics;
-    wc->opened = ev_now(c->w->loop);
+    if (traffic_log_wanted(c->w->traffic)) {
+        /* The peer's address is taken now: getpeername fails once the
+         * peer is gone, and the close line needs it too. */
+        wc->tr = xcalloc(1, sizeof *wc->tr);
+        conn_remote(c, wc->tr->remote, sizeof wc->tr->remote);
+        wc->tr->opened = ev_now(c->w->loop);
+    }
     metrics_conn_opened(wc->mc);
     traffic_line(wc, TRAFFIC_WS_OPEN);
 }

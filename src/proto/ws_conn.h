@@ -40,6 +40,15 @@ struct ws_pmd {
     size_t threshold;
 };
 
+/* A connection's own figures for its traffic lines (util/traffic_log.h),
+ * made only while they are wanted (--access-log, or --log-level debug):
+ * an idle connection does not pay for them otherwise. */
+struct ws_traffic {
+    char remote[64];            /* "ip:port" or "[v6]:port", taken at the open */
+    ev_tstamp opened;
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+};
+
 struct ws_conn {
     struct conn *c;
     struct svc *svc;
@@ -56,12 +65,9 @@ struct ws_conn {
     bool notified;              /* svc->ops->close has run */
     uint16_t close_code;        /* what svc->ops->close heard */
     /* The counters of the path it opened on, in its worker's block, for
-     * its whole life (util/metrics.h); and its own figures for the traffic
-     * line at its close. */
+     * its whole life (util/metrics.h). */
     struct metrics_path_cells *mc;
-    char *remote;               /* "ip:port", kept only while traffic lines are wanted */
-    ev_tstamp opened;
-    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    struct ws_traffic *tr;      /* NULL unless traffic lines are wanted */
 };
 
 /* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,

@@ -213,7 +213,8 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             rx->utf8 = 0;
         }
         if (rx->msg_deflated)
-            rx->msg_zlen += h.len;
+            rx->msg_zlen = h.len < UINT32_MAX - rx->msg_zlen ? rx->msg_zlen + (uint32_t)h.len
+                                                           : UINT32_MAX;
         /* Uncompressed payload counts as it is; compressed payload is
          * checked as it inflates. */
         if (!rx->msg_deflated && h.len > rx->max_message - rx->msg.len)

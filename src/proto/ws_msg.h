@@ -35,23 +35,28 @@ struct ws_rx {
     /* Counts the reassembly buffer (NULL: not counted): a message that
      * would grow it past the budget fails with 1008 "server busy". */
     struct membudget *mem;
-    uint64_t frames;            /* complete frames received: data, continuation, control */
+    uint64_t remaining;         /* payload bytes of the data frame arriving still to come */
+    struct buf msg;             /* the message being assembled; released after each delivery */
+    /* Complete frames received (data, continuation, control), modulo 2^32:
+     * only compared, to see that some arrived. */
+    uint32_t frames;
+    /* Compressed payload bytes of the message (for the metrics, valid in
+     * the message callback); stops at UINT32_MAX, which max_message keeps
+     * out of reach of any message that is not a stream of empty blocks. */
+    uint32_t msg_zlen;
+    utf8_state utf8;
+    uint8_t mask[4];
     bool client;                /* we are the client: frames arrive unmasked */
 
     /* The data frame whose payload is arriving. */
     bool in_frame;
     bool frame_fin;
     uint8_t phase;              /* mask position of the next payload byte */
-    uint8_t mask[4];
-    uint64_t remaining;         /* payload bytes of it still to come */
 
     /* The message being assembled. */
     uint8_t msg_op;             /* 0 between messages, else WS_OP_TEXT/BINARY */
     bool msg_deflated;
     bool msg_zdata;             /* compressed payload bytes of it have arrived */
-    uint64_t msg_zlen;          /* how many (for the metrics), valid in the message callback */
-    utf8_state utf8;
-    struct buf msg;             /* released after each delivery */
 };
 
 /* Why the peer must be failed: the close code and a short reason. */
