@@ -5,18 +5,7 @@ local testing = require "moonws.testing"
 local client = require "moonws.client"
 local core = require "moonws.core"
 
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  return dir
-end
 
-local function write(path, content)
-  local f = assert(io.open(path, "w"))
-  f:write(content)
-  f:close()
-end
 
 -- The samples of an exposition: name{labels} -> value (as a number).
 local function parse(body)
@@ -52,7 +41,7 @@ end
 
 describe("--metrics", function()
   it("counts connections, messages, closes, handler calls, requests and reloads exactly", function()
-    local dir = tmpdir()
+    local dir = testing.tmpdir()
     assert(os.execute("cp spec/services/metrics/chat.lua " .. dir .. "/"))
     local srv <close> = testing.start{ dir = dir, metrics = true }
     assert.matches("^http://127%.0%.0%.1:%d+/metrics$", srv.metrics_url)
@@ -87,9 +76,9 @@ describe("--metrics", function()
     assert.equal(426, (srv:http("GET", "/m/chat")))
 
     -- A reload applied, then one refused (the old version keeps serving).
-    write(dir .. "/extra.lua", 'return { path = "/m/extra", onText = function(c, t) c:send(t) end }\n')
+    testing.write_file(dir .. "/extra.lua", 'return { path = "/m/extra", onText = function(c, t) c:send(t) end }\n')
     assert(srv:wait_log("loaded extra.lua at /m/extra", 5, true))
-    write(dir .. "/extra.lua", 'return { path = "/m/extra", onText = function(c, t) c:send(t) end\n')
+    testing.write_file(dir .. "/extra.lua", 'return { path = "/m/extra", onText = function(c, t) c:send(t) end\n')
     assert(srv:wait_log("(the old version keeps serving)", 5, true))
 
     local m, body = scrape_until(srv, "moonws_connections" .. P .. "}", 0)

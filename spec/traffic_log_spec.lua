@@ -3,24 +3,17 @@
 local testing = require "moonws.testing"
 local core = require "moonws.core"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- Waits until the file at path has a line containing text (plain).
 local function wait_file(path, text, timeout)
   local deadline = core.now() + (timeout or 5)
   repeat
-    for line in read(path):gmatch("[^\n]+") do
+    for line in testing.read_file(path):gmatch("[^\n]+") do
       if line:find(text, 1, true) then return line end
     end
     core.sleep(0.02)
   until core.now() > deadline
-  error(("%s: no line with %q in:\n%s"):format(path, text, read(path)))
+  error(("%s: no line with %q in:\n%s"):format(path, text, testing.read_file(path)))
 end
 
 -- One WebSocket connection's life: an echo, a close with 1000.
@@ -97,14 +90,14 @@ describe("--access-log", function()
     repeat
       n = n + 1
       assert.equal(404, (srv:http("GET", "/after-" .. n)))
-      if read(file):find("path=/after-", 1, true) then break end
+      if testing.read_file(file):find("path=/after-", 1, true) then break end
       core.sleep(0.02)
     until core.now() > deadline
-    assert.truthy(read(file):find("path=/after-" .. n, 1, true))
+    assert.truthy(testing.read_file(file):find("path=/after-" .. n, 1, true))
     -- Nothing was lost or split: each request is in exactly one file.
     for i = 1, n do
-      local in_old = read(file .. ".1"):find("path=/after-" .. i .. " ", 1, true) ~= nil
-      local in_new = read(file):find("path=/after-" .. i .. " ", 1, true) ~= nil
+      local in_old = testing.read_file(file .. ".1"):find("path=/after-" .. i .. " ", 1, true) ~= nil
+      local in_new = testing.read_file(file):find("path=/after-" .. i .. " ", 1, true) ~= nil
       assert.is_true(in_old ~= in_new, "request " .. i)
     end
     assert.equal(0, srv:stop())

@@ -208,18 +208,7 @@ for _, n in ipairs({ 2, 4 }) do
   end)
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  return dir
-end
 
 local function versioned(v, extra)
   return ([[
@@ -234,8 +223,8 @@ end
 describe("hot reload with -w 4", function()
   it("reaches connections on every worker, and a version one worker refuses is refused by all",
     function()
-      local dir = tmpdir()
-      write(dir .. "/svc.lua", versioned("v1"))
+      local dir = testing.tmpdir()
+      testing.write_file(dir .. "/svc.lua", versioned("v1"))
       local srv <close> = testing.start{ dir = dir, workers = 4 }
       assert.equal(1, srv:count_log("serving svc.lua at /svc"))
       local cs, seen, k = {}, {}, 0
@@ -246,14 +235,14 @@ describe("hot reload with -w 4", function()
         cs[#cs + 1] = c
       end
       assert.equal(4, k)
-      write(dir .. "/svc.lua", versioned("v2"))
+      testing.write_file(dir .. "/svc.lua", versioned("v2"))
       assert(srv:wait_log("reloaded svc.lua at /svc (" .. #cs .. " connections kept)", 5, true))
       for _, c in ipairs(cs) do
         c:send("version?")
         assert.equal("v2", (c:receive(5)))
       end
       -- refused on worker 3 alone: refused everywhere, and said once
-      write(dir .. "/svc.lua", versioned("v3", 'if moonws.worker == 3 then error("not on 3") end'))
+      testing.write_file(dir .. "/svc.lua", versioned("v3", 'if moonws.worker == 3 then error("not on 3") end'))
       assert(srv:wait_log("svc.lua:1: not on 3 (the old version keeps serving)", 5, true))
       for _, c in ipairs(cs) do
         c:send("version?")
@@ -261,7 +250,7 @@ describe("hot reload with -w 4", function()
       end
       assert.equal(1, srv:count_log("not on 3 (the old version keeps serving)"))
       -- and a path that differs between workers is refused too
-      write(dir .. "/svc.lua", [[
+      testing.write_file(dir .. "/svc.lua", [[
 local s = { path = moonws.worker == 1 and "/svc" or "/other" }
 function s.onText(caller, t) return "v4" end
 return s
@@ -273,7 +262,7 @@ return s
         assert.equal("v2", (c:receive(5)))
       end
       -- SIGHUP reloads every worker, and logs it once for all of them
-      write(dir .. "/svc.lua", versioned("v5"))
+      testing.write_file(dir .. "/svc.lua", versioned("v5"))
       local v5 = "reloaded svc.lua at /svc (" .. #cs .. " connections kept)"
       local deadline = os.time() + 5
       while srv:count_log(v5) < 2 and os.time() <= deadline do os.execute("sleep 0.05") end
@@ -289,7 +278,7 @@ return s
         assert.equal("v5", (c:receive(5)))
       end
       -- a service that moves to another path takes its count along
-      write(dir .. "/svc.lua", [[
+      testing.write_file(dir .. "/svc.lua", [[
 local s = { path = "/moved" }
 function s.onText(caller, t) return tostring(moonws.count(t)) end
 return s

@@ -42,6 +42,24 @@ local function is_file(path)
   return ok
 end
 
+-- Files, for specs that write services of their own (a reload, a moved
+-- file, an access log to read back): a new empty folder, a whole file
+-- written, and a whole file read ("" while there is none).
+function testing.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  return dir
+end
+
+function testing.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+testing.read_file = read_file
+
 -- The moonws binary a server is started from: bin (opts.bin) when given,
 -- else $MOONWS_BIN, else ./build/moonws when it exists (the repository's
 -- own specs, run from its top folder), else `moonws` on PATH (an installed
