@@ -4,16 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "../util/hex.h"
 
 /* Percent-decodes p[0..n) into out (NUL-terminated; it has room, decoding
  * never grows). Returns NULL or what is wrong, in words about `what`. */
@@ -26,9 +17,9 @@ static const char *decode(const char *p, size_t n, char *out, const char *bad_es
             out[o++] = p[i];
             continue;
         }
-        if (n - i < 3 || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0)
+        if (n - i < 3 || hex_digit(p[i + 1]) < 0 || hex_digit(p[i + 2]) < 0)
             return bad_escape;
-        char c = (char)(hexval(p[i + 1]) << 4 | hexval(p[i + 2]));
+        char c = (char)(hex_digit(p[i + 1]) << 4 | hex_digit(p[i + 2]));
         if (c == '\0')
             return nul;
         out[o++] = c;

@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../util/hex.h"
+
 /* RFC 9110 tchar. */
 static bool is_tchar(unsigned char c)
 {
@@ -240,17 +242,6 @@ enum {
     CH_FINAL_LF,
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
                           struct buf *out, size_t max)
 {
@@ -259,7 +250,7 @@ ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t n,
         char c = in[i];
         switch (d->state) {
         case CH_SIZE: {
-            int v = hexval(c);
+            int v = hex_digit(c);
             if (v >= 0) {
                 if (d->remaining > (max >> 4) || ++d->line > 16)
                     return HTTP_CHUNKED_TOO_BIG;
@@ -356,7 +347,7 @@ ssize_t http_url_decode(char *s, size_t n, bool form)
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
             int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+            if (i + 2 >= n || (hi = hex_digit(s[i + 1])) < 0 || (lo = hex_digit(s[i + 2])) < 0)
                 return -1;
             s[o++] = (char)(hi * 16 + lo);
             i += 2;
