@@ -60,6 +60,17 @@ describe("--max-header-size", function()
     still_serves(srv)
     assert.equal(0, srv:stop())
   end)
+
+  it("keeps the request target at 8 KiB whatever it says: 400 past it", function()
+    local srv <close> = testing.start{ dir = DIR, args = { "--max-header-size", "32K" } }
+    local path = "/" .. ("p"):rep(8000)
+    assert.equal(404, raw_status(srv, "GET " .. path .. " HTTP/1.1\r\nHost: a\r\n\r\n"))
+    path = "/" .. ("p"):rep(9000)
+    assert.equal(400, raw_status(srv, "GET " .. path .. " HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert.equal(400, raw_status(srv, "GET /x?" .. ("q"):rep(9000) .. " HTTP/1.1\r\nHost: a\r\n\r\n"))
+    still_serves(srv)
+    assert.equal(0, srv:stop())
+  end)
 end)
 
 describe("--max-body-size", function()

@@ -129,10 +129,12 @@ static bool split_target(const struct http_request *req, char *path, size_t cap,
     size_t tl = req->target_len;
     if (tl == 0 || t[0] != '/')
         return false;
+    /* The whole target, query included, is held to LIM_HTTP_TARGET_MAX
+     * (cap), whatever --max-header-size allows the head. */
+    if (tl >= cap)
+        return false;
     const char *q = memchr(t, '?', tl);
     size_t pl = q ? (size_t)(q - t) : tl;
-    if (pl >= cap)
-        return false;
     memcpy(path, t, pl);
     ssize_t dl = http_url_decode(path, pl, false);
     if (dl < 0 || memchr(path, '\0', (size_t)dl))
