@@ -51,6 +51,7 @@ struct wsl_opts {
     unsigned open_concurrency;
     bool binary;
     bool deflate;
+    bool tls;                   /* wss://: TLS on every connection */
     const char *protocol;       /* subprotocol to offer, or NULL */
     double settle;              /* <0: the mode's default */
     double deadline;            /* 0: derived */
@@ -108,6 +109,8 @@ double wsl_median(double *v, size_t n);
 
 /* "F of N connections failed (last: reason)", in a static buffer. */
 const char *wsl_open_failure(const struct wc_pool *p, unsigned want);
+/* With --tls, " tls=VERSION/CIPHER" of the pool's sessions; else nothing. */
+void wsl_kv_tls(const struct wc_pool *p);
 
 /* Modes. Each returns the process exit status. */
 int wsl_mode_echo(struct wsl_ctx *x);

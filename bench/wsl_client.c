@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "wsframe.h"
+#include "wsl_tls.h"
 
 /* The shared receive buffer: big enough that one read takes what 100
  * connections' worth of small echoes or a few 16 KiB frames amount to. */
@@ -29,6 +30,142 @@
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 static void conn_end(struct wc_conn *c, const char *err);
+
+/* ---- transports ---------------------------------------------------------- */
+
+/* What a transport's read and write return besides a byte count. */
+#define IO_EOF 0
+#define IO_AGAIN (-1)           /* nothing now: wait for c->rd_ev */
+#define IO_ERROR (-2)           /* the connection is dead: *err says why */
+
+/*
+ * How a pool's bytes move, chosen once per pool so that nothing above
+ * asks whether a connection is TLS.
+ *   start  after connect(): 0 ready for the upgrade, EV_READ or EV_WRITE
+ *          to wait for, -1 failed (*err)
+ *   read   up to n bytes into p: the count, IO_EOF, IO_AGAIN or IO_ERROR;
+ *          *more when bytes are left that readiness will not announce
+ *   write  p[0..n): the bytes written, fewer when blocked (wait for
+ *          c->wr_ev, then call again with the rest), or IO_ERROR
+ *   end    releases what start made; the fd is the pool's to close
+ */
+struct wc_transport {
+    int (*start)(struct wc_conn *c, const char **err);
+    ssize_t (*read)(struct wc_conn *c, uint8_t *p, size_t n, bool *more,
+                    const char **err);
+    ssize_t (*write)(struct wc_conn *c, const uint8_t *p, size_t n,
+                     const char **err);
+    void (*end)(struct wc_conn *c);
+};
+
+static int plain_start(struct wc_conn *c, const char **err)
+{
+    (void)c;
+    (void)err;
+    return 0;
+}
+
+/* One read(2) per readiness event: the socket says when there is more. */
+static ssize_t plain_read(struct wc_conn *c, uint8_t *p, size_t n, bool *more,
+                          const char **err)
+{
+    ssize_t r = read(c->fd, p, n);
+
+    *more = false;
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return IO_AGAIN;
+    *err = strerror(errno);
+    return IO_ERROR;
+}
+
+/* One send of everything: a partial send means the socket buffer is full,
+ * so the rest waits for EV_WRITE instead of a second try that would only
+ * return EAGAIN. */
+static ssize_t plain_write(struct wc_conn *c, const uint8_t *p, size_t n,
+                           const char **err)
+{
+    for (;;) {
+        ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        *err = r < 0 ? strerror(errno) : "send returned 0";
+        return IO_ERROR;
+    }
+}
+
+static void plain_end(struct wc_conn *c)
+{
+    (void)c;
+}
+
+static const struct wc_transport plain_transport = {
+    plain_start, plain_read, plain_write, plain_end,
+};
+
+static uint8_t want_ev(enum wt_want w)
+{
+    return w == WT_WANT_WRITE ? EV_WRITE : EV_READ;
+}
+
+/* The session is made on the first call and driven by the later ones. */
+static int tls_start(struct wc_conn *c, const char **err)
+{
+    struct wc_pool *p = c->pool;
+    enum wt_want want = WT_WANT_READ;
+
+    if (!c->ssl && !(c->ssl = wt_new(p->tls_ctx, c->fd))) {
+        *err = "TLS: no session (out of memory?)";
+        return -1;
+    }
+    int r = wt_handshake(c->ssl, &want, err);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return want_ev(want);
+    if (!p->tls_desc)
+        p->tls_desc = wt_describe(c->ssl);
+    return 0;
+}
+
+/* After a read TLS may need writability first (it owes the server a
+ * handshake message the full socket did not take): rd_ev says so. */
+static ssize_t tls_read(struct wc_conn *c, uint8_t *p, size_t n, bool *more,
+                        const char **err)
+{
+    enum wt_want want = WT_WANT_READ;
+    ssize_t r = wt_read(c->ssl, p, n, &want, more, err);
+
+    c->rd_ev = want_ev(want);
+    return r == WT_AGAIN ? IO_AGAIN : r == WT_ERROR ? IO_ERROR : r;
+}
+
+/* A blocked write may wait for readability (a handshake message to take
+ * in first): wr_ev says which. */
+static ssize_t tls_write(struct wc_conn *c, const uint8_t *p, size_t n,
+                         const char **err)
+{
+    enum wt_want want = WT_WANT_WRITE;
+    ssize_t r = wt_write(c->ssl, p, n, &want, err);
+
+    c->wr_ev = want_ev(want);
+    return r == WT_ERROR ? IO_ERROR : r;
+}
+
+static void tls_end(struct wc_conn *c)
+{
+    wt_free(c->ssl);
+    c->ssl = NULL;
+}
+
+static const struct wc_transport tls_transport = {
+    tls_start, tls_read, tls_write, tls_end,
+};
 
 /* ---- buffers ---------------------------------------------------------- */
 
@@ -107,35 +244,38 @@ static void conn_watch(struct wc_conn *c, int events)
     ev_io_start(c->pool->loop, &c->io);
 }
 
-/* One send of everything queued. A partial send means the socket buffer is
- * full, so the rest waits for EV_WRITE instead of a second try that would
- * only return EAGAIN. */
+/* An open connection waits for what reading needs, and for what blocked
+ * output needs while there is some. */
+static void conn_rearm(struct wc_conn *c)
+{
+    conn_watch(c, c->rd_ev | (c->out_blocked ? c->wr_ev : 0));
+}
+
+/* Everything queued, through the transport; what it could not take waits
+ * for wr_ev. */
 static void conn_write(struct wc_conn *c)
 {
     struct wc_buf *b = &c->out;
+    const char *err = NULL;
 
-    while (b->off < b->len) {
-        ssize_t n = send(c->fd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL);
-        if (n > 0) {
-            b->off += (size_t)n;
-            if (b->off < b->len) {
-                conn_watch(c, EV_READ | EV_WRITE);
-                return;
-            }
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            conn_watch(c, EV_READ | EV_WRITE);
+    if (b->off < b->len) {
+        ssize_t n = c->pool->tr->write(c, b->p + b->off, b->len - b->off, &err);
+        if (n < 0) {
+            conn_end(c, err);
             return;
-        } else {
-            conn_end(c, n < 0 ? strerror(errno) : "send returned 0");
+        }
+        b->off += (size_t)n;
+        if (b->off < b->len) {
+            c->out_blocked = true;
+            conn_rearm(c);
             return;
         }
     }
     b->off = b->len = 0;
     if (b->cap > BUF_KEEP)
         buf_clear(b);
-    conn_watch(c, EV_READ);
+    c->out_blocked = false;
+    conn_rearm(c);
 }
 
 /* Puts c on the list the prepare watcher flushes before the loop blocks,
@@ -176,11 +316,10 @@ void wc_send(struct wc_conn *c, unsigned opcode, const uint8_t *p, size_t n)
         queue_frame(c, opcode, p, n);
 }
 
-/* Skips a connection already waiting for EV_WRITE: its callback writes. */
+/* Skips a connection whose output is blocked: its callback writes. */
 void wc_flush(struct wc_conn *c)
 {
-    if ((c->state == WC_OPEN || c->state == WC_CLOSING) &&
-        !(c->io.events & EV_WRITE))
+    if ((c->state == WC_OPEN || c->state == WC_CLOSING) && !c->out_blocked)
         conn_write(c);
 }
 
@@ -211,10 +350,12 @@ static void conn_end(struct wc_conn *c, const char *err)
     if (c->state == WC_CLOSED || c->state == WC_FREE)
         return;
     ev_io_stop(p->loop, &c->io);
+    p->tr->end(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    if (c->state == WC_CONNECTING || c->state == WC_UPGRADING) {
+    if (c->state == WC_CONNECTING || c->state == WC_SECURING ||
+        c->state == WC_UPGRADING) {
         p->connecting--;
         p->failed++;
     }
@@ -230,23 +371,15 @@ static void conn_end(struct wc_conn *c, const char *err)
     p->freelist[p->nfree++] = c->idx;
 }
 
-/* connect() has finished: check how, then send the upgrade request with a
- * fresh key, remembering the accept value the answer must carry. */
-static void conn_connected(struct wc_conn *c)
+/* Sends the upgrade request with a fresh key, remembering the accept
+ * value the answer must carry. */
+static void conn_upgrade(struct wc_conn *c)
 {
     struct wc_pool *p = c->pool;
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
     char key[WSHS_KEY_LEN + 1];
     char proto[320] = "";
     char req[1024];
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-        soerr = errno;
-    if (soerr) {
-        conn_end(c, strerror(soerr));
-        return;
-    }
     if (wshs_make_key(key) < 0 || wshs_accept(key, WSHS_KEY_LEN, c->accept) < 0) {
         conn_end(c, "OpenSSL failed to make a key");
         return;
@@ -275,6 +408,37 @@ static void conn_connected(struct wc_conn *c)
     }
     conn_watch(c, EV_READ);
     conn_write(c);
+}
+
+/* The transport's own handshake, one step per readiness event; then the
+ * upgrade. */
+static void conn_secure(struct wc_conn *c)
+{
+    const char *err = NULL;
+    int r = c->pool->tr->start(c, &err);
+
+    if (r < 0)
+        conn_end(c, err);
+    else if (r > 0)
+        conn_watch(c, r);
+    else
+        conn_upgrade(c);
+}
+
+/* connect() has finished: check how, then secure and upgrade. */
+static void conn_connected(struct wc_conn *c)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        soerr = errno;
+    if (soerr) {
+        conn_end(c, strerror(soerr));
+        return;
+    }
+    c->state = WC_SECURING;
+    conn_secure(c);
 }
 
 /* Checks the 101 response head against §4.1's list for clients. Returns
@@ -461,43 +625,37 @@ static void close_with_reset(int fd)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-/* One read per readiness event into the pool's shared buffer. Bytes left
+/* Parses n bytes just read into the shared buffer (0: EOF). Bytes left
  * over from the previous read are in c->in; then the new bytes are
  * appended there so the parser sees one contiguous run, otherwise they
  * are parsed where they landed and only a trailing partial frame is
- * copied out. */
-static void conn_read(struct wc_conn *c)
+ * copied out. Returns -1 once the connection has ended. */
+static int conn_consume(struct wc_conn *c, size_t n)
 {
     struct wc_pool *p = c->pool;
-    ssize_t n = read(c->fd, p->rbuf, p->rbuf_cap);
 
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            conn_end(c, strerror(errno));
-        return;
-    }
     if (n == 0) {
         if (c->state == WC_CLOSING)
             close_with_reset(c->fd);
         conn_end(c, c->state == WC_CLOSING     ? NULL
                     : c->state == WC_UPGRADING ? "server closed during the upgrade"
                                                : "server closed without a close frame");
-        return;
+        return -1;
     }
     bool carried = c->in.len > c->in.off;
     const uint8_t *data = p->rbuf;
-    size_t len = (size_t)n;
+    size_t len = n;
     if (carried) {
         if (buf_append(&c->in, p->rbuf, len, IN_MAX) < 0) {
             conn_end(c, "input buffer overflow");
-            return;
+            return -1;
         }
         data = c->in.p + c->in.off;
         len = c->in.len - c->in.off;
     }
     ssize_t used = conn_input(c, data, len);
     if (used < 0)
-        return;
+        return -1;
     if (carried) {
         c->in.off += (size_t)used;
         if (c->in.off == c->in.len)
@@ -505,7 +663,33 @@ static void conn_read(struct wc_conn *c)
     } else if ((size_t)used < len &&
                buf_append(&c->in, data + used, len - (size_t)used, IN_MAX) < 0) {
         conn_end(c, "input buffer overflow");
+        return -1;
     }
+    return 0;
+}
+
+/* One read per readiness event into the pool's shared buffer; with TLS
+ * another while OpenSSL holds bytes the socket will not announce. */
+static void conn_read(struct wc_conn *c)
+{
+    bool more;
+
+    do {
+        uint8_t rd_ev = c->rd_ev;
+        const char *err = NULL;
+        ssize_t n = c->pool->tr->read(c, c->pool->rbuf, c->pool->rbuf_cap,
+                                      &more, &err);
+        if (c->rd_ev != rd_ev)
+            conn_rearm(c);
+        if (n == IO_AGAIN)
+            return;
+        if (n == IO_ERROR) {
+            conn_end(c, err);
+            return;
+        }
+        if (conn_consume(c, (size_t)n) < 0)
+            return;
+    } while (more);
 }
 
 /* One watcher per connection: connect completion, then writes before
@@ -519,12 +703,16 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_connected(c);
         return;
     }
-    if (revents & EV_WRITE) {
+    if (c->state == WC_SECURING) {
+        conn_secure(c);
+        return;
+    }
+    if (c->out_blocked && (revents & c->wr_ev)) {
         conn_write(c);
         if (c->state == WC_CLOSED)
             return;
     }
-    if (revents & EV_READ)
+    if (revents & c->rd_ev)
         conn_read(c);
 }
 
@@ -538,6 +726,9 @@ static int conn_start(struct wc_pool *p, unsigned idx)
     c->state = WC_CONNECTING;
     c->since = ev_now(p->loop);
     c->deflate = false;
+    c->out_blocked = false;
+    c->rd_ev = EV_READ;
+    c->wr_ev = EV_WRITE;
     c->sent = c->recv = c->mark = 0;
     p->connecting++;
     p->live++;
@@ -607,7 +798,8 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     for (unsigned i = 0; i < p->cfg.slots; i++) {
         struct wc_conn *c = &p->conns[i];
-        if ((c->state == WC_CONNECTING || c->state == WC_UPGRADING) &&
+        if ((c->state == WC_CONNECTING || c->state == WC_SECURING ||
+             c->state == WC_UPGRADING) &&
             now - c->since > WC_HANDSHAKE_TIMEOUT)
             conn_end(c, "handshake timeout");
         else if (c->state == WC_CLOSING && now - c->since > WC_CLOSE_TIMEOUT)
@@ -623,6 +815,9 @@ int wc_pool_init(struct wc_pool *p, struct ev_loop *loop,
     p->ops = ops;
     p->ud = ud;
     p->cfg = *cfg;
+    p->tr = cfg->tls ? &tls_transport : &plain_transport;
+    if (cfg->tls && !(p->tls_ctx = wt_ctx_new()))
+        return -1;
     p->addr.sin_family = AF_INET;
     p->addr.sin_port = htons((uint16_t)cfg->port);
     p->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -670,6 +865,7 @@ void wc_pool_close_all(struct wc_pool *p)
     p->attempts_left = 0;
     for (unsigned i = 0; i < p->cfg.slots; i++) {
         struct wc_conn *c = &p->conns[i];
+        p->tr->end(c);
         if (c->fd >= 0) {
             ev_io_stop(p->loop, &c->io);
             close_with_reset(c->fd);
@@ -686,6 +882,7 @@ void wc_pool_close_all(struct wc_pool *p)
 void wc_pool_free(struct wc_pool *p)
 {
     for (unsigned i = 0; p->conns && i < p->cfg.slots; i++) {
+        wt_free(p->conns[i].ssl);
         free(p->conns[i].in.p);
         free(p->conns[i].msg.p);
         free(p->conns[i].out.p);
@@ -693,5 +890,6 @@ void wc_pool_free(struct wc_pool *p)
     free(p->conns);
     free(p->freelist);
     free(p->rbuf);
+    wt_ctx_free(p->tls_ctx);
     memset(p, 0, sizeof *p);
 }

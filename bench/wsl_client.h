@@ -2,7 +2,8 @@
  * wsl_client: wsload's WebSocket client connections on one libev loop.
  *
  * A pool owns a fixed array of connection slots. It opens connections to
- * ws://127.0.0.1:port/path (non-blocking connect, the §4.1 upgrade request,
+ * ws://127.0.0.1:port/path, or wss:// (non-blocking connect, a TLS
+ * handshake when the pool is TLS (wsl_tls.h), the §4.1 upgrade request,
  * a check of the 101 and of Sec-WebSocket-Accept), with a cap on how many
  * handshakes are in progress at once, and optionally refills slots that
  * close (the handshake mode). Open connections send masked frames and
@@ -11,8 +12,11 @@
  * above see whole messages through callbacks.
  *
  * Output is buffered per connection and written once per loop iteration
- * (or at once with wc_flush); EAGAIN and partial writes leave the rest
- * queued until the socket is writable.
+ * (or at once with wc_flush); a write that blocks leaves the rest queued
+ * until the socket is ready again.
+ *
+ * Bytes move through the pool's transport, plain or TLS, chosen once at
+ * wc_pool_init: the framing and the modes above never ask which.
  *
  * Slots are never freed while the pool lives: a closed slot goes on a free
  * list and is reused only from the loop's prepare phase, after every
@@ -45,6 +49,8 @@
 enum wc_state {
     WC_FREE,            /* slot unused */
     WC_CONNECTING,      /* connect() in progress */
+    WC_SECURING,        /* TLS handshake in progress (a plain pool passes
+                           through at once) */
     WC_UPGRADING,       /* request sent, waiting for the 101 */
     WC_OPEN,
     WC_CLOSING,         /* a close frame went out; waiting for EOF */
@@ -57,6 +63,9 @@ struct wc_buf {
 };
 
 struct wc_pool;
+struct wc_transport;
+struct ssl_ctx_st;
+struct ssl_st;
 
 struct wc_conn {
     ev_io io;
@@ -66,6 +75,11 @@ struct wc_conn {
     unsigned idx;               /* slot number, for the mode's own arrays */
     bool deflate;               /* the server accepted permessage-deflate */
     bool dirty;                 /* on the pool's flush list */
+    bool out_blocked;           /* queued output waits for wr_ev */
+    uint8_t rd_ev, wr_ev;       /* what reading and blocked output wait for:
+                                   EV_READ and EV_WRITE, unless TLS needs
+                                   the other direction first */
+    struct ssl_st *ssl;         /* TLS session; NULL on a plain pool */
     struct wc_conn *next_dirty;
     ev_tstamp since;            /* when the current state began */
     char accept[WSHS_ACCEPT_LEN + 1];   /* the value the 101 must carry */
@@ -95,6 +109,7 @@ struct wc_cfg {
     const char *path;
     bool offer_deflate;         /* send Sec-WebSocket-Extensions */
     const char *protocol;       /* Sec-WebSocket-Protocol to offer, or NULL */
+    bool tls;                   /* wss://: every connection over TLS */
     unsigned slots;             /* connections open at most at once */
     unsigned max_connecting;    /* handshakes in progress at most */
 };
@@ -104,6 +119,10 @@ struct wc_pool {
     const struct wc_ops *ops;
     void *ud;                   /* the mode's state */
     struct wc_cfg cfg;
+    const struct wc_transport *tr;      /* plain or TLS, per cfg.tls */
+    struct ssl_ctx_st *tls_ctx;         /* the TLS pool's context */
+    const char *tls_desc;       /* "TLSv1.3/cipher" of the first session
+                                   established; NULL until then */
     struct sockaddr_in addr;
     struct wc_conn *conns;      /* cfg.slots of them */
     unsigned *freelist;

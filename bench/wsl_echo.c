@@ -345,6 +345,7 @@ static void print_common(const struct echo *e)
     wsl_kv_u64("conns", e->nconns);
     wsl_kv_u64("size", e->o->size);
     wsl_kv_str("frame", e->opcode == WSF_TEXT ? "text" : "binary");
+    wsl_kv_tls(&e->pool);
 }
 
 /* Echoes in the window over its wall time; nothing if the run broke. */
@@ -428,6 +429,7 @@ static int run(struct wsl_ctx *x, bool latency)
         .slots = e->nconns,
         .max_connecting = o->open_concurrency,
         .protocol = o->protocol,
+        .tls = o->tls,
     };
     if (!e->pat || (latency && !e->rings) ||
         wc_pool_init(&e->pool, x->loop, &echo_ops, &cfg, e) < 0)

@@ -160,6 +160,7 @@ static int start_pool(struct opener *s, const struct wc_ops *ops,
         .path = s->o->path ? s->o->path : "/echo",
         .offer_deflate = s->o->deflate,
         .protocol = s->o->protocol,
+        .tls = s->o->tls,
         .slots = slots,
         .max_connecting = max_connecting,
     };
@@ -192,6 +193,7 @@ int wsl_mode_handshake(struct wsl_ctx *x)
     wsl_kv_begin("handshake");
     wsl_kv_u64("concurrency", s.nconns);
     wsl_kv_str("deflate_offered", x->o->deflate ? "1" : "0");
+    wsl_kv_tls(&s.pool);
     wsl_kv_f("duration", s.probe.wall, 3);
     wsl_kv_u64("handshakes", n);
     wsl_kv_f("handshakes_per_s", s.probe.wall > 0 ? (double)n / s.probe.wall : 0, 0);
@@ -232,6 +234,7 @@ int wsl_mode_idle(struct wsl_ctx *x)
     wsl_kv_u64("opened", s.nopen);
     wsl_kv_str("deflate_offered", x->o->deflate ? "1" : "0");
     wsl_kv_u64("deflate_accepted", s.ndeflate);
+    wsl_kv_tls(&s.pool);
     wsl_kv_f("rss_before_kib", (double)s.rss0 / 1024, 0);
     wsl_kv_f("rss_after_kib", (double)s.rss1 / 1024, 0);
     wsl_kv_f("bytes_per_conn", ok ? (double)(s.rss1 - s.rss0) / s.nconns : 0, 0);

@@ -229,3 +229,11 @@ const char *wsl_open_failure(const struct wc_pool *p, unsigned want)
              p->last_err ? p->last_err : "?");
     return msg;
 }
+
+/* "-" until a session is up: all of a run's sessions agree (one context,
+ * one server), so the first one speaks for them. */
+void wsl_kv_tls(const struct wc_pool *p)
+{
+    if (p->cfg.tls)
+        wsl_kv_str("tls", p->tls_desc ? p->tls_desc : "-");
+}

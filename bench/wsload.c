@@ -2,7 +2,7 @@
  * wsload: moonws's WebSocket load generator — command line, limits, the
  * global deadline, and dispatch to a mode (wsl_echo.c, wsl_open.c,
  * wsl_bcast.c). Single-threaded on libev; meant to run pinned to its own
- * core, against ws://127.0.0.1 only.
+ * core, against ws:// or wss://127.0.0.1 only.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,8 +21,9 @@
 static const char usage[] =
 "usage: wsload MODE -p PORT [options]\n"
 "\n"
-"Load for a WebSocket server on ws://127.0.0.1:PORT. Every run stops by\n"
-"itself and prints one line of key=value pairs on stdout.\n"
+"Load for a WebSocket server on ws://127.0.0.1:PORT (wss:// with --tls).\n"
+"Every run stops by itself and prints one line of key=value pairs on\n"
+"stdout.\n"
 "\n"
 "modes:\n"
 "  echo       -c N connections each keep -d D messages of -s S bytes in\n"
@@ -59,6 +60,10 @@ static const char usage[] =
 "      --binary             binary frames (default: text frames of ASCII letters)\n"
 "      --deflate            offer 'permessage-deflate; client_max_window_bits'\n"
 "                           (idle and handshake only; wsload does not inflate)\n"
+"      --tls                TLS on every connection (wss://): TLS 1.2 or 1.3,\n"
+"                           full handshakes, the server's certificate NOT\n"
+"                           verified (made for self-signed bench certificates);\n"
+"                           not in broadcast (its POST is plain HTTP)\n"
 "      --protocol NAME      offer Sec-WebSocket-Protocol: NAME (the server may\n"
 "                           select it or none; anything else fails the upgrade)\n"
 "      --settle SEC         idle: wait before reading the RSS (default 1);\n"
@@ -84,6 +89,7 @@ enum {
     OPT_OPEN_CONC,
     OPT_BINARY,
     OPT_DEFLATE,
+    OPT_TLS,
     OPT_PROTOCOL,
     OPT_SETTLE,
     OPT_PID,
@@ -105,6 +111,7 @@ static const struct option long_opts[] = {
     {"open-concurrency", required_argument, NULL, OPT_OPEN_CONC},
     {"binary", no_argument, NULL, OPT_BINARY},
     {"deflate", no_argument, NULL, OPT_DEFLATE},
+    {"tls", no_argument, NULL, OPT_TLS},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
     {"settle", required_argument, NULL, OPT_SETTLE},
     {"pid", required_argument, NULL, OPT_PID},
@@ -216,6 +223,8 @@ static const char *check_opts(const struct wsl_opts *o, bool have_size)
     if (o->deflate && strcmp(o->mode, "idle") != 0 &&
         strcmp(o->mode, "handshake") != 0)
         return "--deflate is for idle and handshake only (wsload does not inflate)";
+    if (o->tls && strcmp(o->mode, "broadcast") == 0)
+        return "--tls is not for broadcast (its POST speaks plain HTTP)";
     if (strcmp(o->mode, "broadcast") == 0 && o->size < 8)
         return "broadcast needs --size of at least 8 (the round marker)";
     if (o->repeat == 0)
@@ -324,6 +333,9 @@ int main(int argc, char **argv)
             break;
         case OPT_DEFLATE:
             o.deflate = true;
+            break;
+        case OPT_TLS:
+            o.tls = true;
             break;
         case OPT_PROTOCOL:
             if (!optarg[0] || strlen(optarg) > 256 || strpbrk(optarg, " \t\r\n,"))
