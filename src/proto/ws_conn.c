@@ -36,11 +36,9 @@ size_t ws_buffered(const struct ws_conn *wc)
 
 static void write_frame(struct conn *c, uint8_t opcode, uint8_t rsv, const char *p, size_t n)
 {
-    size_t hl = ws_frame_header_len(n, false);
-    char *w = conn_write_reserve(c, hl + n);
-    ws_frame_header_write((uint8_t *)w, true, rsv, opcode, n, NULL);
-    memcpy(w + hl, p, n);
-    conn_write_commit(c, hl + n);
+    uint8_t head[WS_HEADER_MAX];
+    size_t hl = ws_frame_header_write(head, true, rsv, opcode, n, NULL);
+    conn_write_pair(c, head, hl, p, n);
 }
 
 static void write_close(struct conn *c, unsigned code, const char *reason, size_t len)

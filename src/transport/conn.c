@@ -504,6 +504,71 @@ void conn_write(struct conn *c, const void *p, size_t n)
     conn_write_commit(c, n);
 }
 
+/* Puts what of iov[0..n) lies past its first skip bytes in a queue
+ * segment of its own. */
+static void queue_rest(struct conn *c, const struct iovec *iov, int n, size_t skip)
+{
+    size_t rest = 0;
+    for (int i = 0; i < n; i++)
+        rest += iov[i].iov_len;
+    rest -= skip;
+    struct oseg *s = seg_new(c->w, rest);
+    for (int i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(s->data + s->len, (const char *)iov[i].iov_base + skip, len - skip);
+        s->len += (uint32_t)(len - skip);
+        skip = 0;
+    }
+    seg_append(c, s);
+    c->out_bytes += rest;
+}
+
+void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *body, size_t bn)
+{
+    struct worker *w = c->w;
+    if (conn_is_closed(c) || hn + bn == 0)
+        return;
+    if (bn < LIM_DIRECT_WRITE || c->out_head || (c->flags & CONN_HANDSHAKE)) {
+        char *p = conn_write_reserve(c, hn + bn);
+        memcpy(p, head, hn);
+        memcpy(p + hn, body, bn);
+        conn_write_commit(c, hn + bn);
+        return;
+    }
+    /* The cork goes first: it holds this connection's earlier output. */
+    struct iovec iov[3];
+    int n = 0;
+    if (w->corked == c && w->cork.len)
+        iov[n++] = (struct iovec){ w->cork.data, w->cork.len };
+    iov[n++] = (struct iovec){ (void *)head, hn };
+    iov[n++] = (struct iovec){ (void *)body, bn };
+    size_t want = hn + bn + (n == 3 ? w->cork.len : 0);
+    ssize_t r;
+    do {
+        r = c->tp->writev(c, iov, n);
+    } while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : 0;
+    size_t done = r > 0 ? (size_t)r : 0;
+    if (w->corked == c)
+        w->cork.len = 0;
+    if (done)
+        c->out_progress = ev_now(w->loop);
+    if (done == want)
+        return;
+    /* The rest waits in the queue. A failed socket is not reported from
+     * inside the protocol's send: the worker's flush meets the error again
+     * and reports it from the loop. */
+    queue_rest(c, iov, n, done);
+    if (r >= 0 || err == EAGAIN)
+        watch_write(c, true);
+    else if (!(c->flags & CONN_DIRTY))
+        worker_mark_dirty(w, c);
+}
+
 void conn_write_shared(struct conn *c, struct shbuf *b)
 {
     if (conn_is_closed(c) || b->len == 0)

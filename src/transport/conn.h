@@ -124,6 +124,12 @@ void conn_write(struct conn *c, const void *p, size_t n);
 /* Room for n contiguous bytes in the queue, then the count actually used. */
 char *conn_write_reserve(struct conn *c, size_t n);
 void conn_write_commit(struct conn *c, size_t used);
+/* Queues head then body, as two conn_write calls would. A body of
+ * LIM_DIRECT_WRITE bytes or more with nothing queued before it goes to the
+ * kernel from where it is, in one writev with the cork and the head; only
+ * what the kernel does not take is copied. For protocols without on_drain
+ * (a direct write empties no queue). */
+void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *body, size_t bn);
 /* Queues a shared block by reference (copied when the connection is corked
  * with bytes already in the cork buffer, to keep the order). */
 void conn_write_shared(struct conn *c, struct shbuf *b);

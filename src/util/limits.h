@@ -193,6 +193,11 @@
  * bytes each, a worker keeps: a broadcast to 10 000 clients allocates
  * nothing the second time. */
 #define LIM_OUT_REF_POOL           16384
+/* A WebSocket payload this long or longer, with nothing queued before it,
+ * is handed to the kernel from where it lies (the Lua string) instead of
+ * being copied into the output first; what the kernel does not take is
+ * copied then. Shorter ones are gathered with the rest of the output. */
+#define LIM_DIRECT_WRITE           4096
 /* Segments handed to one writev(2). */
 #define LIM_WRITEV_BATCH           64
 /* Bytes of queued output gathered into one SSL_write at most (TLS has no

@@ -13,8 +13,11 @@
 --   conns             send the ids of moonws.connections("/probe")
 --   error             raise an error
 --   readonly          try to assign caller.id (raises)
---   buffered          send 100000 bytes, then caller.buffered before and after
-local probe = { protocols = { "p1", "p2" }, idle_timeout = 0 }
+--   buffered[:n]      send n bytes (default 1000), then caller.buffered before
+--                     and after
+-- (max_backpressure is raised so that buffered:12582912 is not a backpressure
+-- close.)
+local probe = { protocols = { "p1", "p2" }, idle_timeout = 0, max_backpressure = 16 * 1024 * 1024 }
 
 -- What happened, in a dictionary of the process: GET /events answers the
 -- same whichever worker takes the request (and they survive reloads).
@@ -89,9 +92,10 @@ function probe.onText(caller, text)
   elseif cmd == "readonly" then
     caller.id = 5
   elseif cmd == "buffered" then
-    -- what this call has written so far is queued until it returns
+    -- a short message waits in the queue until this call returns; a long
+    -- one goes to the kernel at once, and only what it leaves is queued
     local before = caller.buffered
-    caller:sendBinary(string.rep("x", 100000))
+    caller:sendBinary(string.rep("x", tonumber(arg) or 1000))
     caller:send(before .. " " .. caller.buffered)
   else
     caller:send("unknown command " .. text)
