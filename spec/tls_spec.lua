@@ -158,6 +158,30 @@ describe("TLS", function()
     files:cleanup()
   end)
 
+  it("answers a request that TLS read ahead while a large file streamed", function()
+    -- Two TLS records: the file's request, then the next one. One read(2)
+    -- takes both; the first is answered (reading pauses while the file
+    -- streams) and the second waits whole inside TLS, where no readiness
+    -- event will tell of it: the resume must look there.
+    sh(("mkdir -p %s/ahead && head -c 3000000 /dev/urandom > %s/ahead/big.bin && " ..
+        "echo small > %s/ahead/small.txt"):format(dir, dir, dir))
+    local files = testing.start{ dir = "spec/services/rt", static = dir .. "/ahead",
+                                 tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+    for _ = 1, 5 do
+      local s = assert(client.tcp("127.0.0.1", files.tls_port, 5, ca()))
+      assert(s:send("GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n"))
+      assert(s:send("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+      local data, why = s:receiveAll(5)
+      s:close()
+      assert.equal("closed", why)
+      local _, answers = data:gsub("HTTP/1%.1 200 OK\r\n", "")
+      assert.equal(2, answers)
+      assert.equal("small\n", data:sub(-6))
+    end
+    assert.equal(0, files:stop())
+    files:cleanup()
+  end)
+
   it("tells scripts about the session in caller.tls, and nothing over plain ws://", function()
     local c = assert(client.connect(srv.wss_url .. "/probe", { tls = ca() }))
     c:send("info")

@@ -335,7 +335,10 @@ static void eof_when_taken(struct conn *c)
     c->proto->on_eof(c);
 }
 
-static void conn_readable(struct conn *c)
+/* Reads once and offers what there is. Returns whether it offered input
+ * (from the socket, or kept input offered again): only then can another
+ * call find more without a new readiness event. */
+static bool conn_readable(struct conn *c)
 {
     char *base = c->w->rbuf;
     size_t have = c->in_len;
@@ -352,13 +355,14 @@ static void conn_readable(struct conn *c)
      * buffer, and nothing is read while the protocol still waits. After
      * the peer's end of stream there is nothing more to read either. */
     if (have > LIM_HTTP_HEAD_CEILING || (c->flags & (CONN_RD_PAUSED | CONN_RD_EOF))) {
-        if (!(c->flags & (CONN_RD_PAUSED | CONN_SHUT_WR | CONN_FINISHING)))
+        bool offered = !(c->flags & (CONN_RD_PAUSED | CONN_SHUT_WR | CONN_FINISHING));
+        if (offered)
             feed(c, base, have);
         else
             keep_input(c, base, have);
         if (c->flags & CONN_RD_EOF)
             eof_when_taken(c);
-        return;
+        return offered;
     }
     ssize_t r;
     do {
@@ -366,11 +370,12 @@ static void conn_readable(struct conn *c)
     } while (r < 0 && errno == EINTR);
     if (r < 0 && errno == EAGAIN) {
         /* Nothing new; input kept while reading was paused is offered now. */
-        if (refeed && have && !(c->flags & (CONN_SHUT_WR | CONN_FINISHING)))
+        bool offered = refeed && have && !(c->flags & (CONN_SHUT_WR | CONN_FINISHING));
+        if (offered)
             feed(c, base, have);
         else
             keep_input(c, base, have);
-        return;
+        return offered;
     }
     if (r <= 0) {
         if (r < 0)
@@ -379,21 +384,22 @@ static void conn_readable(struct conn *c)
         update_watch(c, c->flags & CONN_WATCH_WRITE);
         if (c->flags & CONN_SHUT_WR) {
             conn_close(c);
-            return;
+            return false;
         }
         /* finishing: the queue drains, then maybe_shut closes */
         if (c->flags & CONN_FINISHING)
-            return;
+            return false;
         /* A clean end of stream after requests still kept: they go first.
          * After a failed read no answer could reach the peer anyway. */
         if (r == 0 && have)
             feed(c, base, have);
         eof_when_taken(c);
-        return;
+        return false;
     }
     if (c->flags & (CONN_SHUT_WR | CONN_FINISHING))
-        return;                 /* lingering: whatever comes now is discarded */
+        return false;           /* lingering: whatever comes now is discarded */
     feed(c, base, have + (size_t)r);
+    return true;
 }
 
 /* Advances the transport's handshake; returns true once data may flow. */
@@ -421,10 +427,10 @@ static bool handshake(struct conn *c)
  * reading is paused or yielded (the resume comes back here). */
 static void read_all(struct conn *c)
 {
-    conn_readable(c);
-    while (!(c->flags & (CONN_CLOSED | CONN_RD_PAUSED | CONN_YIELD | CONN_RD_EOF)) &&
+    while (conn_readable(c) &&
+           !(c->flags & (CONN_CLOSED | CONN_RD_PAUSED | CONN_YIELD | CONN_RD_EOF)) &&
            c->tp->pending(c))
-        conn_readable(c);
+        ;
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -590,10 +596,12 @@ void conn_pause_read(struct conn *c, bool pause)
     c->flags ^= CONN_RD_PAUSED;
     update_watch(c, c->flags & CONN_WATCH_WRITE);
     /* (A yielded connection's kept input is offered at its next turn.) */
-    if (!pause && (c->in_len || (c->flags & CONN_RD_EOF)) && !(c->flags & CONN_YIELD)) {
-        /* Bytes that came while paused (a pipelined request), or the
-         * peer's end of stream behind them, get no new readiness event:
-         * make one, handled from the loop, not from here. */
+    if (!pause && (c->in_len || (c->flags & CONN_RD_EOF) || c->tp->pending(c)) &&
+        !(c->flags & CONN_YIELD)) {
+        /* Bytes that came while paused (a pipelined request, kept here or
+         * read ahead by TLS), or the peer's end of stream behind them, get
+         * no new readiness event: make one, handled from the loop, not
+         * from here. */
         c->flags |= CONN_REFEED;
         ev_feed_event(c->w->loop, &c->io, EV_READ);
     }

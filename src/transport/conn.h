@@ -66,7 +66,8 @@ struct conn_transport {
     void (*shutdown)(struct conn *c);
     /* Releases transport state; the socket itself is closed by conn. */
     void (*free)(struct conn *c);
-    /* True when it has read bytes it has not handed out yet (TLS records). */
+    /* True when it has read bytes it has not handed out yet (TLS records,
+     * whole or not: conn reads again only after a read that made progress). */
     bool (*pending)(struct conn *c);
     /* Advances a handshake that must finish before any data (optional):
      * returns one of CONN_HS_*. */

@@ -167,6 +167,10 @@ struct tls_server *tls_server_new(const struct tls_options *o, char *err, size_t
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) takes whatever the socket holds, not a record header and
+     * then its body: half the reads per message. What it took beyond the
+     * records handed out waits in TLS (tls_pending says so). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -297,7 +301,9 @@ static void tls_free(struct conn *c)
 static bool tls_pending(struct conn *c)
 {
     struct tls_conn *t = c->tdata;
-    return !t->handshaking && SSL_pending(t->ssl) > 0;
+    /* Records read ahead count too, whole or not: the caller reads again
+     * only after a read that made progress. */
+    return !t->handshaking && SSL_has_pending(t->ssl);
 }
 
 /* Reads and drops what the peer sent, so that closing the socket sends a
