@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "../util/vec16.h"
+
 int ws_frame_parse(const uint8_t *p, size_t n, struct ws_frame_header *h)
 {
     if (n < 2)
@@ -68,34 +70,23 @@ unsigned ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[
 {
     unsigned k = phase & 3;
     size_t i = 0;
-    /* Bring the mask position to zero so whole words line up with the mask. */
+    /* Bring the mask position to zero so whole vectors line up with the mask. */
     for (; i < n && k != 0; i++, k = (k + 1) & 3)
         dst[i] = src[i] ^ mask[k];
-    if (n - i >= 8) {
-        uint8_t m8[8] = { mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3] };
-        uint64_t m;
-        memcpy(&m, m8, 8);
-        for (; n - i >= 32; i += 32) {
-            uint64_t a, b, c, d;
-            memcpy(&a, src + i, 8);
-            memcpy(&b, src + i + 8, 8);
-            memcpy(&c, src + i + 16, 8);
-            memcpy(&d, src + i + 24, 8);
-            a ^= m;
-            b ^= m;
-            c ^= m;
-            d ^= m;
-            memcpy(dst + i, &a, 8);
-            memcpy(dst + i + 8, &b, 8);
-            memcpy(dst + i + 16, &c, 8);
-            memcpy(dst + i + 24, &d, 8);
+    if (n - i >= 16) {
+        vec16 m;
+        for (unsigned j = 0; j < 16; j++)
+            m[j] = mask[j & 3];
+        for (; n - i >= 64; i += 64) {
+            vec16 a = vec16_load(src + i), b = vec16_load(src + i + 16);
+            vec16 c = vec16_load(src + i + 32), d = vec16_load(src + i + 48);
+            vec16_store(dst + i, a ^ m);
+            vec16_store(dst + i + 16, b ^ m);
+            vec16_store(dst + i + 32, c ^ m);
+            vec16_store(dst + i + 48, d ^ m);
         }
-        for (; n - i >= 8; i += 8) {
-            uint64_t v;
-            memcpy(&v, src + i, 8);
-            v ^= m;
-            memcpy(dst + i, &v, 8);
-        }
+        for (; n - i >= 16; i += 16)
+            vec16_store(dst + i, vec16_load(src + i) ^ m);
     }
     for (; i < n; i++, k = (k + 1) & 3)
         dst[i] = src[i] ^ mask[k];

@@ -319,10 +319,11 @@ TEST(sequence_split_across_feeds)
 
 TEST(ascii_fast_path_every_alignment_and_length)
 {
-    unsigned char storage[64 + 8];
+    /* Past 64 bytes (the vector loop's stride) and into its 8-byte tail. */
+    unsigned char storage[160 + 8];
     for (size_t align = 0; align < 8; align++) {
         unsigned char *p = storage + align;
-        for (size_t len = 0; len <= 40; len++) {
+        for (size_t len = 0; len <= 150; len++) {
             for (size_t i = 0; i < len; i++)
                 p[i] = (unsigned char)('a' + (i * 7 + align) % 26);
             CHECK(utf8_valid(p, len));
@@ -357,7 +358,7 @@ TEST(ascii_fast_path_every_alignment_and_length)
                 p[pos] = s0;
                 p[pos + 1] = s1;
             }
-            /* A high bit in any byte of an 8-byte word is noticed even when
+            /* A high bit in any byte of a vector or word is noticed even when
              * the byte is a valid lead whose continuation follows. */
             for (size_t pos = 0; pos + 2 < len; pos++) {
                 unsigned char s0 = p[pos], s1 = p[pos + 1], s2 = p[pos + 2];
@@ -382,8 +383,8 @@ TEST(ascii_fast_path_every_alignment_and_length)
 TEST(ascii_fast_path_does_not_read_past_n)
 {
     /* Inputs right at the end of a heap block: ASan catches any over-read
-     * by the 8-byte loop. */
-    for (size_t len = 0; len <= 40; len++) {
+     * by the vector or the 8-byte loop. */
+    for (size_t len = 0; len <= 150; len++) {
         unsigned char *p = malloc(len ? len : 1);
         memset(p, 'x', len);
         CHECK(utf8_valid(p, len));

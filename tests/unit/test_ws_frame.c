@@ -183,11 +183,12 @@ static unsigned ref_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8
 TEST(mask_every_phase_length_and_alignment)
 {
     static const uint8_t mask[4] = { 0x12, 0x34, 0x56, 0xf8 };
-    uint8_t src[64], want[64], buf[64 + 8];
+    /* Lengths past two strides of the 64-byte vector loop and its tails. */
+    uint8_t src[160], want[160], buf[160 + 8];
     for (size_t i = 0; i < sizeof src; i++)
         src[i] = (uint8_t)(i * 37 + 11);
     for (unsigned phase = 0; phase < 4; phase++)
-        for (size_t len = 0; len <= 40; len++)
+        for (size_t len = 0; len <= 150; len++)
             for (size_t align = 0; align < 8; align++) {
                 unsigned wp = ref_mask(want, src, len, mask, phase);
                 /* Not in place; the bytes around dst stay untouched. */
