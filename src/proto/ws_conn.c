@@ -348,7 +348,6 @@ static void ws_on_close(struct conn *c)
         pmd_free(&wc->pmd->inf, &wc->pmd->def);
         free(wc->pmd);
     }
-    free(wc->head);
     free(wc->protocol);
     free(wc->tr);
     free(wc);

@@ -56,7 +56,6 @@ struct ws_conn {
     struct ws_rx rx;
     struct ws_pmd *pmd;         /* NULL unless permessage-deflate was negotiated */
     struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
-    char *head;                 /* a copy of the upgrade request head */
     char *protocol;             /* the negotiated sub-protocol or NULL */
     ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */
     uint32_t head_len;
@@ -68,6 +67,8 @@ struct ws_conn {
      * its whole life (util/metrics.h). */
     struct metrics_path_cells *mc;
     struct ws_traffic *tr;      /* NULL unless traffic lines are wanted */
+    char head[];                /* a copy of the upgrade request head (head_len bytes),
+                                   in the same allocation */
 };
 
 /* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,

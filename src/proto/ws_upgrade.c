@@ -66,29 +66,22 @@ static bool handshake_field(const struct http_header *h)
 /* The upgrade request as kept for caller.path/query/headers: the request
  * line and every field but the handshake's own (an idle connection keeps
  * these bytes for its whole life, so they are kept lean). */
-static char *keep_head(const struct http_request *req, uint32_t *len)
+static void keep_head(const struct http_request *req, struct buf *b)
 {
-    struct buf b = { 0 };
-    buf_append(&b, req->method, req->method_len);
-    buf_append(&b, " ", 1);
-    buf_append(&b, req->target, req->target_len);
-    buf_printf(&b, " HTTP/1.%d\r\n", req->minor_version);
+    buf_append(b, req->method, req->method_len);
+    buf_append(b, " ", 1);
+    buf_append(b, req->target, req->target_len);
+    buf_printf(b, " HTTP/1.%d\r\n", req->minor_version);
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
         if (handshake_field(h))
             continue;
-        buf_append(&b, h->name, h->name_len);
-        buf_append(&b, ": ", 2);
-        buf_append(&b, h->value, h->value_len);
-        buf_append(&b, "\r\n", 2);
+        buf_append(b, h->name, h->name_len);
+        buf_append(b, ": ", 2);
+        buf_append(b, h->value, h->value_len);
+        buf_append(b, "\r\n", 2);
     }
-    buf_append(&b, "\r\n", 2);
-    *len = (uint32_t)b.len;
-    /* Exactly as long as it is, not the buffer's rounded-up capacity. */
-    char *out = xmalloc(b.len);
-    memcpy(out, b.data, b.len);
-    buf_free(&b);
-    return out;
+    buf_append(b, "\r\n", 2);
 }
 
 bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange *ex,
@@ -130,13 +123,18 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     char ext[256];
     struct ws_pmd *z = negotiate_pmd(&svc->conf, req, pool, ext, sizeof ext);
 
-    struct ws_conn *wc = xcalloc(1, sizeof *wc);
+    /* The head lives at the end of the connection's own block. */
+    struct buf head = { 0 };
+    keep_head(req, &head);
+    struct ws_conn *wc = xcalloc(1, sizeof *wc + head.len);
+    memcpy(wc->head, head.data, head.len);
+    wc->head_len = (uint32_t)head.len;
+    buf_free(&head);
     wc->c = c;
     wc->svc = svc;
     wc->app_ref = app_ref;
     wc->pmd = z;
     wc->protocol = proto >= 0 ? xstrdup(svc->conf.protocols[proto]) : NULL;
-    wc->head = keep_head(req, &wc->head_len);
 
     struct buf out = { 0 };
     ws_write_accept(&out, req, wc->protocol, z ? ext : NULL, gate.headers.data, gate.headers.len);
