@@ -136,24 +136,35 @@ describe("TLS", function()
     assert.equal(200, status)
   end)
 
+  -- A TLS server of static files under dir/SUB: big.bin of BIG random bytes
+  -- and small.txt.
+  local function file_server(sub, big)
+    sh(("mkdir -p %s/%s && head -c %d /dev/urandom > %s/%s/big.bin && " ..
+        "echo small > %s/%s/small.txt"):format(dir, sub, big, dir, sub, dir, sub))
+    return testing.start{ dir = "spec/services/rt", static = dir .. "/" .. sub,
+                          tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+  end
+
+  -- Reads until the server closes: n answers of 200, small.txt's last.
+  local function assert_answers(s, n)
+    local data, why = s:receiveAll(10)
+    s:close()
+    assert.equal("closed", why)
+    local _, answers = data:gsub("HTTP/1%.1 200 OK\r\n", "")
+    assert.equal(n, answers)
+    assert.equal("small\n", data:sub(-6))
+  end
+
   it("answers requests pipelined behind a large file over https://", function()
     -- TLS hands over whole records: the requests behind the file wait in
     -- TLS's buffer and in ours while it streams.
-    sh(("mkdir -p %s/static && head -c 300000 /dev/urandom > %s/static/big.bin && " ..
-        "echo small > %s/static/small.txt"):format(dir, dir, dir))
-    local files = testing.start{ dir = "spec/services/rt", static = dir .. "/static",
-                                 tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+    local files = file_server("static", 300000)
     local s = assert(client.tcp("127.0.0.1", files.tls_port, 5, ca()))
     local reqs = { "GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n" }
     for _ = 1, 400 do reqs[#reqs + 1] = "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n" end
     reqs[#reqs + 1] = "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
     assert(s:send(table.concat(reqs)))
-    local data, why = s:receiveAll(10)
-    s:close()
-    assert.equal("closed", why)
-    local _, answers = data:gsub("HTTP/1%.1 200 OK\r\n", "")
-    assert.equal(402, answers)
-    assert.equal("small\n", data:sub(-6))
+    assert_answers(s, 402)
     assert.equal(0, files:stop())
     files:cleanup()
   end)
@@ -163,20 +174,12 @@ describe("TLS", function()
     -- takes both; the first is answered (reading pauses while the file
     -- streams) and the second waits whole inside TLS, where no readiness
     -- event will tell of it: the resume must look there.
-    sh(("mkdir -p %s/ahead && head -c 3000000 /dev/urandom > %s/ahead/big.bin && " ..
-        "echo small > %s/ahead/small.txt"):format(dir, dir, dir))
-    local files = testing.start{ dir = "spec/services/rt", static = dir .. "/ahead",
-                                 tls = { cert = dir .. "/chain.pem", key = dir .. "/server.key" } }
+    local files = file_server("ahead", 3000000)
     for _ = 1, 5 do
       local s = assert(client.tcp("127.0.0.1", files.tls_port, 5, ca()))
       assert(s:send("GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n"))
       assert(s:send("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
-      local data, why = s:receiveAll(5)
-      s:close()
-      assert.equal("closed", why)
-      local _, answers = data:gsub("HTTP/1%.1 200 OK\r\n", "")
-      assert.equal(2, answers)
-      assert.equal("small\n", data:sub(-6))
+      assert_answers(s, 2)
     end
     assert.equal(0, files:stop())
     files:cleanup()
