@@ -74,9 +74,7 @@ unsigned ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[
     for (; i < n && k != 0; i++, k = (k + 1) & 3)
         dst[i] = src[i] ^ mask[k];
     if (n - i >= 16) {
-        vec16 m;
-        for (unsigned j = 0; j < 16; j++)
-            m[j] = mask[j & 3];
+        vec16 m = vec16_splat4(mask);
         for (; n - i >= 64; i += 64) {
             vec16 a = vec16_load(src + i), b = vec16_load(src + i + 16);
             vec16 c = vec16_load(src + i + 32), d = vec16_load(src + i + 48);

@@ -26,6 +26,17 @@ static inline void vec16_store(void *p, vec16 v)
     memcpy(p, &v, sizeof v);
 }
 
+/* The four bytes b repeated four times (a broadcast of one word: no byte
+ * stores that a vector load would then wait on). */
+static inline vec16 vec16_splat4(const uint8_t b[4])
+{
+    typedef uint32_t u32x4 __attribute__((vector_size(16)));
+    uint32_t w;
+    memcpy(&w, b, sizeof w);
+    u32x4 v = { w, w, w, w };
+    return (vec16)v;
+}
+
 /* Whether any byte of v has its high bit set (is not ASCII). */
 static inline bool vec16_any_high(vec16 v)
 {
