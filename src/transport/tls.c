@@ -252,7 +252,7 @@ void tls_server_free(struct tls_server *t)
 static ssize_t tls_read(struct conn *c, void *p, size_t n)
 {
     struct tls_conn *t = c->tdata;
-    ERR_clear_error();
+    sslio_clear_errors();
     errno = 0;
     return sslio_result(t->ssl, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
 }
@@ -272,7 +272,7 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
         p = gather->data;
         len = gather->len;
     }
-    ERR_clear_error();
+    sslio_clear_errors();
     errno = 0;
     ssize_t r = sslio_result(t->ssl, SSL_write(t->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len)));
     if (r == 0) {
