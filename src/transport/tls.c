@@ -15,6 +15,7 @@
 #include "../util/log.h"
 #include "../util/sslio.h"
 #include "conn.h"
+#include "tls_bio.h"
 #include "worker.h"
 
 /* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 keeps OpenSSL's defaults. */
@@ -25,6 +26,7 @@
 
 struct tls_server {
     SSL_CTX *ctx;
+    BIO_METHOD *bio;            /* its sessions' socket BIO (tls_bio.c) */
 };
 
 /* The TLS state of one connection. */
@@ -234,8 +236,15 @@ struct tls_server *tls_server_new(const struct tls_options *o, char *err, size_t
         SSL_CTX_free(ctx);
         return NULL;
     }
+    BIO_METHOD *bio = tls_bio_method_new();
+    if (!bio) {
+        snprintf(err, errcap, "cannot create a TLS socket BIO: %s", ssl_error());
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     struct tls_server *t = xcalloc(1, sizeof *t);
     t->ctx = ctx;
+    t->bio = bio;
     return t;
 }
 
@@ -244,6 +253,7 @@ void tls_server_free(struct tls_server *t)
     if (!t)
         return;
     SSL_CTX_free(t->ctx);
+    BIO_meth_free(t->bio);
     free(t);
 }
 
@@ -375,11 +385,13 @@ static const struct conn_transport tls_transport = {
 bool tls_attach(struct conn *c, struct tls_server *srv)
 {
     SSL *ssl = SSL_new(srv->ctx);
-    if (!ssl || SSL_set_fd(ssl, c->io.fd) != 1) {
+    BIO *bio = ssl ? tls_bio_new(srv->bio, c->io.fd) : NULL;
+    if (!bio) {
         log_warn("TLS: cannot start a session: %s", ssl_error());
         SSL_free(ssl);
         return false;
     }
+    SSL_set_bio(ssl, bio, bio);     /* one reference, for both directions */
     SSL_set_accept_state(ssl);
     struct tls_conn *t = xcalloc(1, sizeof *t);
     t->ssl = ssl;
