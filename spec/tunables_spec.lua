@@ -136,7 +136,9 @@ describe("--max-backpressure", function()
   it("closes 1008 a client with more queued in a service that sets none", function()
     local srv <close> = testing.start{ dir = DIR, args = { "--max-backpressure", "1000" },
                                        metrics = true }
-    local c = assert(srv:connect("/t"))
+    -- A client that reads little (its kernel takes 16 KB): the server's
+    -- kernel fills, then its queue grows past 1000 bytes.
+    local c = assert(srv:connect("/t", { rcvbuf = 16384 }))
     assert(c:send("flood"))
     local code = testing.until_close(c, 5)
     assert.equal(1008, code)
