@@ -510,14 +510,10 @@ void conn_write(struct conn *c, const void *p, size_t n)
     conn_write_commit(c, n);
 }
 
-/* Puts what of iov[0..n) lies past its first skip bytes in a queue
- * segment of its own. */
-static void queue_rest(struct conn *c, const struct iovec *iov, int n, size_t skip)
+/* Puts the rest bytes of iov[0..n) that follow its first skip bytes in a
+ * queue segment of their own. */
+static void queue_rest(struct conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
 {
-    size_t rest = 0;
-    for (int i = 0; i < n; i++)
-        rest += iov[i].iov_len;
-    rest -= skip;
     struct oseg *s = seg_new(c->w, rest);
     for (int i = 0; i < n; i++) {
         size_t len = iov[i].iov_len;
@@ -546,20 +542,21 @@ void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *bo
         return;
     }
     /* The cork goes first: it holds this connection's earlier output. */
+    size_t corked = w->corked == c ? w->cork.len : 0;
     struct iovec iov[3];
     int n = 0;
-    if (w->corked == c && w->cork.len)
-        iov[n++] = (struct iovec){ w->cork.data, w->cork.len };
+    if (corked)
+        iov[n++] = (struct iovec){ w->cork.data, corked };
     iov[n++] = (struct iovec){ (void *)head, hn };
     iov[n++] = (struct iovec){ (void *)body, bn };
-    size_t want = hn + bn + (n == 3 ? w->cork.len : 0);
+    size_t want = corked + hn + bn;
     ssize_t r;
     do {
         r = c->tp->writev(c, iov, n);
     } while (r < 0 && errno == EINTR);
     int err = r < 0 ? errno : 0;
     size_t done = r > 0 ? (size_t)r : 0;
-    if (w->corked == c)
+    if (corked)
         w->cork.len = 0;
     if (done)
         c->out_progress = ev_now(w->loop);
@@ -568,7 +565,7 @@ void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *bo
     /* The rest waits in the queue. A failed socket is not reported from
      * inside the protocol's send: the worker's flush meets the error again
      * and reports it from the loop. */
-    queue_rest(c, iov, n, done);
+    queue_rest(c, iov, n, done, want - done);
     if (r >= 0 || err == EAGAIN)
         watch_write(c, true);
     else if (!(c->flags & CONN_DIRTY))

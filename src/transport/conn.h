@@ -127,9 +127,10 @@ char *conn_write_reserve(struct conn *c, size_t n);
 void conn_write_commit(struct conn *c, size_t used);
 /* Queues head then body, as two conn_write calls would. A body of
  * LIM_DIRECT_WRITE bytes or more with nothing queued before it goes to the
- * kernel from where it is, in one writev with the cork and the head; only
- * what the kernel does not take is copied. For protocols without on_drain
- * (a direct write empties no queue). */
+ * transport from where it is, in one writev with the cork and the head; only
+ * what the kernel does not take is copied. (TLS gathers the pieces into one
+ * buffer for SSL_write: a copy as the cork would have been.) For protocols
+ * without on_drain (a direct write empties no queue). */
 void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *body, size_t bn);
 /* Queues a shared block by reference (copied when the connection is corked
  * with bytes already in the cork buffer, to keep the order). */

@@ -154,6 +154,29 @@ TEST(a_small_payload_is_queued_with_the_rest)
     teardown(&f);
 }
 
+TEST(the_threshold_is_exact)
+{
+    /* One byte under LIM_DIRECT_WRITE is copied into the queue; exactly
+     * LIM_DIRECT_WRITE goes to the kernel in the call. */
+    struct fixture f;
+    setup(&f);
+    size_t n = LIM_DIRECT_WRITE;
+    char *body = pattern(n);
+    conn_write_pair(f.c, "H", 1, body, n - 1);
+    CHECK_EQ_INT(conn_buffered(f.c), n);
+    size_t got;
+    char *out = read_all(&f, n, &got);
+    check_stream(out, got, (const char *const[]){ "H", body }, (const size_t[]){ 1, n - 1 }, 2);
+    free(out);
+    conn_write_pair(f.c, "H", 1, body, n);
+    CHECK_EQ_INT(conn_buffered(f.c), 0);
+    out = read_all(&f, n + 1, &got);
+    check_stream(out, got, (const char *const[]){ "H", body }, (const size_t[]){ 1, n }, 2);
+    free(out);
+    free(body);
+    teardown(&f);
+}
+
 TEST(what_the_kernel_leaves_is_queued_ahead_of_later_output)
 {
     struct fixture f;
