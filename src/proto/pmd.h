@@ -112,6 +112,13 @@ struct pmd_inflater {
     /* A final (BFINAL) block ended the stream during this message, and
      * after_end bytes were fed after it. */
     bool ended;
+    /* Compressed payload bytes of the message (its frames' lengths, kept
+     * by ws_rx for the metrics, valid in its message callback); stops at
+     * UINT32_MAX, which max_message keeps out of reach of any message that
+     * is not a stream of empty blocks. Here rather than in ws_rx so that
+     * connections without compression do not carry it (it fits this
+     * struct's padding). */
+    uint32_t msg_zlen;
     size_t after_end;
 };
 

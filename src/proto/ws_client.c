@@ -417,7 +417,7 @@ bool wsc_pump(struct ws_client *c)
     bool ready = c->io->pending(c->ioctx) || wsc_wait(c->fd, false, 0);
     if (!c->close_received && !c->eof && (!ready || read_some(c, 1) >= 0) && c->in.len) {
         struct ws_rx_error err;
-        ssize_t used = ws_rx_feed(&c->rx, c->in.data, c->in.len, &client_events, c, &err);
+        ssize_t used = ws_rx_feed(&c->rx, NULL, c->in.data, c->in.len, &client_events, c, &err);
         if (used < 0) {
             snprintf(c->error, sizeof c->error, "protocol error from the server: %s", err.reason);
             wsc_close(c, err.code, "", 0, 1);
@@ -447,7 +447,7 @@ int wsc_receive(struct ws_client *c, double timeout, struct wsc_msg *m)
         }
         if (c->in.len) {
             struct ws_rx_error err;
-            ssize_t used = ws_rx_feed(&c->rx, c->in.data, c->in.len, &client_events, c, &err);
+            ssize_t used = ws_rx_feed(&c->rx, NULL, c->in.data, c->in.len, &client_events, c, &err);
             if (used < 0) {
                 snprintf(c->error, sizeof c->error, "protocol error from the server: %s",
                          err.reason);
@@ -543,7 +543,7 @@ void wsc_free(struct ws_client *c)
     c->qlen = c->qhead = c->qcap = 0;
     buf_free(&c->in);
     buf_free(&c->head);
-    ws_rx_free(&c->rx);
+    ws_rx_free(&c->rx, NULL);
     if (c->pmd)
         pmd_free(&c->inf, &c->def);
     c->pmd = false;

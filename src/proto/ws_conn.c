@@ -223,7 +223,7 @@ static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
             wc->tr->bytes_in += len;
         }
         if (wc->rx.msg_deflated)
-            metrics_inflated(wc->mc, wc->rx.msg_zlen, len);
+            metrics_inflated(wc->mc, ws_rx_msg_zlen(&wc->rx), len);
         wc->svc->ops->message(wc->svc, wc, opcode, data, len);
     }
     return !(wc->c->flags & (CONN_CLOSED | CONN_FINISHING));
@@ -268,7 +268,7 @@ static size_t ws_on_read(struct conn *c, char *data, size_t n)
     struct ws_conn *wc = c->pdata;
     struct ws_rx_error err;
     uint32_t frames = wc->rx.frames;
-    ssize_t r = ws_rx_feed(&wc->rx, data, n, &rx_events, wc, &err);
+    ssize_t r = ws_rx_feed(&wc->rx, c->w->mem, data, n, &rx_events, wc, &err);
     /* Idle is measured in complete frames: bytes trickled into one that
      * never ends do not count. */
     if (wc->rx.frames != frames)
@@ -343,7 +343,7 @@ static void ws_on_close(struct conn *c)
     if (wc->svc_next)
         wc->svc_next->svc_prev = wc->svc_prev;
     s->nconns--;
-    ws_rx_free(&wc->rx);
+    ws_rx_free(&wc->rx, c->w->mem);
     if (wc->pmd) {
         pmd_free(&wc->pmd->inf, &wc->pmd->def);
         free(wc->pmd);
@@ -368,9 +368,9 @@ void ws_conn_start(struct ws_conn *wc)
     svc_ref(svc);
     wc->rx.max_message = svc->conf.max_message;
     wc->rx.inf = wc->pmd ? &wc->pmd->inf : NULL;
-    /* Partial messages and inflate streams count against the process's
-     * budget for unfinished work. */
-    wc->rx.mem = c->w->mem;
+    /* Partial messages (ws_on_read passes the budget to ws_rx_feed) and
+     * inflate streams count against the process's budget for unfinished
+     * work. */
     if (wc->pmd)
         wc->pmd->inf.mem = c->w->mem;
     wc->last_rx = ev_now(c->w->loop);

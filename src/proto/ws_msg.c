@@ -18,9 +18,14 @@ static bool busy(struct ws_rx_error *err)
     return false;
 }
 
-void ws_rx_free(struct ws_rx *rx)
+void ws_rx_free(struct ws_rx *rx, struct membudget *mem)
 {
-    membudget_buf_free(rx->mem, &rx->msg);
+    membudget_buf_free(mem, &rx->msg);
+}
+
+uint32_t ws_rx_msg_zlen(const struct ws_rx *rx)
+{
+    return rx->msg_deflated ? rx->inf->msg_zlen : 0;
 }
 
 void ws_close_payload_parse(const char *data, size_t len, unsigned *code,
@@ -63,8 +68,8 @@ static bool check_close(const char *p, size_t len, struct ws_rx_error *err)
 
 /* Ends the message: checks that text ended on a character boundary and
  * hands it over. Returns -1 (err set), 0 to stop, 1 to go on. */
-static int deliver(struct ws_rx *rx, char *data, size_t len, const struct ws_rx_events *ev,
-                   void *ctx, struct ws_rx_error *err)
+static int deliver(struct ws_rx *rx, struct membudget *mem, char *data, size_t len,
+                   const struct ws_rx_events *ev, void *ctx, struct ws_rx_error *err)
 {
     uint8_t op = rx->msg_op;
     rx->msg_op = 0;
@@ -74,21 +79,22 @@ static int deliver(struct ws_rx *rx, char *data, size_t len, const struct ws_rx_
         return -1;
     }
     bool go_on = ev->message(ctx, op, data, len);
-    membudget_buf_free(rx->mem, &rx->msg);
+    membudget_buf_free(mem, &rx->msg);
     return go_on ? 1 : 0;
 }
 
 /* Takes payload bytes of the current data frame (already unmasked): checks
  * and stores them, inflating them first when the message is compressed. */
-static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx_error *err)
+static bool take_payload(struct ws_rx *rx, struct membudget *mem, const char *p, size_t n,
+                         struct ws_rx_error *err)
 {
     size_t before = rx->msg.len;
     int rc = PMD_OK;
     if (rx->msg_deflated) {
         rx->msg_zdata = rx->msg_zdata || n > 0;
-        rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message, rx->mem);
+        rc = pmd_inflate(rx->inf, p, n, &rx->msg, rx->max_message, mem);
     } else {
-        if (!membudget_buf_reserve(rx->mem, &rx->msg, n, rx->max_message))
+        if (!membudget_buf_reserve(mem, &rx->msg, n, rx->max_message))
             return busy(err);
         memcpy(rx->msg.data + rx->msg.len, p, n);
         rx->msg.len += n;
@@ -117,8 +123,8 @@ static bool take_payload(struct ws_rx *rx, const char *p, size_t n, struct ws_rx
  * would take it for the start of a stored block and a kept stream would
  * break on the next message), so that message is "" and the stream is
  * left as it was. */
-static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx,
-                      struct ws_rx_error *err)
+static int frame_done(struct ws_rx *rx, struct membudget *mem, const struct ws_rx_events *ev,
+                      void *ctx, struct ws_rx_error *err)
 {
     rx->in_frame = false;
     rx->frames++;
@@ -126,7 +132,7 @@ static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx
         return 1;
     if (rx->msg_deflated && rx->msg_zdata) {
         static const char tail[4] = { 0x00, 0x00, (char)0xff, (char)0xff };
-        if (!take_payload(rx, tail, sizeof tail, err))
+        if (!take_payload(rx, mem, tail, sizeof tail, err))
             return -1;
         if (!pmd_inflate_end_message(rx->inf)) {
             err->code = WS_CLOSE_INVALID_DATA;
@@ -134,11 +140,11 @@ static int frame_done(struct ws_rx *rx, const struct ws_rx_events *ev, void *ctx
             return -1;
         }
     }
-    return deliver(rx, rx->msg.data, rx->msg.len, ev, ctx, err);
+    return deliver(rx, mem, rx->msg.data, rx->msg.len, ev, ctx, err);
 }
 
-ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_events *ev,
-                   void *ctx, struct ws_rx_error *err)
+ssize_t ws_rx_feed(struct ws_rx *rx, struct membudget *mem, char *data, size_t n,
+                   const struct ws_rx_events *ev, void *ctx, struct ws_rx_error *err)
 {
     size_t off = 0;
     err->busy = false;
@@ -150,10 +156,10 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
                 rx->phase = (uint8_t)ws_mask((uint8_t *)p, (uint8_t *)p, take, rx->mask, rx->phase);
             off += take;
             rx->remaining -= take;
-            if (!take_payload(rx, p, take, err))
+            if (!take_payload(rx, mem, p, take, err))
                 return -1;
             if (rx->remaining == 0) {
-                int r = frame_done(rx, ev, ctx, err);
+                int r = frame_done(rx, mem, ev, ctx, err);
                 if (r <= 0)
                     return r < 0 ? -1 : (ssize_t)off;
             }
@@ -209,12 +215,14 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             rx->msg_op = h.opcode;
             rx->msg_deflated = rsv1;
             rx->msg_zdata = false;
-            rx->msg_zlen = 0;
+            if (rsv1)
+                rx->inf->msg_zlen = 0;
             rx->utf8 = 0;
         }
-        if (rx->msg_deflated)
-            rx->msg_zlen = h.len < UINT32_MAX - rx->msg_zlen ? rx->msg_zlen + (uint32_t)h.len
-                                                           : UINT32_MAX;
+        if (rx->msg_deflated) {
+            uint32_t zl = rx->inf->msg_zlen;
+            rx->inf->msg_zlen = h.len < UINT32_MAX - zl ? zl + (uint32_t)h.len : UINT32_MAX;
+        }
         /* Uncompressed payload counts as it is; compressed payload is
          * checked as it inflates. */
         if (!rx->msg_deflated && h.len > rx->max_message - rx->msg.len)
@@ -231,7 +239,7 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
             rx->frames++;
             if (h.opcode == WS_OP_TEXT && !utf8_feed(&rx->utf8, p, h.len))
                 FAIL(WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
-            int r = deliver(rx, p, h.len, ev, ctx, err);
+            int r = deliver(rx, mem, p, h.len, ev, ctx, err);
             if (r <= 0)
                 return r < 0 ? -1 : (ssize_t)off;
             continue;
@@ -247,14 +255,14 @@ ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_ev
          * budget is asked here, so a message it cannot hold fails at its
          * frame header, before any of the payload is kept. */
         if (!rx->msg_deflated && h.len &&
-            !membudget_buf_reserve(rx->mem, &rx->msg,
+            !membudget_buf_reserve(mem, &rx->msg,
                                    h.len < LIM_WS_FRAME_PREALLOC ? h.len : LIM_WS_FRAME_PREALLOC,
                                    rx->max_message)) {
             busy(err);
             return -1;
         }
         if (h.len == 0) {
-            int r = frame_done(rx, ev, ctx, err);
+            int r = frame_done(rx, mem, ev, ctx, err);
             if (r <= 0)
                 return r < 0 ? -1 : (ssize_t)off;
         }

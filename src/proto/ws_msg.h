@@ -8,8 +8,10 @@
  * across fragments), and max_message checked against each frame header so
  * the excess is never buffered. Compressed messages (RFC 7692) are inflated
  * through pmd as their frames arrive. The reassembly buffer is charged to
- * the budget in rx->mem as it grows, and given back when the message is
- * delivered or the receiver freed.
+ * the budget passed to each call (mem) as it grows, and given back when the
+ * message is delivered or the receiver freed; the caller passes the same
+ * budget every time (NULL: not counted). A message that would grow the
+ * buffer past the budget fails with 1008 "server busy".
  *
  * It owns no socket: the caller feeds bytes and receives events. State
  * survives between calls, so bytes may arrive one at a time.
@@ -32,32 +34,34 @@ struct pmd_inflater;
 struct ws_rx {
     size_t max_message;         /* bytes after reassembly and inflation */
     struct pmd_inflater *inf;   /* non-NULL when permessage-deflate was negotiated */
-    /* Counts the reassembly buffer (NULL: not counted): a message that
-     * would grow it past the budget fails with 1008 "server busy". */
-    struct membudget *mem;
     uint64_t remaining;         /* payload bytes of the data frame arriving still to come */
     struct buf msg;             /* the message being assembled; released after each delivery */
     /* Complete frames received (data, continuation, control), modulo 2^32:
      * only compared, to see that some arrived. */
     uint32_t frames;
-    /* Compressed payload bytes of the message (for the metrics, valid in
-     * the message callback); stops at UINT32_MAX, which max_message keeps
-     * out of reach of any message that is not a stream of empty blocks. */
-    uint32_t msg_zlen;
     utf8_state utf8;
     uint8_t mask[4];
-    bool client;                /* we are the client: frames arrive unmasked */
-
-    /* The data frame whose payload is arriving. */
-    bool in_frame;
-    bool frame_fin;
+    /* Every idle connection holds one of these (inside its ws_conn): the
+     * small fields are packed so it stays at 64 bytes. The budget for the
+     * reassembly buffer is not kept here but passed to each call (it is
+     * one object for the whole process), and the compressed length of a
+     * message lives in its inflater (pmd_inflater.msg_zlen). */
     uint8_t phase;              /* mask position of the next payload byte */
-
+    uint8_t msg_op;             /* the message being assembled: 0 between messages,
+                                   else WS_OP_TEXT/BINARY */
+    bool client : 1;            /* we are the client: frames arrive unmasked */
+    /* The data frame whose payload is arriving. */
+    bool in_frame : 1;
+    bool frame_fin : 1;
     /* The message being assembled. */
-    uint8_t msg_op;             /* 0 between messages, else WS_OP_TEXT/BINARY */
-    bool msg_deflated;
-    bool msg_zdata;             /* compressed payload bytes of it have arrived */
+    bool msg_deflated : 1;
+    bool msg_zdata : 1;         /* compressed payload bytes of it have arrived */
 };
+
+/* The compressed payload bytes of the message being delivered (for the
+ * metrics, valid in the message callback of a compressed message); stops
+ * at UINT32_MAX. */
+uint32_t ws_rx_msg_zlen(const struct ws_rx *rx);
 
 /* Why the peer must be failed: the close code and a short reason. */
 struct ws_rx_error {
@@ -83,12 +87,12 @@ struct ws_rx_events {
  * rest (an incomplete header or control frame, at most WS_HEADER_MAX +
  * WS_CONTROL_MAX bytes) must be fed again with more data — or -1 with err
  * set when the peer broke the protocol. */
-ssize_t ws_rx_feed(struct ws_rx *rx, char *data, size_t n, const struct ws_rx_events *ev,
-                   void *ctx, struct ws_rx_error *err);
+ssize_t ws_rx_feed(struct ws_rx *rx, struct membudget *mem, char *data, size_t n,
+                   const struct ws_rx_events *ev, void *ctx, struct ws_rx_error *err);
 
 /* Releases the reassembly buffer, giving its memory back to the budget
  * (not the inflater, which pmd owns). */
-void ws_rx_free(struct ws_rx *rx);
+void ws_rx_free(struct ws_rx *rx, struct membudget *mem);
 
 /* Parses a validated close payload into code (1005 when absent) and reason. */
 void ws_close_payload_parse(const char *data, size_t len, unsigned *code,

@@ -129,7 +129,6 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
     memset(&rx, 0, sizeof rx);
     rx.max_message = r->max_message;
     rx.client = FUZZ_CLIENT;
-    rx.mem = &budget;
 #if FUZZ_PMD
     struct pmd_params params;
     params.server_no_context_takeover = settings & 0x10;
@@ -155,7 +154,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
         for (;;) {
             struct ws_rx_error err = { 0, NULL, false };
             r->stopped = false;
-            ssize_t used = ws_rx_feed(&rx, pend.data, pend.len, &events, r, &err);
+            ssize_t used = ws_rx_feed(&rx, &budget, pend.data, pend.len, &events, r, &err);
             FUZZ_ASSERT(rx.msg.len <= r->max_message + 1);
             if (used < 0) {
                 FUZZ_ASSERT(err.code == WS_CLOSE_PROTOCOL || err.code == WS_CLOSE_INVALID_DATA ||
@@ -176,7 +175,7 @@ static void run(const uint8_t *in, size_t n, uint8_t settings, uint8_t seed, int
     }
 out:
     buf_free(&pend);
-    ws_rx_free(&rx);
+    ws_rx_free(&rx, &budget);
 #if FUZZ_PMD
     pmd_free(&inf, &def);
     pmd_pool_free(&pool);

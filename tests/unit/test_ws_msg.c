@@ -92,7 +92,6 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
     struct ws_rx rx = { 0 };
     rx.max_message = s->max_message;
     rx.client = s->client;
-    rx.mem = s->mem;
     struct pmd_inflater inf;
     struct pmd_deflater def;
     if (s->pmd) {
@@ -109,7 +108,7 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
         buf_append(&pend, (const char *)in + off, k);
         off += k;
         struct ws_rx_error err = { 0, NULL, false };
-        ssize_t used = ws_rx_feed(&rx, pend.data, pend.len, &events, r, &err);
+        ssize_t used = ws_rx_feed(&rx, s->mem, pend.data, pend.len, &events, r, &err);
         if (rx.msg.len > r->max_msg_len)
             r->max_msg_len = rx.msg.len;
         if (rx.msg.cap > r->max_msg_cap)
@@ -135,7 +134,7 @@ static void feed(const struct side *s, const void *in, size_t n, size_t step, si
     r->left = pend.len;
     r->used_end = membudget_used(s->mem);
     buf_free(&pend);
-    ws_rx_free(&rx);
+    ws_rx_free(&rx, s->mem);
     if (s->pmd)
         pmd_free(&inf, &def);
 }
@@ -800,18 +799,18 @@ TEST(callback_false_stops_after_that_frame)
             struct run r = { 0 };
             r.stop_at = stop;
             struct ws_rx_error err = { 0, NULL, false };
-            ssize_t used = ws_rx_feed(&rx, copy.data, copy.len, &events, &r, &err);
+            ssize_t used = ws_rx_feed(&rx, NULL, copy.data, copy.len, &events, &r, &err);
             CHECK_EQ_INT(used, (ssize_t)ends[stop]);
             CHECK_EQ_INT(r.events, stop + 1);
             /* Feeding the rest goes on with the next frame. */
             if (used >= 0 && (size_t)used < copy.len) {
                 r.stop_at = -1;
-                ssize_t more = ws_rx_feed(&rx, copy.data + used, copy.len - (size_t)used,
+                ssize_t more = ws_rx_feed(&rx, NULL, copy.data + used, copy.len - (size_t)used,
                                           &events, &r, &err);
                 CHECK_EQ_INT(more, (ssize_t)(copy.len - (size_t)used));
                 CHECK_EQ_INT(r.events, 4);
             }
-            ws_rx_free(&rx);
+            ws_rx_free(&rx, NULL);
             run_free(&r);
             buf_free(&copy);
 
