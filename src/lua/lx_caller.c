@@ -221,8 +221,8 @@ static int caller_index(lua_State *L)
     } else if (strcmp(k, "open") == 0) {
         lua_pushboolean(L, ws_is_open(wc));
     } else if (strcmp(k, "protocol") == 0) {
-        if (wc && wc->protocol)
-            lua_pushstring(L, wc->protocol);
+        if (wc && ws_protocol(wc))
+            lua_pushstring(L, ws_protocol(wc));
         else
             lua_pushnil(L);
     } else if (strcmp(k, "secure") == 0) {

@@ -9,7 +9,7 @@
 
 struct member {
     struct ws_conn *wc;
-    uint32_t sub;               /* its index in wc->subs */
+    uint32_t sub;               /* its index in ws_subs(wc) */
 };
 
 struct topic {
@@ -47,10 +47,11 @@ static struct topic *topic_get(struct pubsub *ps, const char *name, size_t len, 
 
 static int find_sub(const struct ws_conn *wc, const struct topic *t)
 {
-    if (!wc->subs)
+    const struct ws_subs *ss = ws_subs(wc);
+    if (!ss)
         return -1;
-    for (uint32_t i = 0; i < wc->subs->n; i++) {
-        if (wc->subs->s[i].t == t)
+    for (uint32_t i = 0; i < ss->n; i++) {
+        if (ss->s[i].t == t)
             return (int)i;
     }
     return -1;
@@ -61,14 +62,15 @@ bool pubsub_join(struct pubsub *ps, struct ws_conn *wc, const char *name, size_t
     struct topic *t = topic_get(ps, name, len, true);
     if (find_sub(wc, t) >= 0)
         return false;
-    struct ws_subs *ss = wc->subs;
+    struct ws_subs *ss = ws_subs(wc);
     if (!ss || ss->n == ss->cap) {
         uint32_t cap = ss ? ss->cap * 2 : 2;
+        bool first = !ss;
         ss = xrealloc(ss, sizeof *ss + cap * sizeof ss->s[0]);
-        if (!wc->subs)
+        if (first)
             ss->n = 0;
         ss->cap = cap;
-        wc->subs = ss;
+        ws_extra(wc)->subs = ss;
     }
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 4;
@@ -85,13 +87,13 @@ bool pubsub_join(struct pubsub *ps, struct ws_conn *wc, const char *name, size_t
  * holes on both sides and fixing their back-indexes. */
 static void drop(struct ws_conn *wc, uint32_t i)
 {
-    struct ws_subs *ss = wc->subs;
+    struct ws_subs *ss = ws_subs(wc);
     struct topic *t = ss->s[i].t;
     uint32_t idx = ss->s[i].idx;
 
     t->m[idx] = t->m[--t->n];
     if (idx < t->n)
-        t->m[idx].wc->subs->s[t->m[idx].sub].idx = idx;
+        ws_subs(t->m[idx].wc)->s[t->m[idx].sub].idx = idx;
 
     ss->s[i] = ss->s[--ss->n];
     if (i < ss->n)
@@ -107,7 +109,7 @@ static void drop(struct ws_conn *wc, uint32_t i)
     }
     if (ss->n == 0) {
         free(ss);
-        wc->subs = NULL;
+        ws_extra(wc)->subs = NULL;  /* the side struct stays until the connection goes */
     }
 }
 
@@ -123,8 +125,9 @@ bool pubsub_leave(struct pubsub *ps, struct ws_conn *wc, const char *name, size_
 
 void pubsub_leave_all(struct ws_conn *wc)
 {
-    while (wc->subs)
-        drop(wc, wc->subs->n - 1);
+    struct ws_subs *ss;
+    while ((ss = ws_subs(wc)))
+        drop(wc, ss->n - 1);
 }
 
 size_t pubsub_publish(struct pubsub *ps, const char *name, size_t tlen, uint8_t opcode,

@@ -72,9 +72,10 @@ static void count_receiver(struct ws_bcast *b, struct ws_conn *wc)
         b->run_mc = wc->mc;
     }
     b->run_n++;
-    if (wc->tr) {
-        wc->tr->msgs_out++;
-        wc->tr->bytes_out += b->len;
+    struct ws_traffic *f = ws_traffic(wc);
+    if (f) {
+        f->msgs_out++;
+        f->bytes_out += b->len;
     }
 }
 

@@ -29,6 +29,13 @@ bool ws_secure(const struct ws_conn *wc)
     return conn_is_secure(wc->c);
 }
 
+struct ws_extra *ws_extra(struct ws_conn *wc)
+{
+    if (!wc->x)
+        wc->x = xcalloc(1, sizeof *wc->x);
+    return wc->x;
+}
+
 size_t ws_buffered(const struct ws_conn *wc)
 {
     return conn_is_closed(wc->c) ? 0 : conn_buffered(wc->c);
@@ -119,7 +126,9 @@ static void notify_close(struct ws_conn *wc, unsigned code, const char *reason, 
     if (wc->notified)
         return;
     wc->notified = true;
-    wc->close_code = (uint16_t)code;
+    struct ws_traffic *f = ws_traffic(wc);
+    if (f)
+        f->close_code = (uint16_t)code;
     metrics_close(wc->mc, code);
     set_closing(wc);
     wc->svc->ops->close(wc->svc, wc, code, reason, len);
@@ -173,9 +182,10 @@ bool ws_can_send(struct ws_conn *wc)
 void ws_count_sent(struct ws_conn *wc, uint8_t opcode, size_t len)
 {
     metrics_message_out(wc->mc, opcode == WS_OP_BINARY, len);
-    if (wc->tr) {
-        wc->tr->msgs_out++;
-        wc->tr->bytes_out += len;
+    struct ws_traffic *f = ws_traffic(wc);
+    if (f) {
+        f->msgs_out++;
+        f->bytes_out += len;
     }
 }
 
@@ -218,9 +228,10 @@ static bool on_message(void *ctx, uint8_t opcode, char *data, size_t len)
     struct ws_conn *wc = ctx;
     if (wc->state == WS_OPEN) {
         metrics_message_in(wc->mc, opcode == WS_OP_BINARY, len);
-        if (wc->tr) {
-            wc->tr->msgs_in++;
-            wc->tr->bytes_in += len;
+        struct ws_traffic *f = ws_traffic(wc);
+        if (f) {
+            f->msgs_in++;
+            f->bytes_in += len;
         }
         if (wc->rx.msg_deflated)
             metrics_inflated(wc->mc, ws_rx_msg_zlen(&wc->rx), len);
@@ -313,15 +324,15 @@ static void ws_on_sweep(struct conn *c, ev_tstamp now)
 static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
 {
     struct conn *c = wc->c;
-    struct ws_traffic *f = wc->tr;
+    struct ws_traffic *f = ws_traffic(wc);
     if (!f)
         return;
     size_t n;
     const char *t = raw_path(wc, &n);
     struct traffic tr = {
         .event = ev, .worker = log_worker_shown(), .conn = c->id, .remote = f->remote,
-        .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = wc->protocol,
-        .code = wc->close_code, .msgs_in = f->msgs_in, .bytes_in = f->bytes_in,
+        .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = ws_protocol(wc),
+        .code = f->close_code, .msgs_in = f->msgs_in, .bytes_in = f->bytes_in,
         .msgs_out = f->msgs_out, .bytes_out = f->bytes_out,
         .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - f->opened) * 1e6) : 0,
     };
@@ -348,8 +359,13 @@ static void ws_on_close(struct conn *c)
         pmd_free(&wc->pmd->inf, &wc->pmd->def);
         free(wc->pmd);
     }
-    free(wc->protocol);
-    free(wc->tr);
+    if (wc->x) {
+        /* Its memberships are gone already: the service's close left
+         * them (pubsub_leave_all). */
+        free(wc->x->protocol);
+        free(wc->x->tr);
+        free(wc->x);
+    }
     free(wc);
     svc_unref(s);
 }
@@ -386,9 +402,10 @@ void ws_conn_start(struct ws_conn *wc)
     if (traffic_log_wanted(c->w->traffic)) {
         /* The peer's address is taken now: getpeername fails once the
          * peer is gone, and the close line needs it too. */
-        wc->tr = xcalloc(1, sizeof *wc->tr);
-        conn_remote(c, wc->tr->remote, sizeof wc->tr->remote);
-        wc->tr->opened = ev_now(c->w->loop);
+        struct ws_traffic *f = xcalloc(1, sizeof *f);
+        ws_extra(wc)->tr = f;
+        conn_remote(c, f->remote, sizeof f->remote);
+        f->opened = ev_now(c->w->loop);
     }
     metrics_conn_opened(wc->mc);
     traffic_line(wc, TRAFFIC_WS_OPEN);

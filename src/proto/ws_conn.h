@@ -44,9 +44,23 @@ struct ws_pmd {
  * made only while they are wanted (--access-log, or --log-level debug):
  * an idle connection does not pay for them otherwise. */
 struct ws_traffic {
-    char remote[64];            /* "ip:port" or "[v6]:port", taken at the open */
+    /* "ip:port" or "[v6]:port", taken at the open: at most 1 + 45 + 2 + 5
+     * bytes and the NUL, and 56 keeps the struct at 104 bytes with
+     * close_code. */
+    char remote[56];
     ev_tstamp opened;
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    uint16_t close_code;        /* what svc->ops->close heard, for the close line */
+};
+
+/* What only some connections have, out of the block every connection
+ * holds (an idle connection's memory is mostly its ws_conn): made the
+ * first time one of these is set, freed with the connection. Reached
+ * through the accessors below, never by hand. */
+struct ws_extra {
+    char *protocol;             /* the negotiated sub-protocol, or NULL */
+    struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
+    struct ws_traffic *tr;      /* NULL unless traffic lines are wanted */
 };
 
 struct ws_conn {
@@ -55,21 +69,40 @@ struct ws_conn {
     struct ws_conn *svc_prev, *svc_next;
     struct ws_rx rx;
     struct ws_pmd *pmd;         /* NULL unless permessage-deflate was negotiated */
-    struct ws_subs *subs;       /* pub/sub memberships (pubsub.c), NULL when none */
-    char *protocol;             /* the negotiated sub-protocol or NULL */
+    struct ws_extra *x;         /* NULL until needed (ws_extra) */
     ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */
-    uint32_t head_len;
-    int app_ref;                /* the runtime's handle (the caller), or -2 */
-    uint8_t state;
-    bool notified;              /* svc->ops->close has run */
-    uint16_t close_code;        /* what svc->ops->close heard */
     /* The counters of the path it opened on, in its worker's block, for
      * its whole life (util/metrics.h). */
     struct metrics_path_cells *mc;
-    struct ws_traffic *tr;      /* NULL unless traffic lines are wanted */
+    int app_ref;                /* the runtime's handle (the caller), or -2 */
+    /* Packed with app_ref into 8 bytes. The kept head is cut from a
+     * request head of at most LIM_HTTP_HEAD_CEILING bytes (ws_upgrade.c
+     * checks that 30 bits hold it). */
+    uint32_t head_len : 30;
+    uint32_t state : 1;         /* enum ws_state */
+    uint32_t notified : 1;      /* svc->ops->close has run */
     char head[];                /* a copy of the upgrade request head (head_len bytes),
                                    in the same allocation */
 };
+
+/* The connection's side struct, made now if it has none. */
+struct ws_extra *ws_extra(struct ws_conn *wc);
+
+/* The negotiated sub-protocol, or NULL. */
+static inline const char *ws_protocol(const struct ws_conn *wc)
+{
+    return wc->x ? wc->x->protocol : NULL;
+}
+/* The pub/sub memberships (pubsub.c), or NULL. */
+static inline struct ws_subs *ws_subs(const struct ws_conn *wc)
+{
+    return wc->x ? wc->x->subs : NULL;
+}
+/* The traffic-line figures, or NULL when traffic lines are not wanted. */
+static inline struct ws_traffic *ws_traffic(const struct ws_conn *wc)
+{
+    return wc->x ? wc->x->tr : NULL;
+}
 
 /* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
  * app_ref) and queued the 101: wc joins its service's connections (and

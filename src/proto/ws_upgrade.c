@@ -17,6 +17,11 @@
 
 #define NO_REF (-2)
 
+/* ws_conn.head_len has 30 bits. The kept head (keep_head) is the request
+ * line and some fields of a head of at most LIM_HTTP_HEAD_CEILING bytes,
+ * re-spaced: far less than twice that. */
+_Static_assert(2 * LIM_HTTP_HEAD_CEILING < (1u << 30), "the kept head fits ws_conn.head_len");
+
 static bool origin_allowed(const struct svc_conf *conf, const struct http_request *req)
 {
     if (conf->any_origin)
@@ -134,10 +139,12 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     wc->svc = svc;
     wc->app_ref = app_ref;
     wc->pmd = z;
-    wc->protocol = proto >= 0 ? xstrdup(svc->conf.protocols[proto]) : NULL;
+    if (proto >= 0)
+        ws_extra(wc)->protocol = xstrdup(svc->conf.protocols[proto]);
 
     struct buf out = { 0 };
-    ws_write_accept(&out, req, wc->protocol, z ? ext : NULL, gate.headers.data, gate.headers.len);
+    ws_write_accept(&out, req, ws_protocol(wc), z ? ext : NULL, gate.headers.data,
+                    gate.headers.len);
     conn_write(c, out.data, out.len);
     buf_free(&out);
     http_account(c, req, route, 101, 0, ex->start);
