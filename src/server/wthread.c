@@ -38,7 +38,7 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr *addr)
         return;
     }
     struct conn *c = conn_new(&t->w, fd, NULL);
-    c->adm = e;
+    conn_set_admission(c, e);
     http_conn_start(c, runtime_http(t->rt));
     if (l->tls && !tls_attach(c, t->sh->tls))
         conn_close(c);

@@ -68,6 +68,12 @@ static const struct conn_transport plain_transport = {
     plain_read, plain_writev, plain_shutdown, plain_free, plain_pending, NULL,
 };
 
+/* The connection's transport: its state's table, or the plain socket's. */
+static inline const struct conn_transport *transport(const struct conn *c)
+{
+    return c->tdata ? c->tdata->tp : &plain_transport;
+}
+
 static struct oseg *seg_new(struct worker *w, size_t need)
 {
     struct oseg *s;
@@ -165,7 +171,7 @@ static void maybe_shut(struct conn *c)
     if ((c->flags & (CONN_FINISHING | CONN_SHUT_WR | CONN_CLOSED)) != CONN_FINISHING ||
         c->out_head)
         return;
-    c->tp->shutdown(c);
+    transport(c)->shutdown(c);
     c->flags |= CONN_SHUT_WR;
     c->deadline = ev_now(c->w->loop) + c->linger_ms / 1000.0;
     if (c->flags & CONN_RD_EOF)
@@ -193,7 +199,7 @@ void conn_flush(struct conn *c)
             iov[n].iov_len = s->len - s->off;
             want += iov[n].iov_len;
         }
-        ssize_t r = c->tp->writev(c, iov, n);
+        ssize_t r = transport(c)->writev(c, iov, n);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -254,7 +260,7 @@ static void uncork(struct worker *w, struct conn *c)
     }
     while (done < len) {
         struct iovec iov = { w->cork.data + done, len - done };
-        ssize_t r = c->tp->writev(c, &iov, 1);
+        ssize_t r = transport(c)->writev(c, &iov, 1);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -366,7 +372,7 @@ static bool conn_readable(struct conn *c)
     }
     ssize_t r;
     do {
-        r = c->tp->read(c, base + have, LIM_READ_CHUNK);
+        r = transport(c)->read(c, base + have, LIM_READ_CHUNK);
     } while (r < 0 && errno == EINTR);
     if (r < 0 && errno == EAGAIN) {
         /* Nothing new; input kept while reading was paused is offered now. */
@@ -405,7 +411,7 @@ static bool conn_readable(struct conn *c)
 /* Advances the transport's handshake; returns true once data may flow. */
 static bool handshake(struct conn *c)
 {
-    switch (c->tp->handshake(c)) {
+    switch (transport(c)->handshake(c)) {
     case CONN_HS_DONE:
         c->flags &= (uint16_t)~CONN_HANDSHAKE;
         update_watch(c, c->out_head != NULL);
@@ -429,14 +435,14 @@ static void read_all(struct conn *c)
 {
     while (conn_readable(c) &&
            !(c->flags & (CONN_CLOSED | CONN_RD_PAUSED | CONN_YIELD | CONN_RD_EOF)) &&
-           c->tp->pending(c))
+           transport(c)->pending(c))
         ;
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
-    struct conn *c = io->data;
+    struct conn *c = (struct conn *)((char *)io - offsetof(struct conn, io));
     if (c->flags & CONN_HANDSHAKE) {
         if (!handshake(c))
             return;
@@ -454,10 +460,9 @@ struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
     struct conn *c = xcalloc(1, sizeof *c);
     c->w = w;
     c->proto = proto;
-    c->tp = &plain_transport;
     c->id = connid_new(w->index);
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
-    c->io.data = c;
+    c->io.data = NULL;                  /* no admission slot yet */
     ev_io_start(w->loop, &c->io);
     c->next = w->conns;
     if (w->conns)
@@ -467,10 +472,14 @@ struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
     return c;
 }
 
-void conn_set_transport(struct conn *c, const struct conn_transport *tp, void *tdata)
+void conn_set_transport(struct conn *c, struct conn_tstate *ts)
 {
-    c->tp = tp;
-    c->tdata = tdata;
+    c->tdata = ts;
+}
+
+void conn_set_admission(struct conn *c, struct adm_entry *e)
+{
+    c->io.data = e;
 }
 
 char *conn_write_reserve(struct conn *c, size_t n)
@@ -552,7 +561,7 @@ void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *bo
     size_t want = corked + hn + bn;
     ssize_t r;
     do {
-        r = c->tp->writev(c, iov, n);
+        r = transport(c)->writev(c, iov, n);
     } while (r < 0 && errno == EINTR);
     int err = r < 0 ? errno : 0;
     size_t done = r > 0 ? (size_t)r : 0;
@@ -593,7 +602,7 @@ void conn_pause_read(struct conn *c, bool pause)
     c->flags ^= CONN_RD_PAUSED;
     update_watch(c, c->flags & CONN_WATCH_WRITE);
     /* (A yielded connection's kept input is offered at its next turn.) */
-    if (!pause && (c->in_len || (c->flags & CONN_RD_EOF) || c->tp->pending(c)) &&
+    if (!pause && (c->in_len || (c->flags & CONN_RD_EOF) || transport(c)->pending(c)) &&
         !(c->flags & CONN_YIELD)) {
         /* Bytes that came while paused (a pipelined request, kept here or
          * read ahead by TLS), or the peer's end of stream behind them, get
@@ -670,10 +679,10 @@ void conn_destroy(struct conn *c)
     struct worker *w = c->w;
     if (c->proto->on_close)
         c->proto->on_close(c);
-    c->tp->free(c);
+    transport(c)->free(c);
     close(c->io.fd);
-    if (c->adm)
-        admission_leave(c->adm);
+    if (c->io.data)
+        admission_leave(c->io.data);
     while (c->out_head) {
         struct oseg *s = c->out_head;
         c->out_head = s->next;

@@ -76,6 +76,13 @@ struct conn_transport {
 
 enum { CONN_HS_DONE, CONN_HS_WANT_READ, CONN_HS_WANT_WRITE, CONN_HS_FAILED };
 
+/* A transport's state for one connection (TLS's session) begins with its
+ * table: the connection keeps the state alone, and a connection without
+ * one is a plain socket. */
+struct conn_tstate {
+    const struct conn_transport *tp;
+};
+
 enum {
     CONN_CLOSED = 1 << 0,       /* conn_close ran: no more I/O */
     CONN_DIRTY = 1 << 1,        /* on the worker's flush list */
@@ -93,13 +100,17 @@ enum {
 struct oseg;
 struct adm_entry;
 
+/* Every open connection holds one of these, so it is kept lean (168
+ * bytes, a 176-byte malloc chunk): the admission slot goes in io.data
+ * (libev's user pointer, which conn does not need: io comes first, so the
+ * watcher is the connection), and the transport's table is found through
+ * its state rather than kept beside it. */
 struct conn {
-    ev_io io;
+    ev_io io;                           /* io.data: the admission slot (conn_set_admission) */
     struct worker *w;
     const struct conn_proto *proto;
     void *pdata;                        /* the protocol's state */
-    const struct conn_transport *tp;
-    void *tdata;                        /* the transport's state (SSL *) */
+    struct conn_tstate *tdata;          /* the transport's state, NULL: plain socket */
     struct conn *prev, *next;           /* the worker's live connections */
     struct conn *next_dirty;
     struct oseg *out_head, *out_tail;   /* queued output, NULL when empty */
@@ -114,7 +125,6 @@ struct conn {
      * of a handled read was written or queued. A protocol tells a client
      * still reading from one that stopped by it. */
     ev_tstamp out_progress;
-    struct adm_entry *adm;              /* the admission slot held, given back at the free */
 };
 
 /* Takes ownership of fd (non-blocking) and starts reading with proto. */
@@ -180,8 +190,12 @@ void conn_remote(const struct conn *c, char *out, size_t cap);
 void conn_destroy(struct conn *c);
 /* Frees the worker's segment pools (at worker shutdown). */
 void conn_pools_free(struct worker *w);
-/* Puts a transport (TLS) between the connection and its socket. */
-void conn_set_transport(struct conn *c, const struct conn_transport *tp, void *tdata);
+/* Puts a transport (TLS) between the connection and its socket: ts is its
+ * state for this connection, beginning with its table. */
+void conn_set_transport(struct conn *c, struct conn_tstate *ts);
+/* The admission slot the connection holds (NULL: none), given back when
+ * it is freed. */
+void conn_set_admission(struct conn *c, struct adm_entry *e);
 
 /* Switches the protocol (HTTP to WebSocket after the upgrade). */
 static inline void conn_set_proto(struct conn *c, const struct conn_proto *p, void *pdata)

@@ -31,6 +31,7 @@ struct tls_server {
 
 /* The TLS state of one connection. */
 struct tls_conn {
+    struct conn_tstate base;    /* tls_transport: conn finds its table here */
     SSL *ssl;
     bool handshaking;
     bool started;               /* the first handshake bytes were looked at */
@@ -261,7 +262,7 @@ void tls_server_free(struct tls_server *t)
 
 static ssize_t tls_read(struct conn *c, void *p, size_t n)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     sslio_clear_errors();
     errno = 0;
     return sslio_result(t->ssl, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
@@ -269,7 +270,7 @@ static ssize_t tls_read(struct conn *c, void *p, size_t n)
 
 static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
     if (n > 1) {
@@ -294,7 +295,7 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
 
 static void tls_shutdown(struct conn *c)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     if (!t->handshaking)
         SSL_shutdown(t->ssl);   /* close_notify; we do not wait for the peer's */
     ERR_clear_error();
@@ -303,14 +304,14 @@ static void tls_shutdown(struct conn *c)
 
 static void tls_free(struct conn *c)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     SSL_free(t->ssl);
     free(t);
 }
 
 static bool tls_pending(struct conn *c)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     /* Records read ahead count too, whole or not: the caller reads again
      * only after a read that made progress. */
     return !t->handshaking && SSL_has_pending(t->ssl);
@@ -349,7 +350,7 @@ static bool answered_plain_http(struct conn *c)
 
 static int tls_handshake(struct conn *c)
 {
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     if (!t->started) {
         t->started = true;
         if (answered_plain_http(c))
@@ -396,16 +397,17 @@ bool tls_attach(struct conn *c, struct tls_server *srv)
     struct tls_conn *t = xcalloc(1, sizeof *t);
     t->ssl = ssl;
     t->handshaking = true;
-    conn_set_transport(c, &tls_transport, t);
+    t->base.tp = &tls_transport;
+    conn_set_transport(c, &t->base);
     c->flags |= CONN_SECURE | CONN_HANDSHAKE;
     return true;
 }
 
 bool tls_info(const struct conn *c, struct tls_info *out)
 {
-    if (!(c->flags & CONN_SECURE) || c->tp != &tls_transport)
+    if (!(c->flags & CONN_SECURE) || !c->tdata || c->tdata->tp != &tls_transport)
         return false;
-    struct tls_conn *t = c->tdata;
+    struct tls_conn *t = (struct tls_conn *)c->tdata;
     memset(out, 0, sizeof *out);
     out->version = SSL_get_version(t->ssl);
     out->cipher = SSL_get_cipher_name(t->ssl);
