@@ -168,6 +168,28 @@ describe("the Lua runtime", function()
       assert.equal(1011, (testing.until_close(c, 2)))
       wait_event("caller%.id is read%-only")
     end)
+
+    it("refuses anything but a caller as the self of its methods, and goes on serving", function()
+      local c = open()
+      c:send("notcaller")
+      local got = cjson.decode((c:receive(2)))
+      -- json.null (a light userdata), a table, two other kinds of userdata
+      -- (a dict, a timer), a string, a number
+      assert.equal(6, #got.errs)
+      for _, err in ipairs(got.errs) do
+        assert.matches("bad argument #1 to '.-' %(caller expected, got ", err)
+      end
+      assert.is_true(got.same)
+      assert.is_true(got.distinct)
+      assert.is_true(got.number_key)
+      c:send("echo:still here")
+      assert.equal("still here", (c:receive(2)))
+      local other = open()
+      other:send("echo:second")
+      assert.equal("second", (other:receive(2)))
+      c:close()
+      other:close()
+    end)
   end)
 
   describe("handlers", function()

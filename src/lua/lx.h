@@ -126,6 +126,9 @@ struct lx_rt {
      * nothing may reach a client (lx_check_serving). */
     bool loading;
     int caller_mt_ref;          /* caller metatable */
+    /* The names "send" and "sendBinary" as this state interned them: the
+     * caller's __index knows its two hottest methods by address. */
+    const char *send_key, *send_binary_key;
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
     int base_env_ref;           /* the globals every service env reads through to */

@@ -26,12 +26,12 @@ struct lx_caller {
 };
 
 /* The caller at idx. Only this file makes full userdata of this size
- * with this tag, and scripts cannot write into userdata. */
+ * with this tag, and scripts cannot write into userdata. A light userdata
+ * has a raw length of 0, so its pointer is never read. */
 static struct lx_caller *check_caller(lua_State *L, int idx)
 {
     struct lx_caller *cl = lua_touserdata(L, idx);
-    if (!cl || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *cl ||
-        cl->tag != CALLER_TAG)
+    if (!cl || lua_rawlen(L, idx) != sizeof *cl || cl->tag != CALLER_TAG)
         luaL_typeerror(L, idx, "caller");
     return cl;
 }
@@ -205,7 +205,20 @@ static const struct http_request *upgrade_head(struct lx_rt *rt, struct lx_calle
 
 static int caller_index(lua_State *L)
 {
-    /* Methods first: they check their own argument. */
+    /* Methods first: they check their own argument. A short string is one
+     * object per state, so `send` is known by its address, without a
+     * table lookup (a number key is turned into a string here, as
+     * luaL_checkstring below would). */
+    struct lx_rt *rt = lx_rt_of(L);
+    const char *name = lua_tostring(L, 2);
+    if (name == rt->send_key) {
+        lua_pushcfunction(L, caller_send);
+        return 1;
+    }
+    if (name == rt->send_binary_key) {
+        lua_pushcfunction(L, caller_send_binary);
+        return 1;
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
@@ -311,6 +324,12 @@ void lx_caller_init(struct lx_rt *rt)
     lua_newtable(L);                    /* the metatable */
     int mt = lua_gettop(L);
     luaL_newlib(L, methods);
+    /* The table's keys keep these names alive, and interned where they are. */
+    lua_pushliteral(L, "send");
+    rt->send_key = lua_tostring(L, -1);
+    lua_pushliteral(L, "sendBinary");
+    rt->send_binary_key = lua_tostring(L, -1);
+    lua_pop(L, 2);
     lua_pushcclosure(L, caller_index, 1);
     lua_setfield(L, mt, "__index");
     lua_pushcfunction(L, caller_newindex);

@@ -13,6 +13,9 @@
 --   conns             send the ids of moonws.connections("/probe")
 --   error             raise an error
 --   readonly          try to assign caller.id (raises)
+--   notcaller         call caller.send with things that are not callers as
+--                     self (each must raise); send back what each raised,
+--                     then whether the method lookups still behave
 --   buffered[:n]      send n bytes (default 1000), then caller.buffered before
 --                     and after
 -- (max_backpressure is raised so that buffered:12582912 is not a backpressure
@@ -91,6 +94,20 @@ function probe.onText(caller, text)
     error("boom from onText")
   elseif cmd == "readonly" then
     caller.id = 5
+  elseif cmd == "notcaller" then
+    local timer = moonws.after(60, function() end)
+    local errs = {}
+    for _, v in ipairs({ moonws.json.null, {}, log, timer, "caller", 7 }) do
+      local ok, err = pcall(caller.send, v, "x")
+      errs[#errs + 1] = ok and "no error" or tostring(err)
+    end
+    timer:cancel()
+    caller:send({
+      errs = errs,
+      same = rawequal(caller.send, caller.send) and rawequal(caller.sendBinary, caller.sendBinary),
+      distinct = caller.send ~= caller.sendBinary,
+      number_key = caller[1] == nil,
+    })
   elseif cmd == "buffered" then
     -- a short message waits in the queue until this call returns; a long
     -- one goes to the kernel at once, and only what it leaves is queued
