@@ -43,6 +43,51 @@ void lx_call_init(struct lx_rt *rt)
     lua_pushcfunction(rt->L, traceback);
 }
 
+/* The failure policy of lx_call, apart from its hot path: the error value
+ * (with its traceback) is on top of the stack. */
+static __attribute__((noinline, cold)) bool call_failed(struct lx_rt *rt, struct lx_service *ls,
+                                                        struct ws_conn *wc, int rc,
+                                                        const char **errmsg)
+{
+    lua_State *L = rt->L;
+    if (rc != LUA_ERRRUN) {
+        /* No traceback ran (a memory error, an error in the handler): the
+         * message itself is the error. */
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &lasterr_key);
+    }
+    if (rc == LUA_ERRMEM)
+        lua_gc(L, LUA_GCCOLLECT);       /* what the failed call left goes now */
+    const char *tb = lua_tostring(L, -1);
+    log_msg(rt->loading ? LOG_DEBUG : LOG_ERROR, "%s: %s", ls ? ls->file : "moonws",
+            tb ? tb : "(error without a message)");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &lasterr_key);
+    if (!lua_isstring(L, -1)) {
+        /* Not a string: hand over the traceback, kept alive like the rest. */
+        lua_pop(L, 1);
+        lua_pushstring(L, tb ? tb : "error");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &lasterr_key);
+    }
+    if (errmsg)
+        *errmsg = lua_tostring(L, -1);
+    /* Keep the message on the stack while onError runs; pop both after. */
+    if (wc && ls) {
+        lx_push_handler(rt, ls, H_ERROR);
+        if (!lua_isnil(L, -1)) {
+            lx_caller_push(rt, wc);
+            lua_pushvalue(L, -3);
+            lx_call(rt, ls, NULL, 2, 0, NULL);
+        } else {
+            lua_pop(L, 1);
+        }
+        if (ws_is_open(wc))
+            ws_fail(wc, WS_CLOSE_INTERNAL, "handler error");
+    }
+    lua_pop(L, 2);
+    return false;
+}
+
 bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int nargs, int nres,
              const char **errmsg)
 {
@@ -81,41 +126,5 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
     }
     if (rc == LUA_OK)
         return true;
-
-    if (rc != LUA_ERRRUN) {
-        /* No traceback ran (a memory error, an error in the handler): the
-         * message itself is the error. */
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &lasterr_key);
-    }
-    if (rc == LUA_ERRMEM)
-        lua_gc(L, LUA_GCCOLLECT);       /* what the failed call left goes now */
-    const char *tb = lua_tostring(L, -1);
-    log_msg(rt->loading ? LOG_DEBUG : LOG_ERROR, "%s: %s", ls ? ls->file : "moonws",
-            tb ? tb : "(error without a message)");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &lasterr_key);
-    if (!lua_isstring(L, -1)) {
-        /* Not a string: hand over the traceback, kept alive like the rest. */
-        lua_pop(L, 1);
-        lua_pushstring(L, tb ? tb : "error");
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &lasterr_key);
-    }
-    if (errmsg)
-        *errmsg = lua_tostring(L, -1);
-    /* Keep the message on the stack while onError runs; pop both after. */
-    if (wc && ls) {
-        lx_push_handler(rt, ls, H_ERROR);
-        if (!lua_isnil(L, -1)) {
-            lx_caller_push(rt, wc);
-            lua_pushvalue(L, -3);
-            lx_call(rt, ls, NULL, 2, 0, NULL);
-        } else {
-            lua_pop(L, 1);
-        }
-        if (ws_is_open(wc))
-            ws_fail(wc, WS_CLOSE_INTERNAL, "handler error");
-    }
-    lua_pop(L, 2);
-    return false;
+    return call_failed(rt, ls, wc, rc, errmsg);
 }

@@ -155,6 +155,60 @@ static void binding_failed(struct lx_rt *rt, struct lx_service *ls, struct ws_co
         ws_fail(wc, WS_CLOSE_UNSUPPORTED, "message is not valid JSON");
 }
 
+/* A text message for a service that binds JSON (onMessage, or events by
+ * dispatch_key): decoded and handed to its handler. Returns false when no
+ * handler took it (it goes on to onText). */
+static bool rt_json_message(struct lx_service *ls, struct ws_conn *wc, char *data, size_t len)
+{
+    struct lx_rt *rt = ls->rt;
+    lua_State *L = rt->L;
+    bool decoded = lx_json_decode(L, data, len);   /* value, or error message */
+    if (decoded && ls->dispatch_key && lua_istable(L, -1)) {
+        size_t en;
+        const char *ev = NULL;
+        if (lx_rawfield(L, -1, ls->dispatch_key) == LUA_TSTRING)
+            ev = lua_tolstring(L, -1, &en);
+        char name[128];
+        if (ev)
+            handler_name(ev, en, name, sizeof name);
+        /* A client may name custom events only, never onClose & co. */
+        if (ev && lx_handler_of(name) < 0) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
+            int ft = lx_rawfield(L, -1, name);
+            lua_remove(L, -2);
+            if (ft == LUA_TFUNCTION) {
+                lua_remove(L, -2);                  /* the event name */
+                lx_caller_push(rt, wc);
+                lua_pushvalue(L, -3);               /* the message */
+                if (lx_call(rt, ls, wc, 2, 1, NULL))
+                    lx_reply_send(rt, ls, wc, name);
+                lua_pop(L, 1);
+                return true;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    if (ls->handler[H_MESSAGE] != LUA_NOREF) {
+        if (!decoded) {
+            char why[300];
+            snprintf(why, sizeof why, "message is not valid JSON: %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            binding_failed(rt, ls, wc, why);
+            return true;
+        }
+        lx_push_handler(rt, ls, H_MESSAGE);
+        lx_caller_push(rt, wc);
+        lua_pushvalue(L, -3);
+        if (lx_call(rt, ls, wc, 2, 1, NULL))
+            lx_reply_send(rt, ls, wc, "onMessage");
+        lua_pop(L, 1);
+        return true;
+    }
+    lua_pop(L, 1);
+    return false;
+}
+
 static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data, size_t len)
 {
     struct lx_service *ls = s->rt;
@@ -162,52 +216,9 @@ static void rt_message(struct svc *s, struct ws_conn *wc, uint8_t op, char *data
     lua_State *L = rt->L;
     bool text = op == WS_OP_TEXT;
 
-    if (text && (ls->dispatch_key || ls->handler[H_MESSAGE] != LUA_NOREF)) {
-        bool decoded = lx_json_decode(L, data, len);   /* value, or error message */
-        if (decoded && ls->dispatch_key && lua_istable(L, -1)) {
-            size_t en;
-            const char *ev = NULL;
-            if (lx_rawfield(L, -1, ls->dispatch_key) == LUA_TSTRING)
-                ev = lua_tolstring(L, -1, &en);
-            char name[128];
-            if (ev)
-                handler_name(ev, en, name, sizeof name);
-            /* A client may name custom events only, never onClose & co. */
-            if (ev && lx_handler_of(name) < 0) {
-                lua_rawgeti(L, LUA_REGISTRYINDEX, ls->table_ref);
-                int ft = lx_rawfield(L, -1, name);
-                lua_remove(L, -2);
-                if (ft == LUA_TFUNCTION) {
-                    lua_remove(L, -2);                  /* the event name */
-                    lx_caller_push(rt, wc);
-                    lua_pushvalue(L, -3);               /* the message */
-                    if (lx_call(rt, ls, wc, 2, 1, NULL))
-                        lx_reply_send(rt, ls, wc, name);
-                    lua_pop(L, 1);
-                    return;
-                }
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        }
-        if (ls->handler[H_MESSAGE] != LUA_NOREF) {
-            if (!decoded) {
-                char why[300];
-                snprintf(why, sizeof why, "message is not valid JSON: %s", lua_tostring(L, -1));
-                lua_pop(L, 1);
-                binding_failed(rt, ls, wc, why);
-                return;
-            }
-            lx_push_handler(rt, ls, H_MESSAGE);
-            lx_caller_push(rt, wc);
-            lua_pushvalue(L, -3);
-            if (lx_call(rt, ls, wc, 2, 1, NULL))
-                lx_reply_send(rt, ls, wc, "onMessage");
-            lua_pop(L, 1);
-            return;
-        }
-        lua_pop(L, 1);
-    }
+    if (text && (ls->dispatch_key || ls->handler[H_MESSAGE] != LUA_NOREF) &&
+        rt_json_message(ls, wc, data, len))
+        return;
 
     enum lx_handler h = text ? H_TEXT : H_BINARY;
     if (ls->handler[h] == LUA_NOREF) {
