@@ -33,6 +33,7 @@ enum ws_state {
     WS_OPEN,
     WS_CLOSING,                 /* our close frame is sent */
 };
+_Static_assert(WS_CLOSING == 1, "ws_conn.state holds a ws_state in one bit: widen it first");
 
 struct ws_pmd {
     struct pmd_inflater inf;
