@@ -83,7 +83,7 @@ bool ws_bcast_send(struct ws_bcast *b, struct ws_conn *wc)
 {
     if (!ws_can_send(wc))
         return false;
-    struct ws_pmd *z = wc->pmd;
+    struct ws_pmd *z = ws_pmd_of(wc);
     if (z && b->len >= z->threshold) {
         struct shbuf *f;
         /* With context takeover each receiver's stream is its own. */

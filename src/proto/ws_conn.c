@@ -194,7 +194,7 @@ bool ws_send(struct ws_conn *wc, uint8_t opcode, const char *data, size_t len)
     if (!ws_can_send(wc))
         return false;
     ws_count_sent(wc, opcode, len);
-    struct ws_pmd *z = wc->pmd;
+    struct ws_pmd *z = ws_pmd_of(wc);
     if (z && len >= z->threshold) {
         /* The payload is built in the worker's scratch buffer before its
          * frame header is known. */
@@ -355,9 +355,10 @@ static void ws_on_close(struct conn *c)
         wc->svc_next->svc_prev = wc->svc_prev;
     s->nconns--;
     ws_rx_free(&wc->rx, c->w->mem);
-    if (wc->pmd) {
-        pmd_free(&wc->pmd->inf, &wc->pmd->def);
-        free(wc->pmd);
+    struct ws_pmd *z = ws_pmd_of(wc);
+    if (z) {
+        pmd_free(&z->inf, &z->def);
+        free(z);
     }
     if (wc->x) {
         /* Its memberships are gone already: the service's close left
@@ -383,12 +384,11 @@ void ws_conn_start(struct ws_conn *wc)
     struct svc *svc = wc->svc;
     svc_ref(svc);
     wc->rx.max_message = svc->conf.max_message;
-    wc->rx.inf = wc->pmd ? &wc->pmd->inf : NULL;
     /* Partial messages (ws_on_read passes the budget to ws_rx_feed) and
      * inflate streams count against the process's budget for unfinished
      * work. */
-    if (wc->pmd)
-        wc->pmd->inf.mem = c->w->mem;
+    if (wc->rx.inf)
+        wc->rx.inf->mem = c->w->mem;
     wc->last_rx = ev_now(c->w->loop);
     wc->svc_next = svc->conns;
     if (svc->conns)

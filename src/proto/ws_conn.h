@@ -36,10 +36,11 @@ enum ws_state {
 _Static_assert(WS_CLOSING == 1, "ws_conn.state holds a ws_state in one bit: widen it first");
 
 struct ws_pmd {
-    struct pmd_inflater inf;
+    struct pmd_inflater inf;    /* first: ws_rx.inf points here (ws_pmd_of) */
     struct pmd_deflater def;
     size_t threshold;
 };
+_Static_assert(offsetof(struct ws_pmd, inf) == 0, "ws_pmd_of finds the state from its inflater");
 
 /* A connection's own figures for its traffic lines (util/traffic_log.h),
  * made only while they are wanted (--access-log, or --log-level debug):
@@ -68,8 +69,9 @@ struct ws_conn {
     struct conn *c;
     struct svc *svc;
     struct ws_conn *svc_prev, *svc_next;
+    /* rx.inf is the negotiated permessage-deflate state's inflater, or
+     * NULL: the state itself is ws_pmd_of(wc). */
     struct ws_rx rx;
-    struct ws_pmd *pmd;         /* NULL unless permessage-deflate was negotiated */
     struct ws_extra *x;         /* NULL until needed (ws_extra) */
     ev_tstamp last_rx;          /* the last complete frame (or idle timeout) */
     /* The counters of the path it opened on, in its worker's block, for
@@ -85,6 +87,12 @@ struct ws_conn {
     char head[];                /* a copy of the upgrade request head (head_len bytes),
                                    in the same allocation */
 };
+
+/* The permessage-deflate state, or NULL when it was not negotiated. */
+static inline struct ws_pmd *ws_pmd_of(const struct ws_conn *wc)
+{
+    return (struct ws_pmd *)wc->rx.inf;     /* inf is its first member */
+}
 
 /* The connection's side struct, made now if it has none. */
 struct ws_extra *ws_extra(struct ws_conn *wc);
@@ -105,7 +113,7 @@ static inline struct ws_traffic *ws_traffic(const struct ws_conn *wc)
     return wc->x ? wc->x->tr : NULL;
 }
 
-/* The upgrade (ws_upgrade.c) has filled wc (c, svc, pmd, protocol, head,
+/* The upgrade (ws_upgrade.c) has filled wc (c, svc, rx.inf, protocol, head,
  * app_ref) and queued the 101: wc joins its service's connections (and
  * holds a reference to it), c speaks WebSocket from now on, and its id is
  * open (util/connid.h) and counted (ws_count_open) until its closing

@@ -138,7 +138,7 @@ bool ws_conn_accept(struct conn *c, struct svc *svc, const struct http_exchange 
     wc->c = c;
     wc->svc = svc;
     wc->app_ref = app_ref;
-    wc->pmd = z;
+    wc->rx.inf = z ? &z->inf : NULL;
     if (proto >= 0)
         ws_extra(wc)->protocol = xstrdup(svc->conf.protocols[proto]);
 
