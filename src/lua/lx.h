@@ -108,6 +108,10 @@ struct inbox;
 struct lx_batch;
 
 /* The runtime of one worker. */
+/* The methods of a caller (lx_caller.c): send, sendBinary, ping, pong,
+ * close, subscribe, unsubscribe. */
+#define LX_CALLER_METHODS 7
+
 struct lx_rt {
     lua_State *L;
     struct worker *w;           /* its number is w->index + 1 (moonws.worker) */
@@ -126,9 +130,9 @@ struct lx_rt {
      * nothing may reach a client (lx_check_serving). */
     bool loading;
     int caller_mt_ref;          /* caller metatable */
-    /* The names "send" and "sendBinary" as this state interned them: the
-     * caller's __index knows its two hottest methods by address. */
-    const char *send_key, *send_binary_key;
+    /* The caller's method names as this state interned them (lx_caller.c's
+     * table order): its __index knows a method by the address of its name. */
+    const char *caller_method_names[LX_CALLER_METHODS];
     int shared_ref;             /* table: file -> moonws.shared of that service */
     int module_ref;             /* the common moonws module table */
     int base_env_ref;           /* the globals every service env reads through to */

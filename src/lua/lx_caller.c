@@ -203,25 +203,33 @@ static const struct http_request *upgrade_head(struct lx_rt *rt, struct lx_calle
     return &rt->head_scratch;
 }
 
+/* The hottest first: __index tries them in this order. */
+static const luaL_Reg caller_methods[] = {
+    { "send", caller_send },
+    { "sendBinary", caller_send_binary },
+    { "ping", caller_ping },
+    { "pong", caller_pong },
+    { "close", caller_close },
+    { "subscribe", caller_subscribe },
+    { "unsubscribe", caller_unsubscribe },
+};
+_Static_assert(sizeof caller_methods / sizeof caller_methods[0] == LX_CALLER_METHODS,
+               "lx.h counts the caller's methods");
+
 static int caller_index(lua_State *L)
 {
     /* Methods first: they check their own argument. A short string is one
-     * object per state, so `send` is known by its address, without a
-     * table lookup (a number key is turned into a string here, as
-     * luaL_checkstring below would). */
+     * object per state, so a method is known by the address of its name,
+     * without a table lookup (a number key is turned into a string here,
+     * as luaL_checkstring below would). */
     struct lx_rt *rt = lx_rt_of(L);
     const char *name = lua_tostring(L, 2);
-    if (name == rt->send_key) {
-        lua_pushcfunction(L, caller_send);
-        return 1;
+    for (int i = 0; i < LX_CALLER_METHODS; i++) {
+        if (name == rt->caller_method_names[i]) {
+            lua_pushcfunction(L, caller_methods[i].func);
+            return 1;
+        }
     }
-    if (name == rt->send_binary_key) {
-        lua_pushcfunction(L, caller_send_binary);
-        return 1;
-    }
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-        return 1;
     struct lx_caller *cl = check_caller(L, 1);
     const char *k = luaL_checkstring(L, 2);
     struct ws_conn *wc = cl->wc;
@@ -311,25 +319,15 @@ static int caller_tostring(lua_State *L)
 void lx_caller_init(struct lx_rt *rt)
 {
     lua_State *L = rt->L;
-    static const luaL_Reg methods[] = {
-        { "send", caller_send },
-        { "sendBinary", caller_send_binary },
-        { "ping", caller_ping },
-        { "pong", caller_pong },
-        { "close", caller_close },
-        { "subscribe", caller_subscribe },
-        { "unsubscribe", caller_unsubscribe },
-        { NULL, NULL },
-    };
     lua_newtable(L);                    /* the metatable */
     int mt = lua_gettop(L);
-    luaL_newlib(L, methods);
-    /* The table's keys keep these names alive, and interned where they are. */
-    lua_pushliteral(L, "send");
-    rt->send_key = lua_tostring(L, -1);
-    lua_pushliteral(L, "sendBinary");
-    rt->send_binary_key = lua_tostring(L, -1);
-    lua_pop(L, 2);
+    /* The names, as an upvalue of __index, stay alive and so stay where
+     * they were interned: their addresses are the method lookup. */
+    lua_createtable(L, LX_CALLER_METHODS, 0);
+    for (int i = 0; i < LX_CALLER_METHODS; i++) {
+        rt->caller_method_names[i] = lua_pushstring(L, caller_methods[i].name);
+        lua_rawseti(L, -2, i + 1);
+    }
     lua_pushcclosure(L, caller_index, 1);
     lua_setfield(L, mt, "__index");
     lua_pushcfunction(L, caller_newindex);
