@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../util/buf.h"
+#include "../util/clock.h"
 #include "../util/crypto.h"
 #include "cluster_link_impl.h"
 
@@ -62,9 +63,7 @@ static void link_fail(struct cluster_link *l, const char *why, bool fatal);
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ns() / 1000000;
 }
 
 /* xorshift64*: jitter needs no more than this. */
@@ -264,7 +263,7 @@ static void maybe_up(struct cluster_link *l)
     else
         log_info("cluster: Redis at %s is back after %.1f s (node %u); %llu message%s "
                  "could not be forwarded meanwhile",
-                 l->where, ev_now(l->loop) - l->down_since, node, (unsigned long long)lost,
+                 l->where, clock_seconds() - l->down_since, node, (unsigned long long)lost,
                  PLURAL(lost));
     l->ever_up = true;
     if (!l->reported)
@@ -454,7 +453,7 @@ static void link_fail(struct cluster_link *l, const char *why, bool fatal)
 
     if (was_up) {
         COUNT(l, drops);
-        l->down_since = ev_now(l->loop);
+        l->down_since = clock_seconds();
         log_warn("cluster: lost Redis at %s: %s; running alone until it is back", l->where, why);
     } else if (!l->reported) {
         /* The line first: it comes before whatever the starter logs next. */
@@ -525,13 +524,14 @@ static void lease_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    (void)loop;
     (void)revents;
     struct cluster_link *l = w->data;
     flush_logs(l);
     if (l->state != L_UP)
         return;
     if (l->beat_pending) {
-        if (ev_now(loop) - l->beat_sent > LIM_CLUSTER_REPLY_TIMEOUT) {
+        if (clock_seconds() - l->beat_sent > LIM_CLUSTER_REPLY_TIMEOUT) {
             char why[64];
             snprintf(why, sizeof why, "no answer for %.0f s", LIM_CLUSTER_REPLY_TIMEOUT);
             link_fail(l, why, false);
@@ -539,7 +539,7 @@ static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     l->beat_pending = true;
-    l->beat_sent = ev_now(loop);
+    l->beat_sent = clock_seconds();
     send_claim(l, atomic_load(&l->node), lease_cb);
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "../util/clock.h"
 #include "../util/log.h"
 #include "lx.h"
 
@@ -34,9 +35,7 @@
 
 static double now_coarse(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)clock_coarse_ns() / 1e9;
 }
 
 /* The allocation is refused: one log line a second at most (a script

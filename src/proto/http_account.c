@@ -29,7 +29,7 @@ void http_account(struct conn *c, const struct http_request *req, int route, int
         t.path = req->target;
         t.path_len = q ? (size_t)(q - req->target) : req->target_len;
     }
-    double us = start > 0 ? (ev_now(w->loop) - start) * 1e6 : 0;
+    double us = start > 0 ? (worker_now(w) - start) * 1e6 : 0;
     t.us = us > 0 ? (uint64_t)us : 0;
     traffic_log_write(w->traffic, &t);
 }

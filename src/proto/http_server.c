@@ -170,7 +170,7 @@ static bool dispatch(struct conn *c, struct http_conn *hc, const struct http_req
         return false;
     }
     hc->req_start = 0;
-    hc->idle_since = ev_now(c->w->loop);
+    hc->idle_since = worker_now(c->w);
     hc->batch_n++;
     hc->out_cap = LIM_HTTP_BACKPRESSURE;
     bool closing = wants_close(req) || hc->srv->stopping;
@@ -358,7 +358,7 @@ static size_t http_on_read(struct conn *c, char *data, size_t n)
     if (hc->state == HC_HEAD && !hc->req_start && !take_next_request(c, hc))
         return 0;
     if (!hc->req_start)
-        hc->req_start = ev_now(c->w->loop);
+        hc->req_start = worker_now(c->w);
 
     if (hc->state == HC_BODY) {
         size_t used;
@@ -519,7 +519,7 @@ void http_conn_start(struct conn *c, struct http_server *srv)
     hc->mem = c->w->mem;
     hc->out_cap = LIM_HTTP_BACKPRESSURE;
     hc->file_fd = -1;
-    hc->req_start = ev_now(c->w->loop);
+    hc->req_start = worker_now(c->w);
     hc->idle_since = hc->req_start;
     conn_set_proto(c, &http_proto, hc);
 }

@@ -139,7 +139,7 @@ static size_t mh_on_read(struct conn *c, char *data, size_t n)
     if (mc->answered)
         return 0;               /* pipelined: after the answer has left */
     if (!mc->req_start)
-        mc->req_start = ev_now(c->w->loop);
+        mc->req_start = worker_now(c->w);
     struct http_request req;
     int hl = http_parse_request(data, n, &req);
     if (hl == HTTP_PARTIAL) {
@@ -183,7 +183,7 @@ static void mh_on_drain(struct conn *c)
     if (!mc->answered)
         return;
     mc->answered = false;
-    mc->idle_since = ev_now(c->w->loop);
+    mc->idle_since = worker_now(c->w);
     conn_pause_read(c, false);
 }
 
@@ -231,7 +231,7 @@ static void mh_accept(struct listener *l, int fd, const struct sockaddr *addr)
     mc->mh = mh;
     struct conn *c = conn_new(&mh->w, fd, &mh_proto);
     c->pdata = mc;
-    mc->idle_since = ev_now(mh->w.loop);
+    mc->idle_since = worker_now(&mh->w);
 }
 
 struct metrics_http *metrics_http_open(struct ev_loop *loop, const char *host, unsigned port,

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../util/clock.h"
 #include "../util/crypto.h"
 #include "../util/limits.h"
 #include "../util/sslio.h"
@@ -21,9 +22,7 @@
 
 double wsc_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clock_seconds();
 }
 
 bool wsc_wait(int fd, bool write, double timeout)

@@ -156,7 +156,7 @@ bool ws_close(struct ws_conn *wc, unsigned code, const char *reason, size_t len)
         return false;
     set_closing(wc);
     write_close(wc->c, code, reason, len);
-    wc->c->deadline = ev_now(wc->c->w->loop) + wc->svc->conf.close_timeout;
+    wc->c->deadline = worker_now(wc->c->w) + wc->svc->conf.close_timeout;
     return true;
 }
 
@@ -283,7 +283,7 @@ static size_t ws_on_read(struct conn *c, char *data, size_t n)
     /* Idle is measured in complete frames: bytes trickled into one that
      * never ends do not count. */
     if (wc->rx.frames != frames)
-        wc->last_rx = ev_now(c->w->loop);
+        wc->last_rx = worker_now(c->w);
     if (r < 0) {
         if (err.busy)
             membudget_log_refusal(c->w->mem, (unsigned long long)c->id, "WebSocket 1008");
@@ -334,7 +334,7 @@ static void traffic_line(struct ws_conn *wc, enum traffic_event ev)
         .path = t, .path_len = n, .secure = conn_is_secure(c), .protocol = ws_protocol(wc),
         .code = f->close_code, .msgs_in = f->msgs_in, .bytes_in = f->bytes_in,
         .msgs_out = f->msgs_out, .bytes_out = f->bytes_out,
-        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((ev_now(c->w->loop) - f->opened) * 1e6) : 0,
+        .us = ev == TRAFFIC_WS_CLOSE ? (uint64_t)((worker_now(c->w) - f->opened) * 1e6) : 0,
     };
     traffic_log_write(c->w->traffic, &tr);
 }
@@ -389,7 +389,7 @@ void ws_conn_start(struct ws_conn *wc)
      * work. */
     if (wc->rx.inf)
         wc->rx.inf->mem = c->w->mem;
-    wc->last_rx = ev_now(c->w->loop);
+    wc->last_rx = worker_now(c->w);
     wc->svc_next = svc->conns;
     if (svc->conns)
         svc->conns->svc_prev = wc;
@@ -405,7 +405,7 @@ void ws_conn_start(struct ws_conn *wc)
         struct ws_traffic *f = xcalloc(1, sizeof *f);
         ws_extra(wc)->tr = f;
         conn_remote(c, f->remote, sizeof f->remote);
-        f->opened = ev_now(c->w->loop);
+        f->opened = worker_now(c->w);
     }
     metrics_conn_opened(wc->mc);
     traffic_line(wc, TRAFFIC_WS_OPEN);

@@ -173,7 +173,7 @@ static void maybe_shut(struct conn *c)
         return;
     transport(c)->shutdown(c);
     c->flags |= CONN_SHUT_WR;
-    c->deadline = ev_now(c->w->loop) + c->linger_ms / 1000.0;
+    c->deadline = worker_now(c->w) + c->linger_ms / 1000.0;
     if (c->flags & CONN_RD_EOF)
         conn_close(c);          /* both directions are done */
 }
@@ -213,7 +213,7 @@ void conn_flush(struct conn *c)
         size_t left = (size_t)r;
         c->out_bytes -= left;
         if (left)
-            c->out_progress = ev_now(c->w->loop);
+            c->out_progress = worker_now(c->w);
         while (left) {
             struct oseg *s = c->out_head;
             size_t avail = s->len - s->off;
@@ -251,7 +251,7 @@ static void uncork(struct worker *w, struct conn *c)
     if (conn_is_closed(c))
         return;
     if (len)
-        c->out_progress = ev_now(w->loop);
+        c->out_progress = worker_now(w);
     if (!len) {
         /* Nothing new to send, but the protocol may have asked to finish
          * while corked (the peer answered our close frame). */
@@ -568,7 +568,7 @@ void conn_write_pair(struct conn *c, const void *head, size_t hn, const void *bo
     if (corked)
         w->cork.len = 0;
     if (done)
-        c->out_progress = ev_now(w->loop);
+        c->out_progress = worker_now(w);
     if (done == want)
         return;
     /* The rest waits in the queue. A failed socket is not reported from
@@ -646,7 +646,7 @@ void conn_finish(struct conn *c, ev_tstamp linger)
         return;
     c->flags |= CONN_FINISHING;
     c->linger_ms = (uint16_t)(linger < 65 ? linger * 1000 : 65000);
-    c->deadline = ev_now(c->w->loop) + linger;
+    c->deadline = worker_now(c->w) + linger;
     free(c->in);
     c->in = NULL;
     c->in_len = 0;

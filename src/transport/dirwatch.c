@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../util/buf.h"
+#include "../util/clock.h"
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/strmap.h"
@@ -150,7 +151,7 @@ static void pending_fire(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct pending *p = t->data;
     struct dirwatch *dw = p->dw;
-    if (p->writing && ev_now(loop) - p->first < LIM_RELOAD_WRITER_WAIT) {
+    if (p->writing && clock_seconds() - p->first < LIM_RELOAD_WRITER_WAIT) {
         /* Still open for writing: a half-written file is not reported. */
         ev_timer_set(t, dw->quiet, 0);
         ev_timer_start(loop, t);
@@ -185,7 +186,7 @@ static void touch(struct dirwatch *dw, const char *path, uint32_t mask)
         p = xcalloc(1, sizeof *p);
         p->dw = dw;
         p->path = xstrdup(path);
-        p->first = ev_now(dw->loop);
+        p->first = clock_seconds();
         ev_timer_init(&p->timer, pending_fire, dw->quiet, 0);
         p->timer.data = p;
         strmap_put(&dw->pending, path, strlen(path), p);

@@ -8,14 +8,13 @@
 #include <time.h>
 
 #include "../util/buf.h"
+#include "../util/clock.h"
 #include "../util/limits.h"
 #include "../util/log.h"
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_coarse_ns() / 1000000;
 }
 
 /* Joins the queue: one exchange makes n the newest node, then the link

@@ -84,9 +84,10 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
  * protocols check their own deadlines. */
 static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    (void)loop;
     (void)revents;
     struct worker *w = t->data;
-    ev_tstamp now = ev_now(loop);
+    ev_tstamp now = worker_now(w);
     struct conn *next;
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
@@ -101,13 +102,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
             conn_close(c);
         }
     }
-    if (w->on_sweep)
-        w->on_sweep(w, now);
 }
 
 void worker_init(struct worker *w, struct ev_loop *loop, unsigned index)
 {
-    *w = (struct worker){ .loop = loop, .index = index };
+    *w = (struct worker){ .loop = loop, .index = index, .now_iter = ev_iteration(loop) - 1 };
     w->rbuf = xmalloc(LIM_HTTP_HEAD_CEILING + LIM_READ_CHUNK);
     ev_idle_init(&w->yield_w, yield_cb);
     ev_set_priority(&w->yield_w, EV_MAXPRI);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../util/buf.h"
+#include "../util/clock.h"
 
 struct conn;
 struct oseg;
@@ -51,10 +52,34 @@ struct worker {
     struct metrics_worker *metrics;
     struct traffic_log *traffic;
     void *app;                  /* the layer above (the Lua runtime) */
-    /* Called on every sweep after the connections (optional). */
-    void (*on_sweep)(struct worker *w, ev_tstamp now);
+    double now;                 /* worker_now's reading ... */
+    unsigned now_iter;          /* ... and the loop iteration it was made in */
     struct buf gather;          /* TLS: queued segments gathered into one SSL_write */
 };
+
+/* The monotonic time (util/clock.h), in seconds, on which every
+ * connection's timestamps and deadlines are kept: read at the first use in
+ * each loop iteration (after the poll), then the same for the rest of it,
+ * as ev_now() is — but not the wall clock, which can be stepped. */
+static inline double worker_now(struct worker *w)
+{
+    unsigned it = ev_iteration(w->loop);
+    if (it != w->now_iter) {
+        w->now = clock_seconds();
+        w->now_iter = it;
+    }
+    return w->now;
+}
+
+/* Reads the clock again for the rest of this iteration: for a connection
+ * that was accepted after the iteration's reading, whose start must not
+ * predate it. */
+static inline double worker_now_fresh(struct worker *w)
+{
+    w->now = clock_seconds();
+    w->now_iter = ev_iteration(w->loop);
+    return w->now;
+}
 
 /* index: the worker's place among the process's workers, 0-based. */
 void worker_init(struct worker *w, struct ev_loop *loop, unsigned index);

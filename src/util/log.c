@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static enum log_level g_level = LOG_INFO;
 static bool g_json;
 /* The worker this thread is, for its lines: a property of the thread, as
@@ -124,9 +126,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 static long long monotonic_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ns() / 1000000;
 }
 
 unsigned long log_every_flush(struct log_every *e, double interval)

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -110,9 +111,7 @@ unsigned metrics_workers(const struct metrics *m)
 
 uint64_t metrics_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)clock_ns();
 }
 
 /* ---- series ---- */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "limits.h"
 #include "log.h"
 #include "siphash.h"
@@ -92,9 +93,7 @@ const char *shdict_strerror(int rc)
 
 int64_t shdict_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return clock_ns();
 }
 
 static int64_t ttl_ns(double ttl)
