@@ -20,6 +20,8 @@ h.http = {
     return 200, "spun"
   end,
   ["POST /body"] = function(req) return 200, tostring(#req.body) end,
+  -- the server's wall clock, in seconds (clock_spec runs it fast)
+  ["GET /time"] = function() return 200, tostring(os.time()) end,
 }
 
 return h
