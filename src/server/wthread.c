@@ -37,8 +37,6 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr *addr)
         reset_close(fd);
         return;
     }
-    /* its timeouts count from now, not from the start of this iteration */
-    worker_now_fresh(&t->w);
     struct conn *c = conn_new(&t->w, fd, NULL);
     conn_set_admission(c, e);
     http_conn_start(c, runtime_http(t->rt));

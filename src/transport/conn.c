@@ -458,6 +458,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto)
 {
     struct conn *c = xcalloc(1, sizeof *c);
+    /* Its timeouts count from now, not from this iteration's reading of
+     * the clock, which may predate its arrival. */
+    worker_now_fresh(w);
     c->w = w;
     c->proto = proto;
     c->id = connid_new(w->index);

@@ -127,7 +127,8 @@ struct conn {
     ev_tstamp out_progress;
 };
 
-/* Takes ownership of fd (non-blocking) and starts reading with proto. */
+/* Takes ownership of fd (non-blocking) and starts reading with proto; the
+ * worker's clock is read afresh for it (worker_now_fresh). */
 struct conn *conn_new(struct worker *w, int fd, const struct conn_proto *proto);
 
 /* Queues bytes. */

@@ -71,9 +71,9 @@ static inline double worker_now(struct worker *w)
     return w->now;
 }
 
-/* Reads the clock again for the rest of this iteration: for a connection
- * that was accepted after the iteration's reading, whose start must not
- * predate it. */
+/* Reads the clock again for the rest of this iteration: conn_new does, as
+ * a connection accepted after the iteration's reading must not seem to
+ * have started before it arrived. */
 static inline double worker_now_fresh(struct worker *w)
 {
     w->now = clock_seconds();
