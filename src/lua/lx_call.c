@@ -8,6 +8,7 @@
 
 #include "../transport/conn.h"
 #include "../transport/worker.h"
+#include "../util/clock.h"
 #include "../util/log.h"
 #include "../util/metrics.h"
 #include "lx.h"
@@ -107,7 +108,7 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
         atomic_store_explicit(&b->seq, ++seq, memory_order_relaxed);
     /* One outermost call in LIM_METRICS_TIMING_SAMPLE is timed. */
     bool timed = mc && depth == 0 && metrics_sample(rt->w->metrics);
-    uint64_t t0 = timed ? metrics_now_ns() : 0;
+    uint64_t t0 = timed ? (uint64_t)clock_ns() : 0;
     atomic_store_explicit(&b->depth, depth + 1, memory_order_release);
     bool strict = rt->mem.strict;
     rt->mem.strict = true;
@@ -122,7 +123,7 @@ bool lx_call(struct lx_rt *rt, struct lx_service *ls, struct ws_conn *wc, int na
                     atomic_load_explicit(&b->interrupted, memory_order_relaxed) == seq;
         metrics_handler_call(mc, rc == LUA_OK, over);
         if (timed)
-            metrics_handler_timed(mc, metrics_now_ns() - t0);
+            metrics_handler_timed(mc, (uint64_t)clock_ns() - t0);
     }
     if (rc == LUA_OK)
         return true;

@@ -21,6 +21,7 @@
 #include "../proto/pmd.h"
 #include "../proto/ws_client.h"
 #include "../proto/ws_frame.h"
+#include "../util/clock.h"
 #include "../util/sslio.h"
 #include "../util/utf8.h"
 #include "lx_json.h"
@@ -367,9 +368,9 @@ static int l_close(lua_State *L)
     int got = 0;
     if (wsc_close(&lc->c, (unsigned)code, reason, rl, timeout)) {
         struct wsc_msg m;
-        double end = wsc_now() + timeout;
+        double end = clock_seconds() + timeout;
         while (!got) {
-            int r = wsc_receive(&lc->c, end - wsc_now() > 0 ? end - wsc_now() : 0, &m);
+            int r = wsc_receive(&lc->c, end - clock_seconds() > 0 ? end - clock_seconds() : 0, &m);
             if (r <= 0)
                 break;
             if (m.kind == WSC_CLOSE)
@@ -492,14 +493,14 @@ static int tcp_send(lua_State *L)
     struct ltcp *t = check_tcp(L);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    double end = wsc_now() + opt_timeout(L, 3, DEFAULT_TIMEOUT);
+    double end = clock_seconds() + opt_timeout(L, 3, DEFAULT_TIMEOUT);
     while (n) {
         long w = t->io->write(t->ioctx, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (!wsc_wait(t->fd, true, end - wsc_now()))
+            if (!wsc_wait(t->fd, true, end - clock_seconds()))
                 return fail(L, "timeout", 0);
         } else {
             return fail(L, sslio_strerror(errno), 0);
@@ -534,12 +535,12 @@ static int tcp_receive(lua_State *L)
 static int tcp_receive_all(lua_State *L)
 {
     struct ltcp *t = check_tcp(L);
-    double end = wsc_now() + opt_timeout(L, 2, DEFAULT_TIMEOUT);
+    double end = clock_seconds() + opt_timeout(L, 2, DEFAULT_TIMEOUT);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     const char *why = "timeout";
     for (;;) {
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if (left <= 0 || (!t->io->pending(t->ioctx) && !wsc_wait(t->fd, false, left)))
             break;
         char *w = luaL_prepbuffsize(&b, 65536);
@@ -580,7 +581,7 @@ static int tcp_close(lua_State *L)
 
 static int l_now(lua_State *L)
 {
-    lua_pushnumber(L, wsc_now());
+    lua_pushnumber(L, clock_seconds());
     return 1;
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/clock.h"
 #include "../util/limits.h"
 #include "../util/log.h"
 #include "../util/shdict.h"
@@ -138,13 +139,13 @@ static int d_get(lua_State *L)
     const char *k = check_key(L, 2, &kl);
     char small[256];
     struct shdict_value v;
-    int rc = shdict_get(d, k, kl, shdict_now(), &v, small, sizeof small);
+    int rc = shdict_get(d, k, kl, clock_ns(), &v, small, sizeof small);
     /* A longer string: a buffer of its size, outside the lock, then again
      * (it may have grown meanwhile). */
     while (rc == SHDICT_SHORT_BUFFER) {
         size_t need = v.len;
         char *big = lua_newuserdatauv(L, need, 0);
-        rc = shdict_get(d, k, kl, shdict_now(), &v, big, need);
+        rc = shdict_get(d, k, kl, clock_ns(), &v, big, need);
         if (rc != SHDICT_SHORT_BUFFER) {
             push_value(L, &v);
             return 1;
@@ -167,7 +168,7 @@ static int store(lua_State *L, enum shdict_mode mode)
     check_value(L, 3, mode == SHDICT_SET, &v);
     double ttl = opt_ttl(L, 4);
     bool forcible = false;
-    int rc = shdict_store(d, mode, k, kl, &v, ttl, shdict_now(), &forcible);
+    int rc = shdict_store(d, mode, k, kl, &v, ttl, clock_ns(), &forcible);
     return written(L, rc, NULL, forcible);
 }
 
@@ -200,7 +201,7 @@ static int d_incr(lua_State *L)
     double ttl = opt_ttl(L, 5);
     struct shdict_value out;
     bool forcible = false;
-    int rc = shdict_incr(d, k, kl, &n, has_init ? &init : NULL, ttl, shdict_now(), &out,
+    int rc = shdict_incr(d, k, kl, &n, has_init ? &init : NULL, ttl, clock_ns(), &out,
                          &forcible);
     return written(L, rc, &out, forcible);
 }
@@ -210,7 +211,7 @@ static int d_delete(lua_State *L)
     struct shdict *d = check_dict(L);
     size_t kl;
     const char *k = check_key(L, 2, &kl);
-    lua_pushboolean(L, shdict_delete(d, k, kl, shdict_now()));
+    lua_pushboolean(L, shdict_delete(d, k, kl, clock_ns()));
     return 1;
 }
 
@@ -221,7 +222,7 @@ static int d_ttl(lua_State *L)
     size_t kl;
     const char *k = check_key(L, 2, &kl);
     double left;
-    int rc = shdict_ttl(d, k, kl, shdict_now(), &left);
+    int rc = shdict_ttl(d, k, kl, clock_ns(), &left);
     if (rc != SHDICT_OK)
         return fail(L, rc);
     if (left > 0)
@@ -238,7 +239,7 @@ static int d_expire(lua_State *L)
     const char *k = check_key(L, 2, &kl);
     luaL_checkany(L, 3);
     double ttl = opt_ttl(L, 3);
-    int rc = shdict_expire(d, k, kl, ttl, shdict_now());
+    int rc = shdict_expire(d, k, kl, ttl, clock_ns());
     if (rc != SHDICT_OK)
         return fail(L, rc);
     lua_pushboolean(L, 1);
@@ -264,7 +265,7 @@ static int d_keys(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_box_key);
     lua_setmetatable(L, -2);
     size_t n;
-    struct shdict_key *keys = shdict_keys(d, shdict_now(), max, &n);
+    struct shdict_key *keys = shdict_keys(d, clock_ns(), max, &n);
     *box = keys;
     lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
     for (size_t i = 0; i < n; i++) {
@@ -286,7 +287,7 @@ static int d_flush_expired(lua_State *L)
 {
     struct shdict *d = check_dict(L);
     size_t max = opt_count(L, 2, 0);
-    lua_pushinteger(L, (lua_Integer)shdict_flush_expired(d, shdict_now(), max));
+    lua_pushinteger(L, (lua_Integer)shdict_flush_expired(d, clock_ns(), max));
     return 1;
 }
 

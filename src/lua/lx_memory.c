@@ -25,7 +25,6 @@
  * that was running would blame the wrong one.
  */
 #include <stdlib.h>
-#include <time.h>
 
 #include "../util/clock.h"
 #include "../util/log.h"

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../proto/ws_client.h"
+#include "../util/clock.h"
 
 extern char **environ;
 
@@ -131,11 +132,11 @@ static int l_spawn(lua_State *L)
 static int l_readline(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
-    double end = wsc_now() + luaL_optnumber(L, 2, 5);
+    double end = clock_seconds() + luaL_optnumber(L, 2, 5);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (;;) {
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if (left <= 0 || !wsc_wait(fd, false, left)) {
             lua_pushnil(L);
             lua_pushliteral(L, "timeout");
@@ -185,7 +186,7 @@ static int l_kill(lua_State *L)
 static int l_wait(lua_State *L)
 {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-    double end = wsc_now() + luaL_optnumber(L, 2, 10);
+    double end = clock_seconds() + luaL_optnumber(L, 2, 10);
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -203,7 +204,7 @@ static int l_wait(lua_State *L)
             lua_pushstring(L, strerror(errno));
             return 2;
         }
-        if (wsc_now() >= end) {
+        if (clock_seconds() >= end) {
             lua_pushnil(L);
             lua_pushliteral(L, "timeout");
             return 2;

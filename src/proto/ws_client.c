@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../util/clock.h"
@@ -20,16 +19,11 @@
 #include "http_parse.h"
 #include "ws_handshake.h"
 
-double wsc_now(void)
-{
-    return clock_seconds();
-}
-
 bool wsc_wait(int fd, bool write, double timeout)
 {
-    double end = wsc_now() + timeout;
+    double end = clock_seconds() + timeout;
     for (;;) {
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if (left < 0)
             left = 0;
         struct pollfd p = { fd, write ? POLLOUT : POLLIN, 0 };
@@ -185,7 +179,7 @@ bool wsc_parse_url(const char *url, bool *secure, char *host, size_t hostcap, un
 /* Writes everything within the timeout. */
 static bool write_all(struct ws_client *c, const char *p, size_t n, double timeout)
 {
-    double end = wsc_now() + timeout;
+    double end = clock_seconds() + timeout;
     while (n) {
         long w = c->io->write(c->ioctx, p, n);
         if (w > 0) {
@@ -196,7 +190,7 @@ static bool write_all(struct ws_client *c, const char *p, size_t n, double timeo
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN) {
-            double left = end - wsc_now();
+            double left = end - clock_seconds();
             if (left <= 0 || !wsc_wait(c->fd, true, left)) {
                 snprintf(c->error, sizeof c->error, "timeout while sending");
                 return false;
@@ -220,9 +214,9 @@ static bool write_all(struct ws_client *c, const char *p, size_t n, double timeo
  * yield nothing (TLS records without application data): wait again. */
 static int read_some(struct ws_client *c, double timeout)
 {
-    double end = wsc_now() + timeout;
+    double end = clock_seconds() + timeout;
     for (;;) {
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if (!c->io->pending(c->ioctx) && (left <= 0 || !wsc_wait(c->fd, false, left)))
             return 0;
         char *w = buf_reserve(&c->in, 65536);
@@ -254,7 +248,8 @@ static void refused(struct ws_client *c, const struct http_response *res, size_t
         want = LIM_CLIENT_REFUSAL_BODY;
     char reason[64];
     snprintf(reason, sizeof reason, "%.*s", (int)res->reason_len, res->reason);
-    while (c->in.len - hl < want && wsc_now() < end && read_some(c, end - wsc_now()) > 0)
+    while (c->in.len - hl < want && clock_seconds() < end &&
+           read_some(c, end - clock_seconds()) > 0)
         ;
     size_t bl = c->in.len - hl < want ? c->in.len - hl : want;
     const char *body = c->in.data + hl;
@@ -286,14 +281,14 @@ bool wsc_handshake(struct ws_client *c, const char *hostheader, const char *targ
     if (!ok)
         return false;
 
-    double end = wsc_now() + o->timeout;
+    double end = clock_seconds() + o->timeout;
     struct http_response res;
     int hl;
     for (;;) {
         hl = http_parse_response(c->in.data ? c->in.data : "", c->in.len, &res);
         if (hl != HTTP_PARTIAL)
             break;
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         int r = left > 0 ? read_some(c, left) : 0;
         if (r == 0) {
             snprintf(c->error, sizeof c->error, "timeout waiting for the handshake response");
@@ -430,7 +425,7 @@ bool wsc_pump(struct ws_client *c)
 
 int wsc_receive(struct ws_client *c, double timeout, struct wsc_msg *m)
 {
-    double end = wsc_now() + timeout;
+    double end = clock_seconds() + timeout;
     for (;;) {
         if (c->qlen) {
             *m = c->q[c->qhead++];
@@ -458,11 +453,11 @@ int wsc_receive(struct ws_client *c, double timeout, struct wsc_msg *m)
             if (c->qlen)
                 continue;
         }
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if (left < 0)
             left = 0;
         int r = read_some(c, left);
-        if (r == 0 && wsc_now() >= end)
+        if (r == 0 && clock_seconds() >= end)
             return 0;
         if (r < 0 && !c->in.len)
             return -1;

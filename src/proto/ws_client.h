@@ -129,6 +129,5 @@ void wsc_free(struct ws_client *c);
 /* Waits for the fd to become readable (POLLIN) or writable; true when
  * ready, false on timeout. */
 bool wsc_wait(int fd, bool write, double timeout);
-double wsc_now(void);
 
 #endif

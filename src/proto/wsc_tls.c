@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/clock.h"
 #include "../util/sslio.h"
 #include "ws_client.h"
 
@@ -110,14 +111,14 @@ bool wsc_tls_start(int fd, const char *host, const struct wsc_tls_opts *o, doubl
     }
     SSL_set_connect_state(t->ssl);
 
-    double end = wsc_now() + timeout;
+    double end = clock_seconds() + timeout;
     for (;;) {
         ERR_clear_error();
         int r = SSL_do_handshake(t->ssl);
         if (r == 1)
             break;
         int e = SSL_get_error(t->ssl, r);
-        double left = end - wsc_now();
+        double left = end - clock_seconds();
         if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && left > 0 &&
             wsc_wait(fd, e == SSL_ERROR_WANT_WRITE, left))
             continue;

@@ -7,10 +7,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -107,11 +105,6 @@ struct metrics_worker *metrics_worker(struct metrics *m, unsigned i)
 unsigned metrics_workers(const struct metrics *m)
 {
     return m->nworkers;
-}
-
-uint64_t metrics_now_ns(void)
-{
-    return (uint64_t)clock_ns();
 }
 
 /* ---- series ---- */

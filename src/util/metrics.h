@@ -200,11 +200,11 @@ static inline void metrics_inflated(struct metrics_path_cells *p, size_t in, siz
  * inside it):
  *
  *     bool timed = metrics_sample(mw);
- *     uint64_t t0 = timed ? metrics_now_ns() : 0;
+ *     uint64_t t0 = timed ? (uint64_t)clock_ns() : 0;
  *     ... the call ...
  *     metrics_handler_call(p, ok, over_budget);
  *     if (timed)
- *         metrics_handler_timed(p, metrics_now_ns() - t0);
+ *         metrics_handler_timed(p, (uint64_t)clock_ns() - t0);
  */
 static inline bool metrics_sample(struct metrics_worker *mw)
 {
@@ -217,8 +217,6 @@ static inline bool metrics_sample(struct metrics_worker *mw)
     mw->rng = x;
     return (x & (LIM_METRICS_TIMING_SAMPLE - 1)) == 0;
 }
-
-uint64_t metrics_now_ns(void);
 
 static inline void metrics_handler_call(struct metrics_path_cells *p, bool ok, bool over_budget)
 {

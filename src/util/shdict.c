@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -91,11 +90,6 @@ const char *shdict_strerror(int rc)
     }
 }
 
-int64_t shdict_now(void)
-{
-    return clock_ns();
-}
-
 static int64_t ttl_ns(double ttl)
 {
     assert(ttl >= 0 && ttl <= LIM_DICT_TTL_MAX);
@@ -133,7 +127,7 @@ struct shdict *shdict_new(const char *name, size_t capacity)
     snprintf(d->name, sizeof d->name, "%s", name);
     if (getrandom(d->key, sizeof d->key, 0) != (ssize_t)sizeof d->key) {
         /* No kernel randomness: a key that still differs per process. */
-        uint64_t k[2] = { (uint64_t)shdict_now(), (uint64_t)getpid() ^ (uintptr_t)d };
+        uint64_t k[2] = { (uint64_t)clock_ns(), (uint64_t)getpid() ^ (uintptr_t)d };
         memcpy(d->key, k, sizeof d->key);
     }
     return d;

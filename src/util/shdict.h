@@ -24,7 +24,7 @@
  * entries at the LRU end go first, and do not count as evictions), or by
  * shdict_flush_expired.
  *
- * Time: every operation takes `now` (shdict_now(), in nanoseconds), so
+ * Time: every operation takes `now` (clock_ns() of util/clock.h, in nanoseconds), so
  * tests can move the clock; ttl is in seconds, 0 for none.
  *
  * The process-wide registry (shdict_open) holds every dictionary by name:
@@ -70,9 +70,6 @@ enum shdict_rc {
 
 /* The reason as scripts see it: "not found", "exists", "no memory", … */
 const char *shdict_strerror(int rc);
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-int64_t shdict_now(void);
 
 /* A dictionary outside the registry (tests, or a caller that owns it):
  * name is for log lines. */

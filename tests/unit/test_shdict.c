@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "util/clock.h"
 #include "util/limits.h"
 #include "util/shdict.h"
 #include "util/siphash.h"
@@ -644,7 +645,7 @@ static void *incr_thread(void *p)
     struct worker_arg *a = p;
     struct shdict_value one = num_i(1), zero = num_i(0), out;
     for (int i = 0; i < INCRS; i++) {
-        if (shdict_incr(a->d, "hits", 4, &one, &zero, 0, shdict_now(), &out, NULL) != SHDICT_OK)
+        if (shdict_incr(a->d, "hits", 4, &one, &zero, 0, clock_ns(), &out, NULL) != SHDICT_OK)
             a->bad++;
     }
     return NULL;
@@ -666,7 +667,7 @@ TEST(incr_from_four_threads_is_exact)
     }
     CHECK_EQ_INT(bad, 0);
     struct shdict_value v;
-    CHECK_EQ_INT(shdict_get(d, "hits", 4, shdict_now(), &v, NULL, 0), SHDICT_OK);
+    CHECK_EQ_INT(shdict_get(d, "hits", 4, clock_ns(), &v, NULL, 0), SHDICT_OK);
     CHECK(v.type == SHDICT_INT);
     CHECK_EQ_INT(v.i, THREADS * INCRS);
     shdict_free(d);
@@ -682,7 +683,7 @@ static void *mixed_thread(void *p)
         seed = seed * 1103515245u + 12345u;
         unsigned r = seed >> 8;
         snprintf(k, sizeof k, "k%u", r % 300);
-        int64_t now = shdict_now();
+        int64_t now = clock_ns();
         switch (r % 7) {
         case 0:
         case 1: {
