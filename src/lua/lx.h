@@ -107,10 +107,11 @@ struct lx_memory {
 struct inbox;
 struct lx_batch;
 
-/* The runtime of one worker. */
 /* The methods of a caller (lx_caller.c): send, sendBinary, ping, pong,
  * close, subscribe, unsubscribe. */
 #define LX_CALLER_METHODS 7
+
+/* The runtime of one worker. */
 
 struct lx_rt {
     lua_State *L;

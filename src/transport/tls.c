@@ -5,6 +5,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,13 @@ struct tls_conn {
     bool handshaking;
     bool started;               /* the first handshake bytes were looked at */
 };
+_Static_assert(offsetof(struct tls_conn, base) == 0, "a connection's tdata is its tls_conn");
+
+/* The TLS state of c, a connection tls_attach set up. */
+static inline struct tls_conn *tls_of(const struct conn *c)
+{
+    return (struct tls_conn *)c->tdata;
+}
 
 /* Room for an OpenSSL error string. */
 #define SSL_ERROR_CAP 256
@@ -262,7 +270,7 @@ void tls_server_free(struct tls_server *t)
 
 static ssize_t tls_read(struct conn *c, void *p, size_t n)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     sslio_clear_errors();
     errno = 0;
     return sslio_result(t->ssl, SSL_read(t->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
@@ -270,7 +278,7 @@ static ssize_t tls_read(struct conn *c, void *p, size_t n)
 
 static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
     if (n > 1) {
@@ -295,7 +303,7 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
 
 static void tls_shutdown(struct conn *c)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     if (!t->handshaking)
         SSL_shutdown(t->ssl);   /* close_notify; we do not wait for the peer's */
     ERR_clear_error();
@@ -304,14 +312,14 @@ static void tls_shutdown(struct conn *c)
 
 static void tls_free(struct conn *c)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     SSL_free(t->ssl);
     free(t);
 }
 
 static bool tls_pending(struct conn *c)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     /* Records read ahead count too, whole or not: the caller reads again
      * only after a read that made progress. */
     return !t->handshaking && SSL_has_pending(t->ssl);
@@ -350,7 +358,7 @@ static bool answered_plain_http(struct conn *c)
 
 static int tls_handshake(struct conn *c)
 {
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     if (!t->started) {
         t->started = true;
         if (answered_plain_http(c))
@@ -407,7 +415,7 @@ bool tls_info(const struct conn *c, struct tls_info *out)
 {
     if (!(c->flags & CONN_SECURE) || !c->tdata || c->tdata->tp != &tls_transport)
         return false;
-    struct tls_conn *t = (struct tls_conn *)c->tdata;
+    struct tls_conn *t = tls_of(c);
     memset(out, 0, sizeof *out);
     out->version = SSL_get_version(t->ssl);
     out->cipher = SSL_get_cipher_name(t->ssl);
