@@ -24,7 +24,7 @@ describe("timeouts with a wall clock that runs ten times too fast", function()
     local asan = os.getenv("ASAN_OPTIONS")
     srv = testing.start{
       dir = "spec/services/hardening",
-      args = { "--handshake-timeout", "2", "--keepalive-timeout", "2" },
+      args = { "--handshake-timeout", "2", "--keepalive-timeout", "2", "--close-timeout", "1" },
       env = {
         LD_PRELOAD = faketime_library(),
         FAKETIME = "+0 x" .. RATE,
@@ -41,12 +41,15 @@ describe("timeouts with a wall clock that runs ten times too fast", function()
     end
   end)
 
-  -- Seconds from t0 until the server closes s (nil and why if it does not
-  -- within `within` seconds).
-  local function closed_after(s, t0, within)
-    local _, why = s:receiveAll(within)
-    if why ~= "closed" then return nil, why end
-    return core.now() - t0
+  -- Waits for the server to close s, and asserts that it did so no sooner
+  -- than `least` seconds after t0; returns what s received.
+  local function assert_closed_after(s, t0, least, what)
+    local data, why = s:receiveAll(least + 4)
+    local took = core.now() - t0
+    s:close()
+    assert.equal("closed", why)
+    assert.is_true(took >= least - 1e-6, ("%s after %.3f s"):format(what, took))
+    return data
   end
 
   it("does run the server on a fast wall clock", function()
@@ -63,9 +66,7 @@ describe("timeouts with a wall clock that runs ten times too fast", function()
     local t0 = core.now()
     local s = assert(srv:tcp())
     s:send("GET /h/seq HTTP/1.1\r\nHost: a\r\n")
-    local took = assert(closed_after(s, t0, 6))
-    s:close()
-    assert.is_true(took >= 2 - 1e-6, ("dropped after %.3f s"):format(took))
+    assert_closed_after(s, t0, 2, "dropped")
   end)
 
   it("keeps an idle keep-alive connection for --keepalive-timeout", function()
@@ -75,9 +76,7 @@ describe("timeouts with a wall clock that runs ten times too fast", function()
     s:send("GET /h/seq HTTP/1.1\r\nHost: a\r\n\r\n")
     local got = assert(s:receive(3))
     assert.matches("^HTTP/1%.1 200 ", got)
-    local took = assert(closed_after(s, t0, 6))
-    s:close()
-    assert.is_true(took >= 2 - 1e-6, ("closed after %.3f s"):format(took))
+    assert_closed_after(s, t0, 2, "closed")
   end)
 
   it("closes a silent WebSocket 1001 after its idle_timeout (1 s), not sooner", function()
@@ -88,6 +87,19 @@ describe("timeouts with a wall clock that runs ten times too fast", function()
     assert.equal("close", kind, data)
     assert.equal(1001, code)
     assert.is_true(took >= 1 - 1e-6, ("closed after %.3f s"):format(took))
+  end)
+
+  it("waits --close-timeout (1 s) for the answer to its close frame, not less", function()
+    -- an upgrade by hand on a raw socket, which never answers the close
+    -- frame that the idle timeout (1 s) sends
+    local t0 = core.now()
+    local s = assert(srv:tcp())
+    s:send("GET /idle HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    local data = assert_closed_after(s, t0, 1 + 1, "dropped")
+    local body = assert(data:match("^HTTP/1%.1 101 .-\r\n\r\n(.*)$"))
+    -- the close frame: 1001 "idle timeout"
+    assert.equal(string.char(0x88, 2 + #"idle timeout", 0x03, 0xE9) .. "idle timeout", body)
   end)
 
   it("still serves another client meanwhile", function()
